@@ -1,0 +1,203 @@
+"""The nine answers for marketing, each a short text plus the figures behind it.
+
+Contract (answers.json): top-level keys `who`, `how_many`, `characteristics`,
+`revenue_share`, `expected_revenue`, `entry_conditions`, `exit_conditions`,
+`guarantee`, `marketing_actions`, plus `as_of`, `period`, `data_quality` and
+`model`. Every answer has a `text` of one or two plain sentences.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .evaluation import KEY_FIGURES
+from .features import DESCRIPTIONS
+
+QUESTIONS = {
+    "who": "Who are the customers eligible for the Insiders program?",
+    "how_many": "How many customers are in the group?",
+    "characteristics": "What are the main characteristics of these customers?",
+    "revenue_share": "What share of revenue comes from the Insiders?",
+    "expected_revenue": "What revenue do we expect from the Insiders in the coming months?",
+    "entry_conditions": "What must a customer do to join the Insiders?",
+    "exit_conditions": "When does a member leave the Insiders?",
+    "guarantee": "What proves the Insiders are better than the rest?",
+    "marketing_actions": "What should marketing do for each group?",
+}
+NOT_APPLICABLE = "does not apply to this source"
+
+
+def _money(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.0f}"
+
+
+def build(
+    as_of: pd.Timestamp, stages: dict[str, dict], customers: pd.DataFrame,
+    extra: dict | None = None,
+) -> dict:
+    """Assemble answers.json from the stages' outputs and the final customer table."""
+    q, seg, ins, ev, fc = (stages[k] for k in ("quality", "segment", "insiders", "evaluate",
+                                               "forecast"))
+    feat = stages["features"]
+    members = customers[customers["is_insider"]].sort_values("value_rank")
+    active = customers[customers["has_purchase"]]
+    n, n_active = len(members), len(active)
+    total_rev = float(customers["monetary"].sum())
+    ins_rev = float(members["monetary"].sum())
+    share = n / n_active if n_active else 0.0
+    rev_share = ins_rev / total_rev if total_rev else 0.0
+    sel, cond = ins["selection"], ins["conditions"]
+    vs_rest = ev["insiders_vs_rest"]
+    oot = ev["out_of_time"]
+    period = {"start": feat["period_start"], "end": str(pd.Timestamp(as_of).date())}
+
+    top = members.head(10)
+    by_persona = members["persona"].value_counts()
+    countries = members["country"].value_counts().head(5)
+    m = vs_rest["monetary"]
+    f = vs_rest["frequency"]
+    r = vs_rest["recency_days"]
+
+    fc_months = fc["months"]
+    fc_total = sum(x["revenue"] for x in fc_months)
+    back = fc["backtest"]
+
+    profiles = seg["profiles"]
+    actions = [
+        {"segment": int(p["segment"]), "persona": p["persona"], "customers": int(p["customers"]),
+         "share": round(float(p["share"]), 4), "revenue_share": round(float(p["revenue_share"]),
+                                                                        4),
+         "description": p["description"], "action": p["action"],
+         "insiders": int(by_persona.get(p["persona"], 0))}
+        for p in profiles
+    ]
+    flows = ins["membership"]
+    answers = {
+        "as_of": str(pd.Timestamp(as_of).date()),
+        "period": period,
+        "questions": QUESTIONS,
+        "who": {
+            "text": (f"{n:,} customers, ranked by what they are expected to spend over the next "
+                     f"{ins['value_model']['horizon_months']} months; the top of the list is "
+                     f"customer {top['customer_id'].iloc[0] if n else 'n/a'}. The full list is "
+                     "in insiders.csv."),
+            "customer_ids": members["customer_id"].astype("str").tolist(),
+            "top": [
+                {"customer_id": str(c.customer_id), "persona": c.persona,
+                 "country": c.country, "monetary": round(float(c.monetary), 2),
+                 "frequency": int(c.frequency),
+                 "expected_value": round(float(c.expected_value), 2)}
+                for c in top.itertuples()
+            ],
+        },
+        "how_many": {
+            "text": (f"{n:,} customers, {share:.1%} of the {n_active:,} who bought in the period. "
+                     f"Size rule: {sel['rule']}."),
+            "count": n,
+            "share_of_customers": round(share, 4),
+            "active_customers": n_active,
+            "rule": sel["rule"],
+            "bounds": {"min_share": None, "max_share": None},
+        },
+        "characteristics": {
+            "text": (f"The typical Insider spent {_money(m['insiders_median'])} in the period "
+                     f"against {_money(m['rest_median'])} for other customers, bought "
+                     f"{f['insiders_median']:.0f} times against {f['rest_median']:.0f}, and last "
+                     f"bought {r['insiders_median']:.0f} days ago against "
+                     f"{r['rest_median']:.0f}. Most are "
+                     f"{by_persona.index[0] if len(by_persona) else 'n/a'}."),
+            "insiders_vs_rest": {
+                k: {"label": v["label"], "insiders_mean": v["insiders_mean"],
+                    "rest_mean": v["rest_mean"], "insiders_median": v["insiders_median"],
+                    "rest_median": v["rest_median"], "ratio": v["ratio"]}
+                for k, v in vs_rest.items()
+            },
+            "by_persona": {str(k): int(v) for k, v in by_persona.items()},
+            "top_countries": {str(k): int(v) for k, v in countries.items()},
+            "feature_descriptions": DESCRIPTIONS,
+        },
+        "revenue_share": {
+            "text": (f"The Insiders brought {rev_share:.0%} of net revenue in the period "
+                     f"({_money(ins_rev)} of {_money(total_rev)}) while being {share:.1%} of "
+                     "customers."),
+            "value": round(rev_share, 4),
+            "insiders_revenue": round(ins_rev, 2),
+            "total_revenue": round(total_rev, 2),
+            "expected_share_next": round(float(sel["coverage"]), 4),
+        },
+        "expected_revenue": {
+            "text": (f"About {_money(fc_total)} over the next {len(fc_months)} months "
+                     f"({fc['method']}; 80% interval per month in the figures). "
+                     + (back.get("text", "") if back else "")).strip(),
+            "months": fc_months,
+            "total": round(fc_total, 2),
+            "method": fc["method"],
+            "history": fc["history"],
+            "backtest": back,
+        },
+        "entry_conditions": {
+            "text": cond["entry_text"],
+            "entry_line": round(float(sel["entry_line"]), 2),
+            "value_method": ins["value_model"]["method"],
+            "rules": cond["rules"],
+            "rules_text": ("In everyday terms, a customer is an Insider when: "
+                           + "; or ".join(cond["rules"]) + ".") if cond["rules"] else "",
+            "agreement": cond["agreement"],
+            "precision": cond["precision"],
+            "recall": cond["recall"],
+        },
+        "exit_conditions": {
+            "text": cond["exit_text"],
+            "exit_line": round(float(sel["exit_line"]), 2),
+            "exit_rank": int(sel["exit_rank"]),
+            "membership": flows,
+            "previous_members": ins["previous_members"],
+        },
+        "guarantee": {
+            "text": _guarantee_text(vs_rest, oot),
+            "insiders_vs_rest": vs_rest,
+            "out_of_time": oot,
+            "value_contest": ins["value_contest"],
+        },
+        "marketing_actions": {
+            "text": ("Each segment gets an action that follows from its figures; the Insiders "
+                     "get recognition and early access rather than discounts."),
+            "segments": actions,
+            "insiders_action": ("Recognition over discounts: early access to new collections, a "
+                                "named contact, a thank-you before the November peak; watch "
+                                "members close to the exit line and call them first."),
+        },
+        "data_quality": {
+            **{k: q[k] for k in ("rows_in", "rows_kept", "set_aside", "reasons", "notes")},
+            "files": stages["extract"].get("files", {}),
+            "source": stages["extract"].get("source"),
+        },
+        "model": {
+            "chosen": seg["chosen"],
+            "why": seg["why"],
+            "candidates": seg["candidates"],
+            "features": seg["model_features"],
+            "value_model": ins["value_model"],
+            "value_method_why": ins["value_contest"]["why"],
+        },
+    }
+    if extra:
+        answers.update(extra)
+    return answers
+
+
+def _guarantee_text(vs_rest: dict, oot: dict) -> str:
+    m = vs_rest["monetary"]
+    lo, hi = m["ci95"]
+    text = (f"Insiders spend {m['ratio']:.1f}x the rest per customer (difference "
+            f"{_money(m['difference'])}, 95% CI {_money(lo)} to {_money(hi)}, Mann-Whitney "
+            f"p={m['p_value']:.1g}).") if m["ratio"] else "Not enough customers to compare."
+    if oot.get("available"):
+        text += " " + oot["text"]
+    else:
+        text += " " + oot.get("text", "")
+    return text
+
+
+def key_figure_labels() -> dict[str, str]:
+    return dict(KEY_FIGURES)

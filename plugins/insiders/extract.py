@@ -1,0 +1,449 @@
+"""Extract: read transaction lines from the files and databases users bring.
+
+Everything is read as text and in chunks, so memory stays bounded and no value
+is lost to a wrong guess of its type: the quality stage decides what each value
+means and sets aside what it cannot read. Files may be .csv, .csv.gz, .txt,
+.zip (one or more tables inside) or .xlsx; UTF-8 or latin-1; comma, semicolon,
+tab or pipe separated; with the column names of the common copies of the
+Online Retail data (`InvoiceNo` or `Invoice`, `UnitPrice` or `Price`, ...).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import glob
+import gzip
+import io
+import re
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from .errors import InputError
+
+# canonical name -> accepted spellings (compared lower-case, without spaces, _ and -)
+ALIASES: dict[str, tuple[str, ...]] = {
+    "invoice": ("invoiceno", "invoice", "invoicenumber", "invoiceid", "orderid", "orderno"),
+    "stock_code": ("stockcode", "productcode", "sku", "productid", "itemcode", "stockno"),
+    "description": ("description", "productname", "productdescription", "item"),
+    "quantity": ("quantity", "qty", "units"),
+    "invoice_date": ("invoicedate", "date", "orderdate", "invoicedatetime", "purchasedate"),
+    "unit_price": ("unitprice", "price", "priceperunit"),
+    "customer_id": ("customerid", "customer", "customerno", "customernumber", "clientid"),
+    "country": ("country", "countryname"),
+}
+REQUIRED = ("invoice", "stock_code", "quantity", "invoice_date", "unit_price", "customer_id")
+OPTIONAL_DEFAULTS = {"description": "", "country": "Unknown"}
+RAW_COLUMNS = list(ALIASES)
+TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".gz")
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def _norm(name: object) -> str:
+    return re.sub(r"[\s_\-./]+", "", str(name or "")).lower()
+
+
+def map_columns(header: Iterable[object], where: str) -> dict[str, str]:
+    """Map the file's column names to canonical names, or fail naming what is missing."""
+    names = [str(h) if h is not None else "" for h in header]
+    lookup = {_norm(n): n for n in reversed(names) if n}
+    mapping: dict[str, str] = {}
+    for canonical, spellings in ALIASES.items():
+        for spelling in spellings:
+            if spelling in lookup:
+                mapping[canonical] = lookup[spelling]
+                break
+    missing = [c for c in REQUIRED if c not in mapping]
+    if missing:
+        wanted = ", ".join(ALIASES[c][0].replace("no", "No") if c == "invoice" else c
+                           for c in missing)
+        shown = ", ".join(repr(n) for n in names[:12]) or "none"
+        raise InputError(
+            f"{where}: missing required column(s) {wanted} (found columns: {shown}). "
+            "Expected the Online Retail layout: InvoiceNo, StockCode, Description, Quantity, "
+            "InvoiceDate, UnitPrice, CustomerID, Country."
+        )
+    return mapping
+
+
+@dataclass
+class ExtractStats:
+    """What was read: rows per file, rows that could not be split into fields, notes."""
+
+    rows: int = 0
+    rejects: int = 0
+    files: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Chunk:
+    """A block of lines as text in canonical columns, plus lines that could not be parsed."""
+
+    frame: pd.DataFrame  # RAW_COLUMNS + source_file + source_row, all text but source_row
+    rejects: pd.DataFrame  # source_file, source_row, raw_text
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def expand_source(source: str | Path) -> list[Path]:
+    """A file, a directory of tables, or a glob -> the files, in a stable order."""
+    text = str(source)
+    if any(ch in text for ch in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(text))
+        if not paths:
+            raise InputError(f"{text}: no file matches this pattern")
+        return paths
+    path = Path(text)
+    if path.is_dir():
+        paths = sorted(p for p in path.iterdir() if p.name.lower().endswith(TABLE_SUFFIXES)
+                       or p.suffix.lower() == ".zip")
+        if not paths:
+            raise InputError(f"{path}: the folder holds no .csv, .csv.gz, .zip or .xlsx file")
+        return paths
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    return [path]
+
+
+def read_source(
+    source: str | Path,
+    chunk_rows: int = 250_000,
+    stats: ExtractStats | None = None,
+    query: str | None = None,
+) -> Iterator[Chunk]:
+    """Yield chunks from a file, folder, glob or SQLAlchemy URL."""
+    stats = stats if stats is not None else ExtractStats()
+    text = str(source)
+    if "://" in text and not text.startswith("file://"):
+        yield from read_sql(text, query, chunk_rows, stats)
+        return
+    for path in expand_source(source):
+        yield from read_file(path, chunk_rows, stats)
+
+
+def read_file(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chunk]:
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        yield from _read_zip(path, chunk_rows, stats)
+    elif name.endswith((".xlsx", ".xlsm")):
+        with open(path, "rb") as fh:
+            yield from _read_xlsx(fh, str(path), chunk_rows, stats)
+    elif name.endswith(".xls"):
+        raise InputError(f"{path}: old .xls workbooks are not supported; save it as .xlsx or .csv")
+    else:
+        opener = (lambda: gzip.open(path, "rb")) if name.endswith(".gz") else (
+            lambda: open(path, "rb"))
+        yield from _read_delimited(opener, str(path), chunk_rows, stats)
+
+
+def _read_zip(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chunk]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{path}: not a readable zip archive ({exc})") from None
+    with archive:
+        members = sorted(
+            m for m in archive.namelist()
+            if not m.endswith("/") and not m.startswith("__MACOSX")
+            and m.lower().endswith((".csv", ".txt", ".tsv", ".xlsx"))
+        )
+        if not members:
+            raise InputError(f"{path}: the zip holds no .csv or .xlsx table")
+        if len(members) > 1:
+            stats.notes.append(f"{path.name}: read {len(members)} tables: {', '.join(members)}")
+        for member in members:
+            where = f"{path}:{member}"
+            if member.lower().endswith(".xlsx"):
+                with archive.open(member) as fh:
+                    yield from _read_xlsx(io.BytesIO(fh.read()), where, chunk_rows, stats)
+            else:
+                yield from _read_delimited(lambda m=member: archive.open(m), where, chunk_rows,
+                                           stats)
+
+
+# --------------------------------------------------------------------------- delimited text
+
+
+def _header_line(opener: Callable, where: str) -> tuple[str, str]:
+    """First line of the file, and the delimiter it uses."""
+    try:
+        with opener() as fh:
+            head = fh.read(64 * 1024)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{where}: cannot be read ({exc})") from None
+    if not head.strip():
+        raise InputError(f"{where}: the file is empty; expected a header row and transactions")
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[len(codecs.BOM_UTF8):]
+    first = head.splitlines()[0] if head.splitlines() else head
+    if b"\x00" in head[:4096] or first.startswith((b"PK\x03\x04", b"\x89PNG", b"%PDF")):
+        raise InputError(f"{where}: this is not a text table (binary content); expected a CSV, "
+                         ".csv.gz, .zip or .xlsx file")
+    line = first.decode("utf-8", errors="replace")
+    counts = {d: line.count(d) for d in DELIMITERS}
+    delimiter = max(counts, key=counts.get)
+    if counts[delimiter] == 0:
+        delimiter = ","
+    return line, delimiter
+
+
+def _read_delimited(
+    opener: Callable, where: str, chunk_rows: int, stats: ExtractStats
+) -> Iterator[Chunk]:
+    line, delimiter = _header_line(opener, where)
+    names = next(csv.reader([line], delimiter=delimiter), [])
+    mapping = map_columns(names, where)
+    bad: list[tuple[int, str]] = []
+
+    def on_invalid(row) -> str:
+        bad.append((row.number if row.number is not None else -1, row.text))
+        return "skip"
+
+    # positional names for the reader; the canonical mapping keeps the first spelling
+    reader_names = [f"c{i}" for i in range(len(names))]
+    by_name = {n: f"c{i}" for i, n in reversed(list(enumerate(names)))}
+    wanted = {canon: by_name[orig] for canon, orig in mapping.items()}
+    read_opts = pacsv.ReadOptions(column_names=reader_names, skip_rows=1, block_size=8 << 20,
+                                  use_threads=False)
+    parse_opts = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
+                                    newlines_in_values=True)
+    convert_opts = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in reader_names},
+        include_columns=sorted(set(wanted.values()), key=reader_names.index),
+        strings_can_be_null=False, quoted_strings_can_be_null=False, check_utf8=False,
+    )
+    rows_done = rejects_done = 0
+    latin = [0]
+    with opener() as raw:
+        try:
+            reader = pacsv.open_csv(raw, read_options=read_opts, parse_options=parse_opts,
+                                    convert_options=convert_opts)
+            pending: list[pa.RecordBatch] = []
+            pending_rows = 0
+            for batch in reader:
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                if pending_rows >= chunk_rows:
+                    yield _to_chunk(pending, wanted, where, rows_done, rejects_done, bad, latin)
+                    rows_done += pending_rows
+                    rejects_done += len(bad)
+                    pending, pending_rows, bad[:] = [], 0, []
+            if pending or bad or rows_done == 0:
+                yield _to_chunk(pending, wanted, where, rows_done, rejects_done, bad, latin)
+                rows_done += pending_rows
+                rejects_done += len(bad)
+        except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:
+            near = f" after row {rows_done + rejects_done + 1:,}" if rows_done else ""
+            raise InputError(f"{where}: stopped reading{near}: {_short(str(exc))}. "
+                             "Is the file truncated or corrupt?") from None
+    stats.rows += rows_done
+    stats.rejects += rejects_done
+    stats.files[where] = rows_done + rejects_done
+    if latin[0]:
+        stats.notes.append(f"{where}: {latin[0]:,} values were not UTF-8 and were read as "
+                           "latin-1 (cp1252)")
+
+
+def _short(message: str) -> str:
+    return message.strip().splitlines()[0][:200] if message.strip() else "unknown error"
+
+
+def _text_column(column: pa.ChunkedArray, latin: list[int]) -> pd.Series:
+    """Arrow text as pandas; values that are not UTF-8 are decoded as cp1252 (counted)."""
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        values = []
+        for value in column.cast(pa.binary()).to_pylist():
+            try:
+                values.append(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                values.append(value.decode("cp1252", errors="replace"))
+                latin[0] += 1
+        return pd.Series(values, dtype="str")
+    return column.to_pandas()
+
+
+def _to_chunk(
+    batches: list[pa.RecordBatch], wanted: dict[str, str], where: str, rows_done: int,
+    rejects_done: int, bad: list[tuple[int, str]], latin: list[int],
+) -> Chunk:
+    if batches:
+        table = pa.Table.from_batches(batches)
+        frame = pd.DataFrame({canon: _text_column(table.column(col), latin)
+                              for canon, col in wanted.items()})
+    else:
+        frame = pd.DataFrame({canon: pd.Series([], dtype="str") for canon in wanted})
+    frame = _canonical(frame)
+    # row numbers as a spreadsheet shows them: the header is row 1. pyarrow numbers the rows it
+    # could not split the same way, so kept rows move past the rejected rows before them.
+    rows = rows_done + rejects_done + 2 + np.arange(len(frame))
+    bad_numbers = np.sort(np.array([n for n, _ in bad if n >= 0], dtype=np.int64))
+    if len(bad_numbers):
+        rows = _shift_past(rows, bad_numbers)
+    frame["source_file"] = where
+    frame["source_row"] = rows
+    rejects = pd.DataFrame(
+        {"source_file": pd.Series([where] * len(bad), dtype="str"),
+         "source_row": pd.Series([n for n, _ in bad], dtype="int64"),
+         "raw_text": pd.Series([t for _, t in bad], dtype="str")}
+    )
+    return Chunk(frame=frame, rejects=rejects)
+
+
+def _shift_past(rows: np.ndarray, bad_numbers: np.ndarray) -> np.ndarray:
+    """Kept row i sits after every rejected row numbered at or before its final position."""
+    out = rows.copy()
+    for _ in range(len(bad_numbers) + 1):
+        moved = rows + np.searchsorted(bad_numbers, out, side="right")
+        if np.array_equal(moved, out):
+            break
+        out = moved
+    return out
+
+
+def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    for column, default in OPTIONAL_DEFAULTS.items():
+        if column not in frame:
+            frame[column] = default
+    return frame[RAW_COLUMNS]
+
+
+# --------------------------------------------------------------------------- xlsx
+
+
+def _read_xlsx(fh, where: str, chunk_rows: int, stats: ExtractStats) -> Iterator[Chunk]:
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(fh, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for a broken workbook
+        raise InputError(f"{where}: not a readable .xlsx workbook ({_short(str(exc))})") from None
+    used, skipped = 0, []
+    try:
+        for sheet in book.worksheets:
+            rows = sheet.iter_rows(values_only=True)
+            header = next(rows, None)
+            sheet_where = f"{where}[{sheet.title}]"
+            try:
+                mapping = map_columns(header or [], sheet_where)
+            except InputError:
+                skipped.append(sheet.title)
+                continue
+            used += 1
+            names = [str(h) if h is not None else "" for h in header]
+            index = {canon: names.index(orig) for canon, orig in mapping.items()}
+            buffer: list[tuple] = []
+            done = 0
+            for row in rows:
+                buffer.append(row)
+                if len(buffer) >= chunk_rows:
+                    yield _xlsx_chunk(buffer, index, sheet_where, done)
+                    done += len(buffer)
+                    buffer = []
+            if buffer or done == 0:
+                yield _xlsx_chunk(buffer, index, sheet_where, done)
+                done += len(buffer)
+            stats.rows += done
+            stats.files[sheet_where] = done
+    finally:
+        book.close()
+    if not used:
+        raise InputError(f"{where}: no sheet has the transaction columns (sheets: "
+                         f"{', '.join(skipped)}); expected InvoiceNo, StockCode, Quantity, "
+                         "InvoiceDate, UnitPrice, CustomerID")
+    if skipped:
+        stats.notes.append(f"{where}: ignored sheet(s) without transactions: {', '.join(skipped)}")
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "isoformat"):
+        return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+def _xlsx_chunk(rows: list[tuple], index: dict[str, int], where: str, offset: int) -> Chunk:
+    data = {
+        canon: pd.Series([_cell_text(r[i]) if i < len(r) else "" for r in rows], dtype="str")
+        for canon, i in index.items()
+    }
+    frame = _canonical(pd.DataFrame(data))
+    frame["source_file"] = where
+    frame["source_row"] = offset + 2 + np.arange(len(frame))
+    return Chunk(frame=frame, rejects=_no_rejects())
+
+
+def _no_rejects() -> pd.DataFrame:
+    return pd.DataFrame({"source_file": pd.Series([], dtype="str"),
+                         "source_row": pd.Series([], dtype="int64"),
+                         "raw_text": pd.Series([], dtype="str")})
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and documents."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def read_sql(url: str, query: str | None, chunk_rows: int, stats: ExtractStats
+             ) -> Iterator[Chunk]:
+    """Read a table or a SELECT from a SQL database in chunks (the retailer's own store)."""
+    import sqlalchemy as sa
+
+    where = f"{redact_url(url)} ({query or 'transactions'})"
+    try:
+        engine = sa.create_engine(url)
+    except Exception as exc:  # bad URL or missing driver
+        raise InputError(f"{redact_url(url)}: cannot use this database URL ({_short(str(exc))})"
+                         ) from None
+    name = query or "transactions"
+    is_select = name.strip().lower().startswith(("select", "with"))
+    try:
+        with engine.connect() as conn:
+            if is_select:
+                statement = sa.text(name)
+            else:
+                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                statement = sa.select(table)
+            result = conn.execution_options(stream_results=True).execute(statement)
+            mapping = map_columns(result.keys(), where)
+            keys = list(result.keys())
+            done = 0
+            while True:
+                rows = result.fetchmany(chunk_rows)
+                if not rows and done:
+                    break
+                frame = pd.DataFrame(rows, columns=keys)
+                data = {canon: frame[orig].map(_cell_text).astype("str") if len(frame)
+                        else pd.Series([], dtype="str") for canon, orig in mapping.items()}
+                out = _canonical(pd.DataFrame(data))
+                out["source_file"] = where
+                out["source_row"] = done + 1 + np.arange(len(out))
+                done += len(out)
+                stats.rows += len(out)
+                yield Chunk(frame=out, rejects=_no_rejects())
+                if not rows:
+                    break
+            stats.files[where] = done
+    except InputError:
+        raise
+    except sa.exc.SQLAlchemyError as exc:
+        raise InputError(f"{where}: the database query failed ({_short(str(exc))})") from None
+    finally:
+        engine.dispose()

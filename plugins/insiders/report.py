@@ -1,0 +1,492 @@
+"""The report for marketing: one self-contained HTML file, in the order of the nine questions.
+
+Works offline (plotly.js is inlined once), escapes every value that comes from
+the data (customer ids, personas, descriptions) and says plainly when a
+question does not apply or a check came out badly.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+
+PALETTE = ["#2f5d8a", "#e07b39", "#4f9d69", "#c44e52", "#8172b3", "#937860", "#da8bc3",
+           "#8c8c8c", "#ccb974", "#64b5cd"]
+INSIDER = "#c9a227"
+REST = "#9aa5b1"
+FONT = "Inter, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"
+
+CSS = """
+*{box-sizing:border-box}body{margin:0;font-family:FONT_FAMILY;color:#1f2933;background:#f4f6f8;
+line-height:1.5}header{background:linear-gradient(120deg,#1d3557,#2f5d8a);color:#fff;
+padding:36px 0 28px}main,.wrap{max-width:1180px;margin:0 auto;padding:0 28px}
+h1{margin:0 0 6px;font-size:30px;letter-spacing:-.5px}header p{margin:0;opacity:.85}
+.kpis{display:grid;grid-template-columns:repeat(4,1fr);gap:14px;margin-top:22px}
+.kpi{background:rgba(255,255,255,.12);border-radius:10px;padding:14px 16px}
+.kpi b{display:block;font-size:26px}.kpi span{font-size:13px;opacity:.85}
+section{background:#fff;border-radius:12px;margin:22px 0;padding:22px 26px;
+box-shadow:0 1px 3px rgba(15,23,42,.08)}section h2{margin:0 0 4px;font-size:21px}
+section h2 .n{display:inline-block;width:30px;height:30px;border-radius:50%;background:#1d3557;
+color:#fff;text-align:center;font-size:15px;line-height:30px;margin-right:10px}
+.answer{font-size:16px;margin:10px 0 14px;padding:12px 16px;background:#f0f5fa;
+border-left:4px solid #2f5d8a;border-radius:4px}.muted{color:#616e7c;font-size:13px}
+.grid2{display:grid;grid-template-columns:1fr 1fr;gap:18px}
+table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:6px 8px;
+border-bottom:1px solid #e4e7eb;text-align:right}th{background:#f5f7fa;font-weight:600}
+td:first-child,th:first-child{text-align:left}td.l,th.l{text-align:left}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:14px}
+.card{border:1px solid #e4e7eb;border-radius:10px;padding:14px 16px}
+.card h3{margin:0 0 6px;font-size:16px}.tag{display:inline-block;padding:1px 8px;
+border-radius:10px;font-size:12px;color:#fff;margin-left:6px}
+.warn{background:#fff4e5;border-left-color:#e07b39}.ok{background:#eaf6ee;
+border-left-color:#4f9d69}ul.rules li{margin:4px 0}footer{color:#616e7c;font-size:12px;
+padding:10px 0 40px}nav{font-size:13px;margin-top:12px}nav a{color:#cfe0f1;
+margin-right:12px;text-decoration:none}
+""".replace("FONT_FAMILY", FONT)
+
+
+def esc(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _money(x) -> str:
+    return "n/a" if x is None or pd.isna(x) else f"{x:,.0f}"
+
+
+def _pct(x, digits: int = 0) -> str:
+    return "n/a" if x is None or pd.isna(x) else f"{x:.{digits}%}"
+
+
+class _Figures:
+    """Render plotly figures; only the first one carries plotly.js."""
+
+    def __init__(self) -> None:
+        self.first = True
+
+    def __call__(self, fig: go.Figure, height: int = 360) -> str:
+        fig.update_layout(height=height, margin={"l": 50, "r": 20, "t": 40, "b": 40},
+                          font={"family": FONT, "size": 12}, paper_bgcolor="white",
+                          plot_bgcolor="white", legend={"orientation": "h", "y": -0.18})
+        fig.update_xaxes(gridcolor="#eef1f4")
+        fig.update_yaxes(gridcolor="#eef1f4")
+        out = fig.to_html(full_html=False, include_plotlyjs=self.first,
+                          config={"displayModeBar": False, "responsive": True})
+        self.first = False
+        return out
+
+
+def _table(frame: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
+    head = "".join(f"<th class='{'l' if c in left else ''}'>{esc(c)}</th>" for c in frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = "".join(f"<td class='{'l' if c in left else ''}'>{esc(row[c])}</td>"
+                        for c in frame.columns)
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _section(number: int | str, anchor: str, title: str, answer: str, body: str,
+             tone: str = "") -> str:
+    return (f"<section id='{anchor}'><h2><span class='n'>{esc(number)}</span>{esc(title)}</h2>"
+            f"<div class='answer {tone}'>{esc(answer)}</div>{body}</section>")
+
+
+def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None = None,
+           membership_history: pd.DataFrame | None = None, title: str = "Insiders program"
+           ) -> str:
+    """The whole report as one HTML string."""
+    fig = _Figures()
+    personas = [s["persona"] for s in answers["marketing_actions"]["segments"]]
+    colors = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(personas)}
+    parts = [
+        _who(answers, customers),
+        _how_many(answers, customers, fig),
+        _characteristics(answers, colors, fig),
+        _revenue_share(answers, fig),
+        _expected(answers, fig),
+        _entry(answers),
+        _exit(answers, membership_history, fig),
+        _guarantee(answers, fig),
+        _actions(answers, colors),
+        _cohorts(cohorts, fig),
+        _stability(answers, fig),
+        _quality(answers, fig),
+        _model(answers, fig),
+    ]
+    hm = answers["how_many"]
+    er = answers["expected_revenue"]
+    kpis = [
+        (f"{hm['count']:,}", "Insiders"),
+        (_pct(hm["share_of_customers"], 1), "of active customers"),
+        (_pct(answers["revenue_share"]["value"]), "of net revenue"),
+        (_money(er["total"]), f"expected in the next {len(er['months'])} months"),
+    ]
+    kpi_html = "".join(f"<div class='kpi'><b>{esc(v)}</b><span>{esc(t)}</span></div>"
+                       for v, t in kpis)
+    nav = "".join(f"<a href='#{a}'>{esc(t)}</a>" for a, t in [
+        ("who", "Who"), ("how_many", "How many"), ("characteristics", "Profile"),
+        ("revenue_share", "Revenue"), ("expected_revenue", "Forecast"), ("entry", "Entry"),
+        ("exit", "Exit"), ("guarantee", "Proof"), ("actions", "Actions"), ("cohorts", "Cohorts"),
+        ("quality", "Data quality"), ("model", "Model")])
+    period = answers.get("period", {})
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>{esc(title)} - {esc(answers['as_of'])}</title><style>{CSS}</style></head><body>"
+        f"<header><div class='wrap'><h1>{esc(title)}</h1>"
+        f"<p>Who our best customers are, why, and what they will spend. Data up to "
+        f"{esc(answers['as_of'])} (analysed period {esc(period.get('start'))} to "
+        f"{esc(period.get('end'))}).</p><div class='kpis'>{kpi_html}</div><nav>{nav}</nav>"
+        f"</div></header><main>{''.join(p for p in parts if p)}</main>"
+        "<footer class='wrap'>Generated by Insiders. Figures are net of returns and "
+        "cancellations; money in the currency of the data.</footer></body></html>"
+    )
+
+
+def write(path: Path | str, answers: dict, customers: pd.DataFrame,
+          cohorts: pd.DataFrame | None = None, membership_history: pd.DataFrame | None = None,
+          title: str = "Insiders program") -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render(answers, customers, cohorts, membership_history, title),
+                   encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _who(a: dict, customers: pd.DataFrame) -> str:
+    members = customers[customers["is_insider"]].sort_values("value_rank").head(20)
+    frame = pd.DataFrame({
+        "Rank": members["value_rank"].astype(int),
+        "Customer": members["customer_id"].astype(str),
+        "Persona": members["persona"],
+        "Country": members["country"],
+        "Net spend": members["monetary"].map(_money),
+        "Purchases": members["frequency"].astype(int),
+        "Last purchase (days)": members["recency_days"].map(lambda v: f"{v:.0f}"),
+        "Expected next": members["expected_value"].map(_money),
+    })
+    body = (_table(frame, left=("Customer", "Persona", "Country"))
+            + f"<p class='muted'>Top 20 of {len(customers[customers['is_insider']]):,}. The "
+              "complete list, with the figures that justify each membership, is in "
+              "insiders.csv.</p>")
+    return _section(1, "who", "Who are the Insiders?", a["who"]["text"], body)
+
+
+def _how_many(a: dict, customers: pd.DataFrame, fig: _Figures) -> str:
+    active = customers[customers["has_purchase"]].sort_values("value_rank")
+    ev = active["expected_value"].clip(lower=0).to_numpy()
+    total = ev.sum() or 1.0
+    share_c = (pd.RangeIndex(1, len(ev) + 1) / max(len(ev), 1)).to_numpy()
+    cum = ev.cumsum() / total
+    n = a["how_many"]["count"]
+    f = go.Figure()
+    f.add_trace(go.Scatter(x=share_c * 100, y=cum * 100, mode="lines", name="expected revenue",
+                           line={"color": PALETTE[0], "width": 3}))
+    f.add_vline(x=100 * n / max(len(ev), 1), line={"color": INSIDER, "dash": "dash"},
+                annotation_text=f"Insiders: top {n:,}", annotation_position="bottom right")
+    f.update_layout(title="Share of next months' expected revenue by top share of customers",
+                    xaxis_title="% of active customers (best first)",
+                    yaxis_title="% of expected revenue")
+    body = fig(f, 340)
+    return _section(2, "how_many", "How many customers are in the group?",
+                    a["how_many"]["text"], body)
+
+
+def _characteristics(a: dict, colors: dict, fig: _Figures) -> str:
+    c = a["characteristics"]["insiders_vs_rest"]
+    keys = [k for k in ("monetary", "frequency", "avg_ticket", "basket_size", "recency_days")
+            if k in c and c[k]["insiders_median"] is not None]
+    f1 = go.Figure()
+    f1.add_trace(go.Bar(x=[c[k]["label"] for k in keys],
+                        y=[c[k]["insiders_median"] for k in keys], name="Insiders",
+                        marker_color=INSIDER))
+    f1.add_trace(go.Bar(x=[c[k]["label"] for k in keys], y=[c[k]["rest_median"] for k in keys],
+                        name="Rest", marker_color=REST))
+    f1.update_layout(barmode="group", title="Typical (median) customer: Insiders vs the rest",
+                     yaxis_type="log")
+    segs = a["marketing_actions"]["segments"]
+    f2 = go.Figure()
+    names = [s["persona"] for s in segs]
+    f2.add_trace(go.Bar(x=names, y=[100 * s["share"] for s in segs], name="% of customers",
+                        marker_color=[colors[p] for p in names], opacity=0.55))
+    f2.add_trace(go.Bar(x=names, y=[100 * s["revenue_share"] for s in segs],
+                        name="% of net revenue", marker_color=[colors[p] for p in names]))
+    f2.update_layout(barmode="group", title="Segments: size and value (%)")
+    prof = pd.DataFrame([{
+        "Persona": s["persona"], "Customers": f"{s['customers']:,}",
+        "Share": _pct(s["share"]), "Revenue share": _pct(s["revenue_share"]),
+        "Insiders": s["insiders"], "Who they are": s["description"]} for s in segs])
+    body = (f"<div class='grid2'><div>{fig(f1, 360)}</div><div>{fig(f2, 360)}</div></div>"
+            + "<h3>Segment profiles</h3>" + _table(prof, left=("Persona", "Who they are")))
+    return _section(3, "characteristics", "What are they like?", a["characteristics"]["text"],
+                    body)
+
+
+def _revenue_share(a: dict, fig: _Figures) -> str:
+    r = a["revenue_share"]
+    f = go.Figure(go.Pie(labels=["Insiders", "Everyone else"],
+                         values=[max(r["insiders_revenue"], 0),
+                                 max(r["total_revenue"] - r["insiders_revenue"], 0)],
+                         hole=0.55, marker={"colors": [INSIDER, REST]}, sort=False))
+    f.update_layout(title="Net revenue in the period")
+    hm = a["how_many"]
+    body = (f"<div class='grid2'><div>{fig(f, 320)}</div><div><p>The Insiders are "
+            f"<b>{_pct(hm['share_of_customers'], 1)}</b> of active customers and bring "
+            f"<b>{_pct(r['value'])}</b> of net revenue. They are expected to bring "
+            f"<b>{_pct(r['expected_share_next'])}</b> of the next months' revenue of today's "
+            "customers.</p></div></div>")
+    return _section(4, "revenue_share", "What share of revenue do they bring?", r["text"], body)
+
+
+def _expected(a: dict, fig: _Figures) -> str:
+    e = a["expected_revenue"]
+    f = go.Figure()
+    hist = e.get("history") or []
+    if hist:
+        f.add_trace(go.Scatter(x=[h["month"] for h in hist], y=[h["revenue"] for h in hist],
+                               mode="lines+markers", name="actual", line={"color": PALETTE[0]}))
+    months = e["months"]
+    xs = [m["month"] for m in months]
+    if all(m.get("lower") is not None for m in months):
+        f.add_trace(go.Scatter(x=xs + xs[::-1], y=[m["upper"] for m in months]
+                               + [m["lower"] for m in months][::-1], fill="toself",
+                               fillcolor="rgba(201,162,39,.25)", line={"width": 0},
+                               name="80% interval", hoverinfo="skip"))
+    f.add_trace(go.Scatter(x=xs, y=[m["revenue"] for m in months], mode="lines+markers",
+                           name=f"forecast ({e['method']})",
+                           line={"color": INSIDER, "dash": "dash", "width": 3}))
+    f.update_layout(title="Insiders' net revenue per month: actual and forecast",
+                    yaxis_title="net revenue")
+    back = e.get("backtest") or {}
+    body = fig(f, 360)
+    if back.get("available"):
+        bm = back["months"]
+        f2 = go.Figure()
+        bx = [m["month"] for m in bm]
+        f2.add_trace(go.Bar(x=bx, y=[m["actual"] for m in bm], name="actual",
+                            marker_color=PALETTE[0]))
+        f2.add_trace(go.Bar(x=bx, y=[m["prophet"] for m in bm], name="Prophet",
+                            marker_color=INSIDER,
+                            error_y={"type": "data", "symmetric": False,
+                                     "array": [m["upper"] - m["prophet"] for m in bm],
+                                     "arrayminus": [m["prophet"] - m["lower"] for m in bm]}))
+        f2.add_trace(go.Bar(x=bx, y=[m["naive"] for m in bm], name="naive (last month)",
+                            marker_color=REST))
+        f2.update_layout(barmode="group", title=f"Backtest: forecast from "
+                                                f"{back['forecast_from']} vs what happened")
+        err = pd.DataFrame([
+            {"Method": "Prophet", "MAPE": _pct(back["prophet"]["mape"], 1),
+             "MAE": _money(back["prophet"]["mae"]),
+             "Error on the total": _pct(back["prophet"]["total_error"], 1)},
+            {"Method": "Naive (last month repeated)", "MAPE": _pct(back["naive"]["mape"], 1),
+             "MAE": _money(back["naive"]["mae"]),
+             "Error on the total": _pct(back["naive"]["total_error"], 1)}])
+        body += (f"<div class='grid2'><div>{fig(f2, 320)}</div><div><h3>Backtest errors</h3>"
+                 f"{_table(err, left=('Method',))}<p class='muted'>{esc(back['text'])}</p>"
+                 "</div></div>")
+    else:
+        body += f"<p class='muted'>{esc(back.get('text', 'No backtest.'))}</p>"
+    table = pd.DataFrame([{"Month starting": m["month"], "Expected": _money(m["revenue"]),
+                           "Low (10%)": _money(m.get("lower")),
+                           "High (90%)": _money(m.get("upper"))} for m in months])
+    body += _table(table)
+    return _section(5, "expected_revenue", "What will they spend in the coming months?",
+                    e["text"], body)
+
+
+def _entry(a: dict) -> str:
+    e = a["entry_conditions"]
+    rules = "".join(f"<li>{esc(r)}</li>" for r in e["rules"])
+    body = (f"<p>In everyday terms (a decision tree that reproduces the membership):</p>"
+            f"<ul class='rules'>{rules or '<li>no simple rule found</li>'}</ul>"
+            f"<p class='muted'>These rules agree with the real membership for "
+            f"{_pct(e['agreement'], 1)} of active customers (precision {_pct(e['precision'])}, "
+            f"recall {_pct(e['recall'])}). The ranking itself uses "
+            f"{esc(e['value_method'].replace('_', ' '))}: {esc(a['model']['value_method_why'])}"
+            "</p>")
+    return _section(6, "entry", "What does it take to join?", e["text"], body)
+
+
+def _exit(a: dict, history: pd.DataFrame | None, fig: _Figures) -> str:
+    x = a["exit_conditions"]
+    body = ""
+    if history is not None and not history.empty:
+        f = go.Figure()
+        f.add_trace(go.Bar(x=history["run_id"], y=history["entered"], name="entered",
+                           marker_color=PALETTE[2]))
+        f.add_trace(go.Bar(x=history["run_id"], y=-history["left"], name="left",
+                           marker_color=PALETTE[3]))
+        f.add_trace(go.Scatter(x=history["run_id"], y=history["members"], name="members",
+                               mode="lines+markers", line={"color": INSIDER, "width": 3},
+                               yaxis="y2"))
+        f.update_layout(barmode="relative", title="Membership flows per month",
+                        yaxis={"title": "customers entering (+) / leaving (-)"},
+                        yaxis2={"title": "members", "overlaying": "y", "side": "right"})
+        body += fig(f, 340)
+    else:
+        m = x["membership"]
+        note = ("This run had no earlier membership to compare with: everyone in the group "
+                "entered now. Monthly runs (the Airflow DAG) track who entered, stayed and left."
+                if not x["previous_members"] else
+                f"Against the previous run: {m['entered']} entered, {m['stayed']} stayed, "
+                f"{m['left']} left.")
+        body += f"<p>{esc(note)}</p>"
+    return _section(7, "exit", "When does a member leave?", x["text"], body)
+
+
+def _guarantee(a: dict, fig: _Figures) -> str:
+    g = a["guarantee"]
+    rows = []
+    for k, v in g["insiders_vs_rest"].items():
+        lo, hi = v["ci95"]
+        rows.append({"Figure": v["label"], "Insiders (mean)": _money(v["insiders_mean"])
+                     if k not in ("return_rate",) else _pct(v["insiders_mean"], 1),
+                     "Rest (mean)": _money(v["rest_mean"]) if k != "return_rate" else
+                     _pct(v["rest_mean"], 1),
+                     "Difference, 95% CI": (f"{v['difference']:,.2f} [{lo:,.2f}, {hi:,.2f}]"
+                                            if v["difference"] is not None else "n/a"),
+                     "p-value": "n/a" if v["p_value"] is None else f"{v['p_value']:.2g}",
+                     "Significant": "yes" if v["significant"] else "no"})
+    body = "<h3>Today: Insiders against the rest</h3>" + _table(pd.DataFrame(rows),
+                                                                   left=("Figure",))
+    o = g["out_of_time"]
+    tone = ""
+    if o.get("available"):
+        f = go.Figure(go.Bar(
+            x=["Insiders", f"Top {o['group_size']} past spenders", "Rest"],
+            y=[o["insiders"]["revenue_per_customer"], o["top_spenders"]["revenue_per_customer"],
+               o["rest"]["revenue_per_customer"]],
+            marker_color=[INSIDER, PALETTE[0], REST],
+            text=[_money(o["insiders"]["revenue_per_customer"]),
+                  _money(o["top_spenders"]["revenue_per_customer"]),
+                  _money(o["rest"]["revenue_per_customer"])], textposition="outside"))
+        f.update_layout(title=f"Out of time: chosen on {o['chosen_on']}, net revenue per "
+                              f"customer over the next {o['months']} months")
+        share = pd.DataFrame([
+            {"Group": "Insiders", **_oot_row(o["insiders"])},
+            {"Group": "Top past spenders", **_oot_row(o["top_spenders"])},
+            {"Group": "Rest", **_oot_row(o["rest"])}])
+        contest = g.get("value_contest", {})
+        body += (f"<h3>Out of time</h3><div class='grid2'><div>{fig(f, 340)}</div><div>"
+                 f"{_table(share, left=('Group',))}<p class='muted'>{esc(o['text'])}</p>"
+                 f"<p class='muted'>{esc(contest.get('why', ''))}</p></div></div>")
+        better = o["insiders"]["revenue_per_customer"] > o["rest"]["revenue_per_customer"]
+        tone = "ok" if better else "warn"
+    else:
+        body += f"<p class='muted'>{esc(o.get('text'))}</p>"
+    return _section(8, "guarantee", "What proves they are better?", g["text"], body, tone)
+
+
+def _oot_row(x: dict) -> dict:
+    return {"Customers": f"{x['customers']:,}", "Revenue per customer":
+            _money(x["revenue_per_customer"]), "Share of next revenue":
+            _pct(x["share_of_next_revenue"], 1), "Bought again": _pct(x["bought_again"])}
+
+
+def _actions(a: dict, colors: dict) -> str:
+    m = a["marketing_actions"]
+    cards = []
+    for s in m["segments"]:
+        color = colors.get(s["persona"], PALETTE[0])
+        cards.append(
+            f"<div class='card' style='border-top:4px solid {color}'><h3>{esc(s['persona'])}"
+            f"<span class='tag' style='background:{color}'>{s['share']:.0%}</span></h3>"
+            f"<p class='muted'>{esc(s['description'])}</p><p><b>Action:</b> "
+            f"{esc(s['action'])}</p></div>")
+    body = (f"<div class='cards'>{''.join(cards)}</div><p><b>For the Insiders:</b> "
+            f"{esc(m['insiders_action'])}</p>")
+    return _section(9, "actions", "What should marketing do?", m["text"], body)
+
+
+def _cohorts(cohorts: pd.DataFrame | None, fig: _Figures) -> str:
+    if cohorts is None or cohorts.empty:
+        return ""
+    months = [c for c in cohorts.columns if c != "customers"]
+    z = cohorts[months].to_numpy(dtype=float) * 100
+    labels = [f"{idx} ({int(n):,})" for idx, n in zip(cohorts.index, cohorts["customers"],
+                                                     strict=True)]
+    f = go.Figure(go.Heatmap(z=z, x=[str(m) for m in months], y=labels, colorscale="Blues",
+                             zmin=0, zmax=60, text=[[f"{v:.0f}%" if v == v else "" for v in row]
+                                                    for row in z],
+                             texttemplate="%{text}", colorbar={"title": "% active"}))
+    f.update_layout(title="Cohort retention: % of each first-purchase month buying again",
+                    xaxis_title="months since first purchase", yaxis={"autorange": "reversed"})
+    return (f"<section id='cohorts'><h2>Cohorts</h2><p class='muted'>Each row is the customers "
+            f"whose first purchase fell in that month (size in brackets).</p>"
+            f"{fig(f, 60 + 26 * len(labels))}</section>")
+
+
+def _stability(a: dict, fig: _Figures) -> str:
+    s = a.get("stability")
+    if not s or not s.get("ari_by_month"):
+        return ""
+    f = go.Figure()
+    f.add_trace(go.Scatter(x=[p["months_since_fit"] for p in s["ari_by_month"]],
+                           y=[p["ari"] for p in s["ari_by_month"]], mode="lines+markers",
+                           name="ARI", line={"color": PALETTE[0], "width": 3}))
+    f.add_hline(y=s["threshold"], line={"color": PALETTE[3], "dash": "dash"},
+                annotation_text=f"threshold {s['threshold']}")
+    f.update_layout(title="Segment stability: initial model vs re-fitted model",
+                    xaxis_title="months since the fit", yaxis_title="adjusted Rand index",
+                    yaxis_range=[0, 1.05])
+    return (f"<section id='stability'><h2>How often to refresh the segmentation</h2>"
+            f"<div class='answer'>{esc(s['text'])}</div>{fig(f, 320)}</section>")
+
+
+def _quality(a: dict, fig: _Figures) -> str:
+    q = a["data_quality"]
+    reasons = q["set_aside"]
+    f = go.Figure(go.Bar(x=list(reasons.values()), y=list(reasons.keys()), orientation="h",
+                         marker_color=PALETTE[1], text=[f"{v:,}" for v in reasons.values()],
+                         textposition="outside"))
+    f.update_layout(title="Rows set aside, by reason", yaxis={"autorange": "reversed"})
+    rows = [{"": "rows read", "rows": f"{q['rows_in']:,}"},
+            {"": "rows kept", "rows": f"{q['rows_kept']:,}"}]
+    rows += [{"": f"set aside: {k} ({q['reasons'].get(k, '')})", "rows": f"{v:,}"}
+             for k, v in reasons.items()]
+    notes = "".join(f"<li>{esc(n)}</li>" for n in q.get("notes", []))
+    total_aside = sum(reasons.values())
+    text = (f"{q['rows_in']:,} rows read: {q['rows_kept']:,} kept and {total_aside:,} set aside "
+            "with a reason (see quarantine.csv.gz); nothing was dropped silently. Returns and "
+            "cancellations are kept and netted.")
+    body = (f"<div class='grid2'><div>{fig(f, 60 + 34 * max(len(reasons), 2))}</div><div>"
+            f"{_table(pd.DataFrame(rows))}<ul class='muted'>{notes}</ul></div></div>")
+    return (f"<section id='quality'><h2>Data quality</h2><div class='answer'>{esc(text)}</div>"
+            f"{body}</section>")
+
+
+def _model(a: dict, fig: _Figures) -> str:
+    m = a["model"]
+    cands = pd.DataFrame(m["candidates"])
+    f = go.Figure()
+    for i, (algo, group) in enumerate(cands.groupby("algorithm", sort=False)):
+        f.add_trace(go.Scatter(x=group["k"], y=group["silhouette"], mode="lines+markers",
+                               name=algo, line={"color": PALETTE[i]}))
+    chosen = cands[cands["chosen"]]
+    f.add_trace(go.Scatter(x=chosen["k"], y=chosen["silhouette"], mode="markers",
+                           name="chosen", marker={"size": 16, "symbol": "star",
+                                                  "color": INSIDER}))
+    f.update_layout(title="Clustering candidates: silhouette by number of segments",
+                    xaxis_title="segments (k)", yaxis_title="silhouette (higher is better)")
+    table = cands.rename(columns={"algorithm": "Algorithm", "k": "k",
+                                  "silhouette": "Silhouette", "davies_bouldin": "Davies-Bouldin",
+                                  "calinski_harabasz": "Calinski-Harabasz",
+                                  "min_segment_share": "Smallest segment", "useful": "Useful",
+                                  "chosen": "Chosen", "note": "Note"})
+    table["Smallest segment"] = table["Smallest segment"].map(lambda v: f"{v:.1%}")
+    table["Useful"] = table["Useful"].map({True: "yes", False: "no"})
+    table["Chosen"] = table["Chosen"].map({True: "yes", False: ""})
+    vm = m["value_model"]
+    body = (f"<div class='grid2'><div>{fig(f, 340)}</div><div><p>{esc(m['why'])}</p>"
+            f"<p class='muted'>Features: {esc(', '.join(m['features']))} (log-transformed, "
+            f"standardised).</p><p class='muted'>Value model: {esc(vm['note'])}</p></div></div>"
+            + _table(table, left=("Algorithm", "Note")))
+    return (f"<section id='model'><h2>Model comparison</h2><div class='answer'>"
+            f"{esc(m['why'])}</div>{body}</section>")

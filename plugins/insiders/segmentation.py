@@ -1,0 +1,404 @@
+"""Segmentation: compare clustering models, pick one by a documented rule, name the segments.
+
+Candidates are KMeans, GaussianMixture and Agglomerative (Ward) for k in
+[k_min, k_max], on log-transformed, standardised RFM-style features. They are
+fitted on a seeded sample (Agglomerative is quadratic in memory) and every
+customer is then assigned to the nearest segment, so the cost does not grow
+with the number of customers.
+
+The choice rule (`choose`), in order:
+1. useful to the business: every segment holds at least `min_segment_share` of
+   the customers (a campaign for 0.5% of the base is not worth running), the
+   most valuable segment holds at most `max_top_share` of them (a "best
+   customers" segment that is a third of the base is not a target), and the
+   segments get distinct personas (two "Occasional shoppers" segments cannot be
+   told apart by marketing);
+2. among useful candidates, the best mean rank over the three internal
+   metrics: silhouette (higher is better), Davies-Bouldin (lower) and
+   Calinski-Harabasz (higher);
+3. ties go to fewer segments, then to the simpler model (KMeans, Agglomerative,
+   GaussianMixture).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.cluster.hierarchy import fcluster, linkage
+from sklearn.cluster import KMeans
+from sklearn.metrics import (
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    pairwise_distances,
+    silhouette_score,
+)
+from sklearn.mixture import GaussianMixture
+from sklearn.preprocessing import StandardScaler
+
+ALGORITHMS = ("kmeans", "agglomerative", "gmm")
+MODEL_FEATURES = ["recency_days", "frequency", "monetary", "avg_ticket", "return_rate",
+                  "tenure_days"]
+
+
+# how each feature is transformed before scaling: money, counts and days are skewed
+TRANSFORMS = {
+    "recency_days": "log", "frequency": "log", "monetary": "log", "avg_ticket": "log",
+    "tenure_days": "log", "basket_size": "log", "basket_variety": "log",
+    "avg_days_between": "log", "purchases_per_month": "log", "revenue_90d": "log",
+    "return_rate": "sqrt",
+}
+
+
+def model_matrix(features: pd.DataFrame, columns: list[str] | None = None) -> np.ndarray:
+    """Log-transform the skewed money and count features so a few whales do not decide all."""
+    columns = columns or MODEL_FEATURES
+    out = []
+    for name in columns:
+        values = features[name].to_numpy(dtype=float, na_value=np.nan)
+        how = TRANSFORMS.get(name, "raw")
+        with np.errstate(invalid="ignore"):
+            if how == "log":
+                values = np.log1p(np.clip(values, 0, None))
+            elif how == "sqrt":
+                values = np.sqrt(np.clip(values, 0, 1))
+        missing = np.isnan(values)
+        if missing.any():
+            values = np.where(missing, np.nanmedian(values) if (~missing).any() else 0.0, values)
+        out.append(values)
+    return np.column_stack(out)
+
+
+@dataclass
+class Segmenter:
+    """A fitted segmentation that can label customers it has never seen (same ids, same order).
+
+    Segment ids are ordered by value when fitted (0 = highest mean net spend)
+    and keep that meaning when applied to later data.
+    """
+
+    algorithm: str
+    k: int
+    columns: list[str]
+    scaler: StandardScaler
+    model: KMeans | GaussianMixture | None = None
+    centroids: np.ndarray | None = None
+    mapping: np.ndarray | None = None
+
+    def _raw_labels(self, scaled: np.ndarray) -> np.ndarray:
+        if self.model is not None:
+            return self.model.predict(scaled)
+        distances = ((scaled[:, None, :] - self.centroids[None, :, :]) ** 2).sum(axis=2)
+        return distances.argmin(axis=1)
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        return self.predict_matrix(model_matrix(features, self.columns))
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        labels = self._raw_labels(self.scaler.transform(matrix))
+        return labels if self.mapping is None else self.mapping[labels]
+
+
+def fit_segmenter(algorithm: str, k: int, features: pd.DataFrame,
+                  columns: list[str] | None = None, sample_size: int = 2000, seed: int = 42,
+                  tree: np.ndarray | None = None, sample_idx: np.ndarray | None = None,
+                  matrix: np.ndarray | None = None,
+                  ) -> tuple[Segmenter, np.ndarray, np.ndarray]:
+    """Fit on a seeded sample; returns the segmenter, the sample's labels and the sample index."""
+    columns = columns or MODEL_FEATURES
+    matrix = model_matrix(features, columns) if matrix is None else matrix
+    scaler = StandardScaler().fit(matrix)
+    scaled = scaler.transform(matrix)
+    if sample_idx is None:
+        sample_idx = _sample(len(scaled), sample_size, seed)
+    sample = scaled[sample_idx]
+    seg = Segmenter(algorithm=algorithm, k=k, columns=list(columns), scaler=scaler)
+    if algorithm == "kmeans":
+        seg.model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(sample)
+        sample_labels = seg.model.labels_
+    elif algorithm == "gmm":
+        seg.model = GaussianMixture(n_components=k, covariance_type="full", random_state=seed,
+                                    reg_covar=1e-4).fit(sample)
+        sample_labels = seg.model.predict(sample)
+    else:
+        # Ward's tree, cut at k: the same result as AgglomerativeClustering(linkage="ward")
+        tree = linkage(sample, method="ward") if tree is None else tree
+        sample_labels = fcluster(tree, t=k, criterion="maxclust") - 1
+        seg.centroids = np.vstack([sample[sample_labels == c].mean(axis=0)
+                                   for c in range(sample_labels.max() + 1)])
+    labels = seg._raw_labels(scaled)
+    value = np.log1p(features["monetary"].clip(lower=0).to_numpy(dtype=float))
+    seg.mapping = _value_order(labels, value)
+    return seg, sample_labels, sample_idx
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(size, n), replace=False))
+
+
+def _value_order(labels: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Raw label -> segment id ordered by mean value (0 = most valuable)."""
+    k = int(labels.max()) + 1 if len(labels) else 0
+    means = np.array([value[labels == c].mean() if (labels == c).any() else -np.inf
+                      for c in range(k)])
+    mapping = np.empty(k, dtype=int)
+    mapping[np.argsort(-means, kind="stable")] = np.arange(k)
+    return mapping
+
+
+@dataclass
+class Candidate:
+    algorithm: str
+    k: int
+    silhouette: float
+    davies_bouldin: float
+    calinski_harabasz: float
+    min_segment_share: float
+    useful: bool = False
+    chosen: bool = False
+    note: str = ""
+    labels: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=int))
+    segmenter: Segmenter | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict:
+        return {
+            "algorithm": self.algorithm,
+            "k": self.k,
+            "silhouette": round(self.silhouette, 4),
+            "davies_bouldin": round(self.davies_bouldin, 4),
+            "calinski_harabasz": round(self.calinski_harabasz, 1),
+            "min_segment_share": round(self.min_segment_share, 4),
+            "useful": self.useful,
+            "chosen": self.chosen,
+            "note": self.note,
+        }
+
+
+def candidates(
+    features: pd.DataFrame, columns: list[str] | None = None, k_min: int = 3, k_max: int = 8,
+    sample_size: int = 2000, seed: int = 42,
+) -> list[Candidate]:
+    """Fit every candidate and score it on the same seeded sample."""
+    columns = columns or MODEL_FEATURES
+    matrix = model_matrix(features, columns)
+    scaled = StandardScaler().fit_transform(matrix)
+    idx = _sample(len(scaled), sample_size, seed)
+    sample = scaled[idx]
+    # the metrics share one distance matrix; Ward's tree is built once and cut at each k
+    distances = pairwise_distances(sample)
+    tree = linkage(sample, method="ward")
+    n = len(scaled)
+    out: list[Candidate] = []
+    for algorithm in ALGORITHMS:
+        for k in range(k_min, min(k_max, len(sample) - 1) + 1):
+            seg, sample_labels, _ = fit_segmenter(algorithm, k, features, columns, sample_size,
+                                                  seed, tree=tree, sample_idx=idx, matrix=matrix)
+            if len(np.unique(sample_labels)) < 2:
+                continue
+            labels = seg.predict_matrix(matrix)
+            shares = np.bincount(labels, minlength=k) / n
+            out.append(
+                Candidate(
+                    algorithm=algorithm,
+                    k=k,
+                    silhouette=float(silhouette_score(distances, sample_labels,
+                                                      metric="precomputed")),
+                    davies_bouldin=float(davies_bouldin_score(sample, sample_labels)),
+                    calinski_harabasz=float(calinski_harabasz_score(sample, sample_labels)),
+                    min_segment_share=float(shares.min()),
+                    labels=labels,
+                    segmenter=seg,
+                )
+            )
+    return out
+
+
+def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: float = 0.02,
+           max_top_share: float = 0.25) -> tuple[Candidate, str]:
+    """Apply the documented rule; marks `useful`/`chosen` and returns the winner and why."""
+    if not cands:
+        raise ValueError("no clustering candidate could be fitted")
+    for c in cands:
+        problems = []
+        if c.min_segment_share < min_segment_share:
+            problems.append(f"smallest segment {c.min_segment_share:.1%} < "
+                            f"{min_segment_share:.0%} of customers")
+        top_share = float(np.mean(c.labels == 0))  # segment 0 is the most valuable
+        if top_share > max_top_share:
+            problems.append(f"top segment is {top_share:.0%} of customers (> "
+                            f"{max_top_share:.0%}): too broad to target")
+        names = personas(profile(features, c.labels))["persona_base"]
+        if names.duplicated().any():
+            problems.append("two segments would get the same persona")
+        c.useful = not problems
+        c.note = "; ".join(problems) if problems else "useful"
+    pool = [c for c in cands if c.useful] or cands
+    frame = pd.DataFrame([{"s": c.silhouette, "db": c.davies_bouldin, "ch": c.calinski_harabasz}
+                          for c in pool])
+    rank = (frame["s"].rank(ascending=False) + frame["db"].rank(ascending=True)
+            + frame["ch"].rank(ascending=False)) / 3
+    order = sorted(range(len(pool)), key=lambda i: (rank[i], pool[i].k,
+                                                     ALGORITHMS.index(pool[i].algorithm)))
+    best = pool[order[0]]
+    best.chosen = True
+    useful_n = sum(c.useful for c in cands)
+    why = (
+        f"{best.algorithm} with k={best.k}: best mean rank (silhouette {best.silhouette:.2f}, "
+        f"Davies-Bouldin {best.davies_bouldin:.2f}, Calinski-Harabasz "
+        f"{best.calinski_harabasz:.0f}) among the {useful_n} of {len(cands)} candidates that are "
+        f"useful to marketing (every segment at least {min_segment_share:.0%} of customers, "
+        f"the most valuable one at most {max_top_share:.0%}, distinct personas)."
+    )
+    if not useful_n:
+        why += " No candidate met the usefulness test, so the best-ranked one overall was kept."
+    return best, why
+
+
+# --------------------------------------------------------------------------- profiles & personas
+
+
+def profile(features: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
+    """Per segment: size, value and the typical (median) customer."""
+    frame = features.assign(segment=labels)
+    total_rev = frame["monetary"].sum()
+    grouped = frame.groupby("segment")
+    out = pd.DataFrame({
+        "customers": grouped.size(),
+        "revenue": grouped["monetary"].sum(),
+        "recency_days": grouped["recency_days"].median(),
+        "frequency": grouped["frequency"].median(),
+        "monetary": grouped["monetary"].median(),
+        "avg_ticket": grouped["avg_ticket"].median(),
+        "return_rate": grouped["return_rate"].mean(),
+        "tenure_days": grouped["tenure_days"].median(),
+        "avg_days_between": grouped["avg_days_between"].median(),
+        "mean_recency_days": grouped["recency_days"].mean(),
+        "mean_frequency": grouped["frequency"].mean(),
+        "mean_monetary": grouped["monetary"].mean(),
+        "mean_avg_ticket": grouped["avg_ticket"].mean(),
+    })
+    out["share"] = out["customers"] / len(frame)
+    out["revenue_share"] = out["revenue"] / total_rev if total_rev else 0.0
+    return out.reset_index()
+
+
+def personas(prof: pd.DataFrame) -> pd.DataFrame:
+    """A persona, a description and an action per segment, from its figures.
+
+    Traits compare each segment's typical customer to the other segments: the
+    most valuable, the most recent, the most frequent... so names stay
+    meaningful whatever the scale of the shop.
+    """
+    p = prof.copy()
+    rank_value = p["monetary"].rank(ascending=False, method="first")
+    rank_recent = p["recency_days"].rank(ascending=True, method="first")
+    n = len(p)
+    overall_rr = float((p["return_rate"] * p["customers"]).sum() / max(p["customers"].sum(), 1))
+    names, descs, actions = [], [], []
+    for i, row in p.iterrows():
+        top_value = rank_value[i] == 1
+        high_value = rank_value[i] <= max(1, n // 3)
+        recent = row["recency_days"] <= 45 or rank_recent[i] <= max(1, n // 3)
+        lapsed = row["recency_days"] >= 150
+        frequent = row["frequency"] >= 4
+        single = row["frequency"] <= 1
+        new = row["tenure_days"] <= 100 and recent
+        returner = row["return_rate"] >= max(0.08, 2.5 * overall_rr)
+        if returner:
+            name = "Frequent returners"
+            action = ("Review the products they send back and their descriptions; offer fit and "
+                      "usage advice rather than discounts; do not reward with loyalty perks.")
+        elif top_value and frequent and not lapsed:
+            name = "Champions"
+            action = ("Insiders core: early access to new collections, a named account contact, "
+                      "thank-you gifts at the November peak; no discounts needed.")
+        elif high_value and lapsed:
+            name = "Big spenders slipping away"
+            action = ("Win-back within two weeks: a personal call or email with an offer on "
+                      "their usual products; ask why they stopped.")
+        elif high_value and frequent:
+            name = "Loyal regulars"
+            action = ("Volume tiers and cross-selling to grow the basket; invite the best of them "
+                      "to the Insiders program.")
+        elif high_value and single:
+            name = "Big one-off buyers"
+            action = ("Follow up the first large order within a month: reorder reminder, "
+                      "wholesale terms, a second-order incentive.")
+        elif new:
+            name = "Promising newcomers"
+            action = ("Onboarding series and a second-purchase incentive within 30 days of the "
+                      "first order.")
+        elif lapsed and single:
+            name = "Lapsed one-timers"
+            action = ("Low-cost reactivation email only; exclude from paid campaigns if there is "
+                      "no response.")
+        elif lapsed:
+            name = "Drifting occasionals"
+            action = ("Seasonal reminder before the autumn peak with best-sellers from their "
+                      "past orders.")
+        elif high_value:
+            name = "Solid spenders"
+            action = "Keep in the regular newsletter; test upsell bundles on their categories."
+        else:
+            name = "Occasional shoppers"
+            action = ("Seasonal campaigns ahead of the November peak; free-shipping thresholds "
+                      "to raise the ticket.")
+        names.append(name)
+        descs.append(
+            f"{int(row['customers']):,} customers ({row['share']:.0%}) bringing "
+            f"{row['revenue_share']:.0%} of revenue; the typical one last bought "
+            f"{row['recency_days']:.0f} days ago, {row['frequency']:.0f} purchase(s) in the "
+            "period, "
+            f"spent {row['monetary']:,.0f} with a ticket of {row['avg_ticket']:,.0f}; returns "
+            f"{row['return_rate']:.0%} of value."
+        )
+        actions.append(action)
+    p["persona_base"] = names
+    p["persona"] = _unique(p)
+    p["description"] = descs
+    p["action"] = actions
+    return p
+
+
+def _unique(p: pd.DataFrame) -> list[str]:
+    """Disambiguate repeated persona names by their value rank (marketing must tell them apart)."""
+    names = list(p["persona_base"])
+    seen: dict[str, int] = {}
+    counts = pd.Series(names).value_counts()
+    out = []
+    order = p["monetary"].rank(ascending=False, method="first")
+    for name, rank in zip(names, order, strict=True):
+        if counts[name] > 1:
+            seen[name] = seen.get(name, 0) + 1
+            tier = "higher value" if seen[name] == 1 else f"tier {seen[name]}"
+            out.append(f"{name} ({tier}, #{int(rank)})")
+        else:
+            out.append(name)
+    return out
+
+
+@dataclass
+class Segmentation:
+    segmenter: Segmenter
+    labels: np.ndarray
+    profiles: pd.DataFrame  # one row per segment, with persona, description, action
+    candidates: list[Candidate]
+    chosen: Candidate
+    why: str
+
+
+def segment(
+    features: pd.DataFrame, k_min: int = 3, k_max: int = 8, min_segment_share: float = 0.02,
+    sample_size: int = 2000, seed: int = 42, model_features: list[str] | None = None,
+) -> Segmentation:
+    """Segment the customers who purchased in the period (`features` holds only those)."""
+    if len(features) < k_min * 5:
+        raise ValueError(f"only {len(features)} customers with a purchase: too few to segment "
+                         f"(need at least {k_min * 5})")
+    cands = candidates(features, model_features, k_min, k_max, sample_size, seed)
+    best, why = choose(cands, features, min_segment_share)
+    profiles = personas(profile(features, best.labels))
+    return Segmentation(segmenter=best.segmenter, labels=best.labels, profiles=profiles,
+                        candidates=cands, chosen=best, why=why)
