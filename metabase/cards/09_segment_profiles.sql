@@ -1,0 +1,17 @@
+-- Who is in each segment of the latest run and what marketing should do about them.
+SELECT
+    persona AS "Segment",
+    description AS "Who they are",
+    action AS "Recommended action",
+    customers AS "Customers",
+    100 * share AS "Share (%)",
+    insiders AS "Insiders",
+    avg_recency_days AS "Days since last order",
+    avg_frequency AS "Orders",
+    avg_monetary AS "Spend",
+    avg_ticket AS "Average ticket",
+    100 * avg_return_rate AS "Returns (%)",
+    avg_expected_value AS "Expected value"
+FROM segment_profiles
+WHERE run_id = (SELECT MAX(run_id) FROM runs)
+ORDER BY avg_expected_value DESC

@@ -1,0 +1,310 @@
+"""Provisioning the dashboard through Metabase's REST API, against a strict fake Metabase.
+
+The fake (`fake_metabase.FakeMetabase`) checks each request's method, path and body
+shape as Metabase v0.64 does and records what changed, so these tests pin down both
+"the requests are right" and "a second run changes nothing".
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+from fake_metabase import FakeMetabase
+from insiders.metabase import (
+    DefinitionError,
+    MetabaseError,
+    database_from_env,
+    default_definition_dir,
+    load_definition,
+    provision,
+    provision_from_env,
+)
+from sqlstore_fixture import build_synthetic_store
+
+EMAIL = "admin@insiders.example"
+PASSWORD = "Insiders-2011-admin"
+SPEC = load_definition()
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "insiders.sqlite"
+    build_synthetic_store(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def fake():
+    with FakeMetabase() as server:
+        yield server
+
+
+@pytest.fixture
+def definitions(tmp_path: Path) -> Path:
+    """A private copy of metabase/, for tests that edit the definition."""
+    target = tmp_path / "metabase"
+    shutil.copytree(default_definition_dir(), target)
+    return target
+
+
+def run(fake: FakeMetabase, store: Path, **kw):
+    kw.setdefault("email", EMAIL)
+    kw.setdefault("password", PASSWORD)
+    kw.setdefault("database", {"engine": "sqlite", "path": str(store)})
+    kw.setdefault("poll_interval", 0.01)
+    return provision(fake.url, **kw)
+
+
+def test_first_provision_creates_everything(fake: FakeMetabase, store_path: Path) -> None:
+    report = run(fake, store_path)
+
+    assert fake.violations == []
+    assert [(i.kind, i.action) for i in report.items] == (
+        [("setup", "created"), ("database", "created"), ("collection", "created")]
+        + [("card", "created")] * len(SPEC.cards)
+        + [("dashboard", "created")]
+    )
+    # first-run setup made the admin, then the store was registered as Metabase sees it
+    assert EMAIL in fake.users
+    (db,) = fake.databases.values()
+    assert (db["name"], db["engine"], db["details"]) == (
+        "Insiders SQL store", "sqlite", {"db": str(store_path)})
+    (collection,) = fake.collections.values()
+    assert collection["name"] == SPEC.collection
+    # each card's SQL was tried through Metabase before anything was written
+    queries = [r for r in fake.requests if r.path == "/api/dataset"]
+    assert [q.body["native"]["query"] for q in queries] == [c.sql for c in SPEC.cards]
+    assert all(q.status == 202 for q in queries)
+
+    for card in SPEC.cards:
+        stored = fake.card_by_name(card.name)
+        assert stored["dataset_query"]["stages"][0]["native"] == card.sql
+        assert stored["dataset_query"]["database"] == db["id"]
+        assert stored["display"] == card.display
+        assert stored["visualization_settings"] == card.visualization_settings
+        assert stored["description"] == card.description
+        assert stored["collection_id"] == collection["id"]
+
+    dashboard = fake.dashboard_by_name(SPEC.name)
+    assert dashboard["collection_id"] == collection["id"]
+    assert report.dashboard_id == dashboard["id"]
+    assert report.dashboard_url == f"{fake.url}/dashboard/{dashboard['id']}"
+    placed = {dc["card_id"]: (dc["row"], dc["col"], dc["size_x"], dc["size_y"])
+              for dc in dashboard["dashcards"]}
+    assert placed == {
+        fake.card_by_name(c.name)["id"]: (c.position.row, c.position.col,
+                                          c.position.size_x, c.position.size_y)
+        for c in SPEC.cards
+    }
+    # new dashcards were sent with negative ids, as Metabase expects
+    (put,) = [r for r in fake.mutations if r.method == "PUT" and "/api/dashboard/" in r.path]
+    assert all(d["id"] < 0 for d in put.body["dashcards"])
+
+
+def test_second_run_changes_nothing(fake: FakeMetabase, store_path: Path) -> None:
+    run(fake, store_path)
+    fake.clear_log()
+
+    report = run(fake, store_path)
+
+    assert fake.violations == []
+    assert fake.mutations == []
+    assert not report.changed
+    assert len(report.unchanged) == len(SPEC.cards) + 3  # database, collection, dashboard
+    assert not any(r.path == "/api/setup" for r in fake.requests)
+    assert "0 created, 0 updated" in report.summary()
+
+
+def test_changed_card_sql_gives_exactly_one_update(fake: FakeMetabase, store_path: Path,
+                                                   definitions: Path) -> None:
+    run(fake, store_path, definition_dir=definitions)
+    card = SPEC.cards[7]
+    sql_file = definitions / card.file
+    sql_file.write_text(sql_file.read_text().replace("ORDER BY run_id", "ORDER BY run_id DESC"))
+    fake.clear_log()
+
+    report = run(fake, store_path, definition_dir=definitions)
+
+    card_id = fake.card_by_name(card.name)["id"]
+    assert [(m.method, m.path) for m in fake.mutations] == [("PUT", f"/api/card/{card_id}")]
+    assert set(fake.mutations[0].body) == {"dataset_query"}
+    assert [(i.kind, i.name) for i in report.updated] == [("card", card.name)]
+    assert "DESC" in fake.card_by_name(card.name)["dataset_query"]["stages"][0]["native"]
+    assert fake.violations == []
+
+    fake.clear_log()
+    run(fake, store_path, definition_dir=definitions)
+    assert fake.mutations == []
+
+
+def test_moved_card_updates_the_dashboard_in_place(fake: FakeMetabase, store_path: Path,
+                                                   definitions: Path) -> None:
+    run(fake, store_path, definition_dir=definitions)
+    before = {dc["card_id"]: dc["id"] for dc in fake.dashboard_by_name(SPEC.name)["dashcards"]}
+    path = definitions / "dashboard.json"
+    raw = json.loads(path.read_text())
+    raw["cards"][-1]["position"]["size_y"] += 2
+    path.write_text(json.dumps(raw))
+    fake.clear_log()
+
+    report = run(fake, store_path, definition_dir=definitions)
+
+    dashboard = fake.dashboard_by_name(SPEC.name)
+    assert [(m.method, m.path) for m in fake.mutations] == [
+        ("PUT", f"/api/dashboard/{dashboard['id']}")]
+    assert [i.kind for i in report.updated] == ["dashboard"]
+    # existing dashcards keep their ids: they are moved, not deleted and re-added
+    assert {dc["card_id"]: dc["id"] for dc in dashboard["dashcards"]} == before
+    last = fake.card_by_name(raw["cards"][-1]["name"])["id"]
+    assert next(dc for dc in dashboard["dashcards"] if dc["card_id"] == last)["size_y"] == (
+        raw["cards"][-1]["position"]["size_y"])
+
+
+def test_existing_admin_skips_setup(store_path: Path) -> None:
+    with FakeMetabase(admin_email=EMAIL, admin_password=PASSWORD) as fake:
+        report = run(fake, store_path)
+        assert not any(r.path == "/api/setup" for r in fake.requests)
+        assert "setup" not in [i.kind for i in report.items]
+        assert fake.violations == []
+
+
+def test_wrong_password_is_a_clear_error(store_path: Path) -> None:
+    with FakeMetabase(admin_email=EMAIL, admin_password=PASSWORD) as fake:
+        with pytest.raises(MetabaseError) as caught:
+            run(fake, store_path, password="not-the-password")
+        message = str(caught.value)
+        assert "rejected the login" in message and EMAIL in message
+        assert "INSIDERS_METABASE_PASSWORD" in message
+        assert "\n" not in message
+        assert fake.mutations == []
+
+
+def test_unreachable_metabase_is_a_clear_error(store_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with pytest.raises(MetabaseError) as caught:
+        provision(url, email=EMAIL, password=PASSWORD,
+                  database={"engine": "sqlite", "path": str(store_path)})
+    message = str(caught.value)
+    assert message.startswith(f"Cannot reach Metabase at {url}")
+    assert "\n" not in message and "Traceback" not in message
+
+
+def test_failing_card_sql_names_the_card(fake: FakeMetabase, store_path: Path,
+                                         definitions: Path) -> None:
+    card = SPEC.cards[6]
+    (definitions / card.file).write_text("SELECT persona FROM no_such_table")
+
+    with pytest.raises(MetabaseError) as caught:
+        run(fake, store_path, definition_dir=definitions)
+
+    message = str(caught.value)
+    assert card.file in message and card.name in message
+    assert "no such table: no_such_table" in message
+    assert fake.cards == {} and fake.dashboards == {}  # nothing half-provisioned
+    assert fake.violations == []
+
+
+def test_weak_admin_password_fails_setup_clearly(fake: FakeMetabase, store_path: Path) -> None:
+    with pytest.raises(MetabaseError, match="First-run setup .* failed: password"):
+        run(fake, store_path, password="password")
+
+
+def test_store_metabase_cannot_open_is_a_clear_error(fake: FakeMetabase, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.sqlite"
+    with pytest.raises(MetabaseError, match="could not connect to the SQL store"):
+        run(fake, missing, database={"engine": "sqlite", "path": str(missing)})
+
+
+def test_changed_store_location_updates_the_database(fake: FakeMetabase, store_path: Path,
+                                                     tmp_path: Path) -> None:
+    run(fake, store_path)
+    moved = tmp_path / "moved.sqlite"
+    shutil.copy(store_path, moved)
+    fake.clear_log()
+
+    report = run(fake, moved)
+
+    (db,) = fake.databases.values()
+    assert [(m.method, m.path) for m in fake.mutations] == [("PUT", f"/api/database/{db['id']}")]
+    assert db["details"]["db"] == str(moved)
+    assert [i.kind for i in report.updated] == ["database"]
+
+
+def test_provision_from_env(fake: FakeMetabase, store_path: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSIDERS_METABASE_URL", fake.url)
+    monkeypatch.setenv("INSIDERS_METABASE_USER", EMAIL)
+    monkeypatch.setenv("INSIDERS_METABASE_PASSWORD", PASSWORD)
+    monkeypatch.setenv("INSIDERS_METABASE_DB_ENGINE", "sqlite")
+    monkeypatch.setenv("INSIDERS_METABASE_DB_PATH", str(store_path))
+
+    report = provision_from_env(None)
+
+    assert report.changed and fake.violations == []
+    assert next(iter(fake.databases.values()))["details"] == {"db": str(store_path)}
+    monkeypatch.delenv("INSIDERS_METABASE_PASSWORD")
+    with pytest.raises(MetabaseError, match="INSIDERS_METABASE_PASSWORD"):
+        provision_from_env(fake.url)
+
+
+def test_database_from_env_reads_the_store_url_and_overrides() -> None:
+    url = "postgresql+psycopg://insiders:s3cret@localhost:5433/insiders"
+    assert database_from_env(url, env={}) == {
+        "engine": "postgres", "name": "Insiders SQL store", "host": "localhost", "port": 5433,
+        "dbname": "insiders", "user": "insiders", "password": "s3cret",
+    }
+    inside_docker = database_from_env(url, env={"INSIDERS_METABASE_DB_HOST": "postgres",
+                                                "INSIDERS_METABASE_DB_PORT": "5432"})
+    assert (inside_docker["host"], inside_docker["port"]) == ("postgres", 5432)
+    assert database_from_env("sqlite:////data/insiders.sqlite", env={}) == {
+        "engine": "sqlite", "name": "Insiders SQL store", "path": "/data/insiders.sqlite"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda raw: raw["cards"][1]["position"].update(col=3), "overlap"),
+        (lambda raw: raw["cards"][0].update(display="sparkles"), "unknown display"),
+        (lambda raw: raw["cards"][0].update(file="cards/missing.sql"), "not found"),
+        (lambda raw: raw["cards"][0]["position"].update(col=20), "wider than"),
+        (lambda raw: raw["cards"][1].update(name=raw["cards"][0]["name"]), "unique"),
+    ],
+)
+def test_definition_errors_are_caught_before_any_request(definitions: Path, edit,
+                                                         expected: str) -> None:
+    path = definitions / "dashboard.json"
+    raw = json.loads(path.read_text())
+    edit(raw)
+    path.write_text(json.dumps(raw))
+    with pytest.raises(DefinitionError, match=expected):
+        load_definition(definitions)
+    with pytest.raises(MetabaseError, match=expected):  # provision fails before calling out
+        provision("http://127.0.0.1:9", email=EMAIL, password=PASSWORD,
+                  database={"engine": "sqlite", "path": "x"}, definition_dir=definitions)
+
+
+def test_fake_metabase_is_strict(fake: FakeMetabase) -> None:
+    """The fake answers like Metabase to wrong requests, so a passing test means something."""
+    assert requests.get(f"{fake.url}/api/card/1", timeout=5).status_code == 401
+    session = requests.post(f"{fake.url}/api/setup", timeout=5, json={
+        "token": fake.setup_token,
+        "user": {"email": EMAIL, "password": PASSWORD},
+        "prefs": {"site_name": "Insiders"},
+    }).json()["id"]
+    headers = {"X-Metabase-Session": session}
+    assert requests.get(f"{fake.url}/api/nope", headers=headers, timeout=5).status_code == 404
+    bad_card = {"name": "x", "display": "table", "visualization_settings": {},
+                "dataset_query": {"database": 1, "type": "native", "native": {"query": "x"}},
+                "colour": "red"}
+    resp = requests.post(f"{fake.url}/api/card", json=bad_card, headers=headers, timeout=5)
+    assert resp.status_code == 400 and "colour" in resp.json()["errors"]
+    assert len(fake.violations) == 3
+    assert [m.path for m in fake.mutations] == ["/api/setup"]
