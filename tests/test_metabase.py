@@ -27,7 +27,7 @@ from insiders.metabase import (
 from sqlstore_fixture import build_synthetic_store
 
 EMAIL = "admin@insiders.example"
-PASSWORD = "Insiders-2011-admin"
+PASSWORD = "fake-Insiders-2011-admin"  # a test account on the fake server
 SPEC = load_definition()
 
 

@@ -33,9 +33,9 @@ from insiders.errors import InsidersError
 
 log = logging.getLogger(__name__)
 
-# The Metabase whose API this follows (Docker image metabase/metabase:v0.64.2.2, the
+# The Metabase whose API this follows (Docker image metabase/metabase:v0.64.1.5, the
 # v0.64 LTS line); the calls also hold for v0.50-v0.63.
-METABASE_VERSION = "v0.64.2.2"
+METABASE_VERSION = "v0.64.1.5"
 GRID_COLUMNS = 24  # Metabase's dashboard grid
 DISPLAYS = frozenset(
     {"scalar", "smartscalar", "line", "area", "bar", "row", "combo", "pie", "table",

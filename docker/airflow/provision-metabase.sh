@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# metabase-provision (one-shot, after Metabase is healthy): create the SQL store's tables if
+# the DAG has not run yet, so Metabase finds them when it scans the database, then let the
+# package set Metabase up (admin, the read-only connection, the cards and the dashboard).
+set -euo pipefail
+
+python - <<'PY'
+import os
+
+from sqlalchemy import create_engine
+
+from insiders.sql_sync import METADATA
+
+# As insiders_app: tables it creates are readable by insiders_reader via default privileges.
+engine = create_engine(os.environ["INSIDERS_SQL_URL"])
+METADATA.create_all(engine)
+engine.dispose()
+print("metabase-provision: SQL store tables are in place")
+PY
+
+exec insiders metabase provision --url "${INSIDERS_METABASE_URL:-http://metabase:3000}"
