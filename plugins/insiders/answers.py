@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .evaluation import KEY_FIGURES
 from .features import DESCRIPTIONS
 
 QUESTIONS = {
@@ -182,8 +181,17 @@ def build(
         },
     }
     if extra:
-        answers.update(extra)
+        _merge(answers, extra)
     return answers
+
+
+def _merge(base: dict, extra: dict) -> None:
+    """Deep-merge a source's additions (e.g. a `not_applicable` note inside an answer)."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def _guarantee_text(vs_rest: dict, oot: dict) -> str:
@@ -197,7 +205,3 @@ def _guarantee_text(vs_rest: dict, oot: dict) -> str:
     else:
         text += " " + oot.get("text", "")
     return text
-
-
-def key_figure_labels() -> dict[str, str]:
-    return dict(KEY_FIGURES)

@@ -18,6 +18,7 @@ from .extract import RAW_COLUMNS
 # reason -> what it means, in the order reasons are checked
 REASONS: dict[str, str] = {
     "malformed_row": "the line could not be split into the file's columns",
+    "order_not_delivered": "the order was cancelled or not delivered (yet): not a purchase",
     "unparseable_date": "the invoice date is not a date (or an impossible one, e.g. 30 Feb)",
     "implausible_date": "the invoice date is before 1990",
     "after_as_of": "dated on or after the as-of date: not yet known on the day of the run",
@@ -210,14 +211,26 @@ def clean_chunk(
             ("non_positive_price", price <= 0),
             ("non_product_code", cols["stock_code"].map(is_non_product).astype(bool)),
         ]
+    # a source adapter may already know a line is not a purchase (Olist: undelivered orders)
+    if "source_reason" in raw:
+        source_reason = raw["source_reason"].fillna("").astype("str").to_numpy(dtype=object)
+        unknown = set(source_reason[source_reason != ""]) - set(REASONS)
+        if unknown:
+            raise ValueError(f"unknown set-aside reason(s) from the source: {sorted(unknown)}")
+        checks.insert(0, ("source", source_reason != ""))
+    else:
+        source_reason = None
     reason_code = np.full(len(raw), -1, dtype=np.int8)
     for i, (_, mask) in enumerate(checks):
         reason_code[(reason_code < 0) & mask] = i
     keep = reason_code < 0
-    names = np.array([name for name, _ in checks], dtype=object)
+    names = np.array([name for name, _ in checks], dtype=object)[reason_code[~keep]]
+    if source_reason is not None:
+        from_source = reason_code[~keep] == 0
+        names[from_source] = source_reason[~keep][from_source]
 
     quarantine = raw.loc[~keep, RAW_COLUMNS + ["source_file", "source_row"]].reset_index(drop=True)
-    quarantine["reason"] = pd.Series(names[reason_code[~keep]], dtype="str")
+    quarantine["reason"] = pd.Series(names, dtype="str")
 
     qty = quantity[keep].astype(np.int64)
     unit_price = price[keep]

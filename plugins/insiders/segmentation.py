@@ -216,7 +216,8 @@ def candidates(
 
 
 def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: float = 0.02,
-           max_top_share: float = 0.25) -> tuple[Candidate, str]:
+           max_top_share: float = 0.25, persona_fn=None, extra: list[str] | None = None,
+           ) -> tuple[Candidate, str]:
     """Apply the documented rule; marks `useful`/`chosen` and returns the winner and why."""
     if not cands:
         raise ValueError("no clustering candidate could be fitted")
@@ -229,7 +230,7 @@ def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: fl
         if top_share > max_top_share:
             problems.append(f"top segment is {top_share:.0%} of customers (> "
                             f"{max_top_share:.0%}): too broad to target")
-        names = personas(profile(features, c.labels))["persona_base"]
+        names = (persona_fn or personas)(profile(features, c.labels, extra))["persona_base"]
         if names.duplicated().any():
             problems.append("two segments would get the same persona")
         c.useful = not problems
@@ -259,7 +260,8 @@ def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: fl
 # --------------------------------------------------------------------------- profiles & personas
 
 
-def profile(features: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
+def profile(features: pd.DataFrame, labels: np.ndarray, extra: list[str] | None = None
+            ) -> pd.DataFrame:
     """Per segment: size, value and the typical (median) customer."""
     frame = features.assign(segment=labels)
     total_rev = frame["monetary"].sum()
@@ -279,6 +281,12 @@ def profile(features: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
         "mean_monetary": grouped["monetary"].mean(),
         "mean_avg_ticket": grouped["avg_ticket"].mean(),
     })
+    # source-specific features (Olist: satisfaction, delivery) are profiled by their mean
+    known = {"recency_days", "frequency", "monetary", "avg_ticket", "return_rate", "tenure_days",
+             "avg_days_between", "customer_id", "country", "has_purchase", "segment"}
+    for column in extra or []:
+        if column not in known and column in frame:
+            out[column] = grouped[column].mean()
     out["share"] = out["customers"] / len(frame)
     out["revenue_share"] = out["revenue"] / total_rev if total_rev else 0.0
     return out.reset_index()
@@ -392,13 +400,20 @@ class Segmentation:
 def segment(
     features: pd.DataFrame, k_min: int = 3, k_max: int = 8, min_segment_share: float = 0.02,
     sample_size: int = 2000, seed: int = 42, model_features: list[str] | None = None,
+    persona_fn=None,
 ) -> Segmentation:
-    """Segment the customers who purchased in the period (`features` holds only those)."""
+    """Segment the customers who purchased in the period (`features` holds only those).
+
+    `persona_fn(profile) -> profile + persona_base, persona, description, action` lets a
+    source with more than transactions (Olist) name segments by what it knows.
+    """
     if len(features) < k_min * 5:
         raise ValueError(f"only {len(features)} customers with a purchase: too few to segment "
                          f"(need at least {k_min * 5})")
     cands = candidates(features, model_features, k_min, k_max, sample_size, seed)
-    best, why = choose(cands, features, min_segment_share)
-    profiles = personas(profile(features, best.labels))
+    persona_fn = persona_fn or personas
+    best, why = choose(cands, features, min_segment_share, persona_fn=persona_fn,
+                       extra=model_features)
+    profiles = persona_fn(profile(features, best.labels, model_features))
     return Segmentation(segmenter=best.segmenter, labels=best.labels, profiles=profiles,
                         candidates=cands, chosen=best, why=why)

@@ -374,11 +374,12 @@ def segment_stage(run_dir: Path | str, settings: Settings) -> dict:
     started = time.perf_counter()
     table = pd.read_parquet(Path(run_dir) / FEATURES)
     active = table[table["has_purchase"]].reset_index(drop=True)
-    model_features = _model_features(run_dir)
+    model_features, persona_fn = _source_segmentation(run_dir)
     try:
         seg = segmentation.segment(
             active, settings.k_min, settings.k_max, settings.min_segment_share,
-            settings.cluster_sample, settings.seed, model_features=model_features)
+            settings.cluster_sample, settings.seed, model_features=model_features,
+            persona_fn=persona_fn)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     assigned = pd.DataFrame({"customer_id": active["customer_id"], "segment": seg.labels})
@@ -399,13 +400,14 @@ def segment_stage(run_dir: Path | str, settings: Settings) -> dict:
     return _stage(run_dir, "segment", result, started)
 
 
-def _model_features(run_dir) -> list[str] | None:
+def _source_segmentation(run_dir) -> tuple[list[str] | None, object]:
+    """Model features and persona naming for sources that know more than transactions."""
     extract_info = read_json(run_dir, "work/extract.json")
     if extract_info.get("kind") == "olist":
         from . import olist
 
-        return olist.MODEL_FEATURES
-    return None
+        return olist.MODEL_FEATURES, olist.personas
+    return None, None
 
 
 # --------------------------------------------------------------------------- insiders
@@ -536,6 +538,10 @@ def report_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings,
     stages = stage_outputs(run_dir)
     customers = pd.read_parquet(Path(run_dir) / CUSTOMERS)
     extra = dict(extra_answers or {})
+    if stages["extract"].get("kind") == "olist":
+        from . import olist
+
+        extra = {**olist.extra_answers(run_dir, stages), **extra}
     stability_path = Path(run_dir) / "work" / "stability.json"
     if "stability" not in extra and stability_path.exists():
         extra["stability"] = read_json(run_dir, "work/stability.json")
