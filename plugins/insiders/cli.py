@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync", help="copy complete runs from the document store to the SQL "
                                        "store")
     sync.add_argument("--sql-url", help="SQL store (default: INSIDERS_SQL_URL or SQLite)")
+
+    back = sub.add_parser("backfill", help="run the monthly DAG's tasks for a range of months in "
+                                           "this process (no Airflow needed)")
+    back.add_argument("--first-month", required=True, help="first month covered, YYYY-MM")
+    back.add_argument("--last-month", required=True, help="last month covered, YYYY-MM")
     return parser
 
 
@@ -124,10 +129,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from . import documents, sql_sync
 
         settings = Settings.from_env()
-        with documents.open_store(settings) as store:
+        with documents.store_from(settings) as store:
             summary = sql_sync.sync(store, args.sql_url or settings.sql_url_or_default)
-        print(summary)
+        print(f"synced {len(summary['synced'])} run(s), {len(summary['unchanged'])} unchanged")
         return 0
+    if args.command == "backfill":
+        return _backfill(args)
     raise AssertionError(args.command)
 
 
@@ -162,4 +169,29 @@ def _run(args: argparse.Namespace) -> int:
     for name in ("answers.json", "insiders.csv", "customers.parquet", "quarantine.csv.gz",
                  "report.html"):
         print(f"  {out / name}")
+    return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    """Months as the DAG would run them: the run for month M has as-of the 1st of M+1."""
+    import pandas as pd
+
+    from . import monthly
+
+    settings = Settings.from_env()
+    try:
+        first = pd.Period(args.first_month, freq="M")
+        last = pd.Period(args.last_month, freq="M")
+    except ValueError:
+        raise InsidersError("months must look like 2011-03") from None
+    if last < first:
+        raise InsidersError(f"--last-month {last} is before --first-month {first}")
+    for period in pd.period_range(first, last, freq="M"):
+        as_of = (period + 1).to_timestamp()
+        started = time.perf_counter()
+        monthly.run_month(as_of, settings)
+        print(f"run {period}: complete in {time.perf_counter() - started:.1f} s")
+    print(f"documents: {settings.mongo_uri or settings.home / 'documents'}")
+    print(f"SQL store: {settings.sql_url_or_default}")
+    print(f"reports:   {settings.home / 'runs'}/<YYYY-MM>/report.html")
     return 0

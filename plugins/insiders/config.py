@@ -31,6 +31,8 @@ class Settings:
     metabase_url: str | None = None
     metabase_user: str | None = None
     metabase_password: str | None = None
+    start_date: str = "2011-01-01"  # first month the DAG schedules (catchup starts here)
+    end_date: str | None = None  # last one, if any
 
     # the analysis
     lookback_months: int = 12  # the analysed period ends at as_of and spans this many months

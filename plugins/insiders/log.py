@@ -11,7 +11,7 @@ logger = logging.getLogger("insiders")
 
 
 def info(message: str, *args: object) -> None:
-    logger.info(message, *args)
+    logger.info(message, *args, stacklevel=2)
 
 
 @contextmanager

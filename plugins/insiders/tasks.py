@@ -437,6 +437,9 @@ def insiders_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings,
                                        settings.lookback_months, seed=settings.seed)
     chosen.to_parquet(_path(run_dir, CUSTOMERS), index=False)
     counts = chosen["membership"].value_counts().to_dict()
+    # previous members with no line at all in the period have left too
+    gone = sorted(set(previous_members or []) - set(chosen["customer_id"].astype("str")))
+    counts["left"] = counts.get("left", 0) + len(gone)
     n = int(chosen["is_insider"].sum())
     info("insiders: %d members (%.1f%% of %s active); value method %s; entered %d, stayed %d, "
          "left %d", n, 100 * n / max(selection.active, 1), f"{selection.active:,}",
@@ -450,6 +453,7 @@ def insiders_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings,
         "conditions": asdict(conditions),
         "membership": {k: int(counts.get(k, 0)) for k in ("entered", "stayed", "left")},
         "previous_members": len(previous_members or []),
+        "previous_member_ids": sorted(previous_members or []),
     }
     return _stage(run_dir, "insiders", result, started)
 
