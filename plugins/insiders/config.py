@@ -51,6 +51,10 @@ class Settings:
     seed: int = 42
     chunk_rows: int = 250_000
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.home, Path):  # a plain string from a caller is fine
+            object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
+
     @property
     def sql_url_or_default(self) -> str:
         return self.sql_url or f"sqlite:///{self.home / 'insiders.sqlite'}"

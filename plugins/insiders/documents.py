@@ -90,7 +90,12 @@ class DocumentStore:
 
     @contextmanager
     def lock(self, run_id: str, owner: str | None = None) -> Iterator[None]:
-        """Only one writer per month: a second one is told who holds the lock and since when."""
+        """Only one writer per month: a second one is told who holds the lock and since when.
+
+        A lock left by a writer that died (killed task) is taken over: at once when
+        the holder was a process on this host that no longer exists, else after
+        LOCK_STALE_AFTER.
+        """
         owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         locks = self.db["locks"]
         doc = {"_id": run_id, "owner": owner, "since": _now()}
@@ -99,8 +104,9 @@ class DocumentStore:
         except DuplicateKeyError:
             held = locks.find_one({"_id": run_id}) or {}
             since = held.get("since")
-            if isinstance(since, dt.datetime) and _now() - since > LOCK_STALE_AFTER:
-                locks.delete_many({"_id": run_id, "since": since})  # a crashed writer's lock
+            stale = isinstance(since, dt.datetime) and _now() - since > LOCK_STALE_AFTER
+            if stale or _holder_is_dead(str(held.get("owner", ""))):
+                locks.delete_many({"_id": run_id, "owner": held.get("owner")})
                 locks.insert_one(doc)
             else:
                 raise RunLockedError(
@@ -188,6 +194,20 @@ class DocumentStore:
                          "stayed": flows.get("stayed", 0), "left": flows.get("left", 0),
                          "members": flows.get("members", 0)})
         return pd.DataFrame(rows, columns=["run_id", "entered", "stayed", "left", "members"])
+
+
+def _holder_is_dead(owner: str) -> bool:
+    """True when the lock's owner was a process on this host that is gone."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def content_version(run: dict, documents: dict[str, list[dict]]) -> str:
@@ -361,7 +381,9 @@ def build(run_dir: Path | str, run_id: str, source: str | None = None) -> tuple[
         "timings": {name: stages[name].get("seconds") for name in stages},
         "data_quality": {"rows_in": quality["rows_in"], "rows_kept": quality["rows_kept"],
                          "set_aside": quality["set_aside"], "notes": quality.get("notes", [])},
-        "model": {"chosen": seg["chosen"], "why": seg["why"], "candidates": seg["candidates"],
+        "model": {"chosen": "{algorithm} k={k}".format(**seg["chosen"]),
+                  "algorithm": seg["chosen"]["algorithm"], "k": seg["chosen"]["k"],
+                  "why": seg["why"], "candidates": seg["candidates"],
                   "value_model": ins["value_model"], "value_contest": ins["value_contest"]},
         "membership": flows,
         "summary": {

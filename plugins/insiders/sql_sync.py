@@ -196,7 +196,7 @@ def flatten(run: dict, documents: dict[str, list[dict]]) -> dict[Table, list[dic
         "insiders_share": summary.get("insiders_share"), "revenue": summary.get("revenue"),
         "insiders_revenue": summary.get("insiders_revenue"),
         "insiders_revenue_share": summary.get("insiders_revenue_share"),
-        "chosen_model": "{algorithm} k={k}".format(**run["model"]["chosen"]),
+        "chosen_model": run["model"]["chosen"],
         "n_segments": summary.get("n_segments"), "entered_count": flows.get("entered"),
         "stayed_count": flows.get("stayed"), "left_count": flows.get("left"),
         "forecast_next": summary.get("forecast_next"),

@@ -548,7 +548,9 @@ def report_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings,
         extra = {**olist.extra_answers(run_dir, stages), **extra}
     stability_path = Path(run_dir) / "work" / "stability.json"
     if "stability" not in extra and stability_path.exists():
-        extra["stability"] = read_json(run_dir, "work/stability.json")
+        # timings live in the run's `timings`, never in the answers (same data, same answers)
+        extra["stability"] = {k: v for k, v in read_json(run_dir, "work/stability.json").items()
+                              if k != "seconds"}
     answers = answers_mod.build(pd.Timestamp(as_of), stages, customers, extra)
     answers["how_many"]["bounds"] = {"min_share": settings.min_share,
                                      "max_share": settings.max_share}

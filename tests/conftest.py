@@ -1,0 +1,154 @@
+"""Shared fixtures. Airflow's environment is set before anything imports airflow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+REAL_FILE = SHARED_DATA / "online_retail.csv.gz"
+OLIST_DIR = SHARED_DATA / "olist"
+
+# Airflow reads its configuration at import: give the test session its own home and database.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="insiders-airflow-"))
+os.environ.setdefault("AIRFLOW_HOME", str(_AIRFLOW_HOME))
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                      f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# no INSIDERS_* setting of the developer's shell may leak into tests
+for _name in [n for n in os.environ if n.startswith("INSIDERS_") and not n.startswith(
+        "INSIDERS_TEST_")]:
+    del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def demo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small deterministic demo data set (Online Retail layout, ~60k lines, 300 customers)."""
+    from insiders import demo
+
+    return demo.write(tmp_path_factory.mktemp("demo") / "demo.csv.gz", customers=300, seed=11)
+
+
+@pytest.fixture(scope="session")
+def real_file() -> Path:
+    if not REAL_FILE.exists():
+        pytest.skip(f"the real data set is not here ({REAL_FILE}); it lives in ../shared/data")
+    return REAL_FILE
+
+
+@pytest.fixture(scope="session")
+def olist_dir() -> Path:
+    if not OLIST_DIR.exists():
+        pytest.skip(f"the Olist data set is not here ({OLIST_DIR}); it lives in ../shared/data")
+    return OLIST_DIR
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A PostgreSQL superuser URL (started by .ci/run via .ci/start-postgres.sh)."""
+    url = os.environ.get("INSIDERS_TEST_PG_URL")
+    if not url:
+        pytest.skip("INSIDERS_TEST_PG_URL is not set: run `bash .ci/start-postgres.sh` and export "
+                    "the URL it prints (.ci/run does)")
+    return url
+
+
+@pytest.fixture
+def fresh_pg(pg_url: str) -> str:
+    """An empty PostgreSQL database of its own for one test (dropped afterwards)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"insiders_t_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = pg_url.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run does)")
+    return path
+
+
+def screenshot(chromium: str, page: Path, out: Path, width: int = 1280, height: int = 2400
+               ) -> Path:
+    """Render a local page headless and save a PNG (the flags these machines need)."""
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-quic", f"--user-data-dir={profile}", "--virtual-time-budget=8000",
+         f"--window-size={width},{height}", f"--screenshot={out}", page.resolve().as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    return out
+
+
+def dump_dom(chromium: str, page: Path) -> str:
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-quic", f"--user-data-dir={profile}", "--virtual-time-budget=8000",
+         "--dump-dom", page.resolve().as_uri()],
+        check=True, capture_output=True, timeout=120, text=True,
+    )
+    return done.stdout
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty INSIDERS_HOME for one test (embedded stores live under it)."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("INSIDERS_HOME", str(path))
+    return path
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600
+            ) -> subprocess.CompletedProcess:
+    """The `insiders` command as a user runs it (a fresh process)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", "from insiders.cli import main; raise SystemExit(main())", *args],
+        capture_output=True, text=True, timeout=timeout, env=full_env,
+    )
+
+
+@pytest.fixture(scope="session")
+def month_runs(demo_file: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """Two consecutive real monthly runs on the demo data: (run, documents) per run id.
+
+    The second month is selected with hysteresis against the first one's Insiders.
+    """
+    from insiders import documents, monthly
+    from insiders.config import Settings
+
+    home = tmp_path_factory.mktemp("runs-home")
+    settings = Settings(home=home, source=str(demo_file), stability_months=2, bootstrap=200)
+    out = {}
+    for as_of in ("2011-11-01", "2011-12-01"):
+        for step in monthly.STEPS[:9]:  # everything up to the report; the store comes next
+            getattr(monthly, step)(as_of, settings)
+        key = monthly.run_key(as_of)
+        out[key] = documents.build(monthly.run_folder(settings, as_of), key)
+        monthly.write_documents(as_of, settings)  # so the second month sees the first's members
+    return out

@@ -1,0 +1,206 @@
+"""The document store's contract: the same tests on the embedded store and on a real MongoDB.
+
+Set INSIDERS_TEST_MONGO_URI=mongodb://user:pass@host:27017/?authSource=admin to run them
+against a server too (a fresh database per test is created and dropped).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from insiders import documents
+from insiders.config import Settings
+from insiders.errors import RunLockedError, StoreError
+from pymongo.errors import DuplicateKeyError
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ["embedded", "mongodb"]
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(request, tmp_path: Path) -> Settings:
+    if request.param == "embedded":
+        yield Settings(home=tmp_path / "home")
+        return
+    uri = os.environ.get("INSIDERS_TEST_MONGO_URI")
+    if not uri:
+        pytest.skip("INSIDERS_TEST_MONGO_URI is not set: the contract runs on the embedded store "
+                    "only (set it to run the same tests against a MongoDB server)")
+    name = f"insiders_test_{uuid.uuid4().hex[:8]}"
+    yield Settings(home=tmp_path / "home", mongo_uri=uri, mongo_db=name)
+    import pymongo
+
+    pymongo.MongoClient(uri).drop_database(name)
+
+
+def _write(store, month_runs, run_id, **kwargs):
+    run, docs = copy.deepcopy(month_runs[run_id])
+    return store.write_run(run, docs, **kwargs)
+
+
+def test_a_written_run_is_complete_and_holds_exactly_its_documents(settings, month_runs):
+    run, docs = month_runs["2011-10"]
+    with documents.store_from(settings) as store:
+        result = _write(store, month_runs, "2011-10")
+        runs = store.complete_runs()
+        assert [r["run_id"] for r in runs] == ["2011-10"]
+        assert runs[0]["status"] == "complete"
+        assert runs[0]["counts"] == {name: len(d) for name, d in docs.items()}
+        for name, expected in docs.items():
+            got = store.documents(name, "2011-10")
+            assert len(got) == len(expected) == store.count(name, "2011-10")
+        customers = {d["customer_id"]: d for d in store.documents("customers", "2011-10")}
+        first = docs["customers"][0]
+        assert customers[first["customer_id"]]["features"] == pytest.approx(first["features"],
+                                                                           nan_ok=True)
+        assert result["version"] == runs[0]["version"]
+
+
+def test_rewriting_a_month_replaces_it_and_never_duplicates(settings, month_runs):
+    with documents.store_from(settings) as store:
+        first = _write(store, month_runs, "2011-10")
+        second = _write(store, month_runs, "2011-10")
+        assert first["version"] == second["version"]  # same content, same version
+        assert len(store.complete_runs()) == 1
+        for name, docs in month_runs["2011-10"][1].items():
+            assert store.count(name, "2011-10") == len(docs)
+
+
+def test_changed_content_gets_a_new_version(settings, month_runs):
+    with documents.store_from(settings) as store:
+        before = _write(store, month_runs, "2011-10")
+        run, docs = copy.deepcopy(month_runs["2011-10"])
+        docs["customers"][0]["expected_value"] += 1.0
+        after = store.write_run(run, docs)
+        assert after["version"] != before["version"]
+        assert store.run("2011-10")["version"] == after["version"]
+
+
+def test_an_interrupted_write_stays_invisible_and_a_retry_completes_it(settings, month_runs):
+    with documents.store_from(settings) as store:
+        with pytest.raises(StoreError, match="injected failure after writing segments"):
+            _write(store, month_runs, "2011-10", fail_after="segments")
+        assert store.complete_runs() == []
+        assert store.run("2011-10") is None
+        assert store.documents("customers", "2011-10") == []  # readers see nothing
+        assert store.db["runs"].find_one({"_id": "2011-10"})["status"] == "writing"
+        _write(store, month_runs, "2011-10")
+        assert [r["run_id"] for r in store.complete_runs()] == ["2011-10"]
+        assert store.count("membership", "2011-10") == len(month_runs["2011-10"][1]["membership"])
+
+
+def test_a_second_writer_for_the_same_month_is_refused_and_told_why(settings, month_runs):
+    with documents.store_from(settings) as store:
+        with store.lock("2011-10", owner="worker-a:1"):
+            with pytest.raises(RunLockedError, match="run 2011-10 is being written by worker-a"):
+                _write(store, month_runs, "2011-10")
+            _write(store, month_runs, "2011-11")  # another month is not blocked
+        _write(store, month_runs, "2011-10")  # released: now it works
+        assert [r["run_id"] for r in store.complete_runs()] == ["2011-10", "2011-11"]
+
+
+def test_a_lock_left_by_a_killed_writer_on_this_host_is_taken_over(settings, month_runs):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    import socket
+
+    with documents.store_from(settings) as store:
+        store.db["locks"].insert_one({"_id": "2011-10", "owner": f"{socket.gethostname()}:{dead}",
+                                      "since": documents._now()})
+        _write(store, month_runs, "2011-10")
+        assert store.run("2011-10") is not None
+        assert store.db["locks"].count_documents({}) == 0
+
+
+def test_unique_indexes_refuse_a_duplicate_customer_in_a_run(settings, month_runs):
+    with documents.store_from(settings) as store:
+        _write(store, month_runs, "2011-10")
+        doc = dict(store.db["customers"].find_one({"run_id": "2011-10"}, {"_id": 0}))
+        with pytest.raises(DuplicateKeyError):
+            store.db["customers"].insert_one(doc)
+
+
+def test_previous_members_come_from_the_latest_complete_earlier_run(settings, month_runs):
+    with documents.store_from(settings) as store:
+        _write(store, month_runs, "2011-10")
+        expected = sorted(d["customer_id"] for d in month_runs["2011-10"][1]["customers"]
+                          if d["is_insider"])
+        assert store.previous_members("2011-11") == expected
+        assert store.previous_members("2011-10") == []
+        with pytest.raises(StoreError):
+            _write(store, month_runs, "2011-11", fail_after="customers")  # incomplete: ignored
+        assert store.previous_members("2011-12") == expected
+
+
+def test_membership_flows_add_up_across_months(month_runs):
+    """members(M) = entered + stayed; stayed + left = members(M-1)."""
+    oct_run, oct_docs = month_runs["2011-10"]
+    nov_run, nov_docs = month_runs["2011-11"]
+    flows = nov_run["membership"]
+    members_oct = sum(d["is_insider"] for d in oct_docs["customers"])
+    members_nov = sum(d["is_insider"] for d in nov_docs["customers"])
+    assert flows["members"] == members_nov == flows["entered"] + flows["stayed"]
+    assert flows["stayed"] + flows["left"] == members_oct
+    statuses = {d["customer_id"]: d["status"] for d in nov_docs["membership"]}
+    was = {d["customer_id"] for d in oct_docs["customers"] if d["is_insider"]}
+    now = {d["customer_id"] for d in nov_docs["customers"] if d["is_insider"]}
+    assert {c for c, s in statuses.items() if s == "stayed"} == was & now
+    assert {c for c, s in statuses.items() if s == "entered"} == now - was
+    assert {c for c, s in statuses.items() if s == "left"} == was - now
+
+
+def test_the_embedded_store_persists_across_processes(tmp_path, month_runs):
+    """Every Airflow task is its own process: what one writes, the next one reads."""
+    home = tmp_path / "home"
+    run, docs = month_runs["2011-10"]
+    payload = tmp_path / "run.json"
+    payload.write_text(json.dumps({"run": run, "docs": docs}, default=str))
+    code = (
+        "import json, sys; from insiders import documents; from insiders.config import Settings\n"
+        f"data = json.load(open({str(payload)!r}))\n"
+        f"with documents.store_from(Settings(home={str(home)!r})) as s:\n"
+        "    s.write_run(data['run'], data['docs'])\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    with documents.store_from(Settings(home=home)) as store:
+        assert [r["run_id"] for r in store.complete_runs()] == ["2011-10"]
+        assert store.count("customers", "2011-10") == len(docs["customers"])
+
+
+def test_the_package_creates_the_same_indexes_as_mongo_init():
+    spec = json.loads((ROOT / "mongo-init" / "indexes.json").read_text())
+    assert spec == documents.INDEXES
+
+
+def test_documents_pass_the_mongodb_validators(month_runs):
+    """What the DAG writes is what mongo-init's $jsonSchema validators accept."""
+    from test_mongo_validators import load_validators, validate_document
+
+    validators = load_validators()
+    for run_id, (run, docs) in month_runs.items():
+        full = {**run, "_id": run_id, "status": "complete", "version": "v",
+                "started_at": documents._now(), "completed_at": documents._now()}
+        assert validate_document(_schema(validators["runs"]), full) == []
+        for name, items in docs.items():
+            schema = _schema(validators[name])
+            for doc in items:
+                problems = validate_document(schema, {**doc, "run_id": run_id})
+                assert problems == [], (name, doc, problems)
+
+
+def _schema(validator: dict) -> dict:
+    return validator.get("$jsonSchema", validator)
+
+
+def test_an_unreachable_mongodb_is_a_clear_error(tmp_path):
+    settings = Settings(home=tmp_path,
+                        mongo_uri="mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300")
+    with pytest.raises(StoreError, match="cannot reach the document store mongodb://127.0.0.1:9"):
+        documents.open_store(settings)

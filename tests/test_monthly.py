@@ -1,0 +1,124 @@
+"""A backfill of ten months: ten complete runs in the document store and the same ten in the SQL
+store, with matching row counts; running a month again changes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from insiders import documents, monthly, sql_sync
+from insiders.config import Settings
+from insiders.errors import InputError
+
+FIRST, LAST = "2011-03-01", "2011-12-01"  # as-of dates: runs 2011-02 .. 2011-11
+
+
+@pytest.fixture(scope="module")
+def backfill(demo_file: Path, tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("backfill-home")
+    settings = Settings(home=home, source=str(demo_file), stability_months=3, bootstrap=300)
+    results = {}
+    for as_of in monthly.months(FIRST, LAST):
+        results[monthly.run_key(as_of)] = monthly.run_month(as_of, settings)
+    return settings, results
+
+
+def _doc_counts(store, run_id: str) -> dict[str, int]:
+    return {name: store.count(name, run_id) for name in documents.COLLECTIONS}
+
+
+def _sql_counts(url: str, run_id: str) -> dict[str, int]:
+    counts = sql_sync.table_counts(url, run_id)
+    return {"customers": counts["customer_segments"], "segments": counts["segment_profiles"],
+            "membership": counts["membership"], "forecasts": counts["forecasts"],
+            "stability": counts["stability"]}
+
+
+def test_ten_months_give_ten_complete_runs_in_both_stores(backfill):
+    settings, _ = backfill
+    with documents.store_from(settings) as store:
+        runs = [r["run_id"] for r in store.complete_runs()]
+        assert runs == [f"2011-{m:02d}" for m in range(2, 12)]
+        engine = sa.create_engine(settings.sql_url_or_default)
+        with engine.connect() as conn:
+            sql_runs = [r[0] for r in conn.execute(sa.text("SELECT run_id FROM runs ORDER BY "
+                                                           "run_id"))]
+        engine.dispose()
+        assert sql_runs == runs
+        for run_id in runs:
+            docs = _doc_counts(store, run_id)
+            assert docs == store.run(run_id)["counts"]
+            assert _sql_counts(settings.sql_url_or_default, run_id) == docs
+
+
+def test_running_a_month_again_changes_no_counts(backfill):
+    settings, _ = backfill
+    as_of = "2011-08-01"
+    key = monthly.run_key(as_of)
+    with documents.store_from(settings) as store:
+        before_docs = {r["run_id"]: _doc_counts(store, r["run_id"]) for r in store.complete_runs()}
+        before_version = store.run(key)["version"]
+    before_sql = sql_sync.table_counts(settings.sql_url_or_default)
+    result = monthly.run_month(as_of, settings)
+    assert result["sync_sql"]["synced"] == []  # same content, same version: nothing to copy
+    with documents.store_from(settings) as store:
+        after_docs = {r["run_id"]: _doc_counts(store, r["run_id"]) for r in store.complete_runs()}
+        assert store.run(key)["version"] == before_version
+    assert after_docs == before_docs
+    assert sql_sync.table_counts(settings.sql_url_or_default) == before_sql
+
+
+def test_membership_moves_with_hysteresis_from_month_to_month(backfill):
+    settings, _ = backfill
+    with documents.store_from(settings) as store:
+        runs = store.complete_runs()
+        members = {r["run_id"]: {d["customer_id"] for d in store.documents("customers",
+                                                                            r["run_id"])
+                                 if d["is_insider"]} for r in runs}
+        for prev, cur in zip(runs, runs[1:], strict=False):
+            flows = cur["membership"]
+            was, now = members[prev["run_id"]], members[cur["run_id"]]
+            assert flows["entered"] == len(now - was)
+            assert flows["stayed"] == len(now & was)
+            assert flows["left"] == len(was - now)
+            # a member inside the exit band stays: nobody who stayed sits below the exit line
+            answers = cur["answers"]
+            exit_line = answers["exit_conditions"]["exit_line"]
+            stayed = [d for d in store.documents("membership", cur["run_id"])
+                      if d["status"] == "stayed"]
+            assert all(d["expected_value"] >= exit_line - 1e-6 for d in stayed)
+            # the group stays within the bounds the issue sets
+            share = answers["how_many"]["share_of_customers"]
+            assert 0.05 - 1e-9 <= share <= 0.20 + 1e-9
+        history = store.membership_history()
+    assert list(history["run_id"]) == [r["run_id"] for r in runs]
+    assert history["stayed"].iloc[1:].sum() > 0
+
+
+def test_each_month_has_its_report_with_membership_flows(backfill):
+    settings, _ = backfill
+    folder = monthly.run_folder(settings, LAST)
+    html = (folder / "report.html").read_text()
+    assert "Membership flows per month" in html
+    answers = json.loads((folder / "answers.json").read_text())
+    assert answers["as_of"] == "2011-12-01"
+    assert answers["exit_conditions"]["previous_members"] > 0
+
+
+def test_a_month_without_data_fails_clearly_without_touching_the_stores(backfill, tmp_path):
+    settings, _ = backfill
+    early = settings.with_(home=tmp_path / "early")
+    with pytest.raises(InputError, match="set aside"):
+        monthly.run_month("2009-01-01", early)  # before the first line of the data
+    with documents.store_from(early) as store:
+        assert store.complete_runs() == []
+
+
+def test_run_keys_follow_the_data_interval():
+    assert monthly.run_key("2011-12-01") == "2011-11"
+    assert monthly.run_key(pd.Timestamp("2012-01-01", tz="UTC")) == "2011-12"
+    assert [str(d.date()) for d in monthly.months("2011-03-01", "2011-05-01")] == [
+        "2011-03-01", "2011-04-01", "2011-05-01"]
