@@ -167,7 +167,9 @@ def build(
                                 "members close to the exit line and call them first."),
         },
         "data_quality": {
-            **{k: q[k] for k in ("rows_in", "rows_kept", "set_aside", "reasons", "notes")},
+            **{k: q[k] for k in ("rows_in", "rows_kept", "set_aside", "reasons")},
+            # what the reader noticed (encodings, ignored sheets, stray dates) and what quality did
+            "notes": [*stages["extract"].get("notes", []), *q.get("notes", [])],
             "files": stages["extract"].get("files", {}),
             "source": stages["extract"].get("source"),
         },

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import InputError
@@ -41,6 +42,10 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "country": ("country", "countryname"),
 }
 REQUIRED = ("invoice", "stock_code", "quantity", "invoice_date", "unit_price", "customer_id")
+# how a missing column is named to the user: as in the Online Retail file, not internally
+DISPLAY = {"invoice": "InvoiceNo", "stock_code": "StockCode", "description": "Description",
+           "quantity": "Quantity", "invoice_date": "InvoiceDate", "unit_price": "UnitPrice",
+           "customer_id": "CustomerID", "country": "Country"}
 OPTIONAL_DEFAULTS = {"description": "", "country": "Unknown"}
 RAW_COLUMNS = list(ALIASES)
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".gz")
@@ -63,8 +68,7 @@ def map_columns(header: Iterable[object], where: str) -> dict[str, str]:
                 break
     missing = [c for c in REQUIRED if c not in mapping]
     if missing:
-        wanted = ", ".join(ALIASES[c][0].replace("no", "No") if c == "invoice" else c
-                           for c in missing)
+        wanted = ", ".join(DISPLAY[c] for c in missing)
         shown = ", ".join(repr(n) for n in names[:12]) or "none"
         raise InputError(
             f"{where}: missing required column(s) {wanted} (found columns: {shown}). "
@@ -204,9 +208,13 @@ def _read_delimited(
     names = next(csv.reader([line], delimiter=delimiter), [])
     mapping = map_columns(names, where)
     bad: list[tuple[int, str]] = []
+    swallowed: list[tuple[int, int]] = []  # (row, lines): an unclosed quote ran over lines
 
     def on_invalid(row) -> str:
-        bad.append((row.number if row.number is not None else -1, row.text))
+        number = row.number if row.number is not None else -1
+        bad.append((number, row.text))
+        if "\n" in row.text or "\r" in row.text:
+            swallowed.append((number, len(row.text.splitlines()) - 1))
         return "skip"
 
     # positional names for the reader; the canonical mapping keeps the first spelling
@@ -215,43 +223,72 @@ def _read_delimited(
     wanted = {canon: by_name[orig] for canon, orig in mapping.items()}
     read_opts = pacsv.ReadOptions(column_names=reader_names, skip_rows=1, block_size=8 << 20,
                                   use_threads=False)
+    # empty lines are read (and dropped in _to_chunk) so that row numbers count them, as a
+    # spreadsheet does: skipping them here would shift every later source_row
     parse_opts = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
-                                    newlines_in_values=True)
+                                    newlines_in_values=True, ignore_empty_lines=False)
     convert_opts = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in reader_names},
         include_columns=sorted(set(wanted.values()), key=reader_names.index),
         strings_can_be_null=False, quoted_strings_can_be_null=False, check_utf8=False,
     )
-    rows_done = rejects_done = 0
-    latin = [0]
+    records = rows_done = rejects_done = pending_rows = 0  # records: rows + empty lines
+    latin, empty = [0], [0]
+    # every rejected row number so far: the reader parses ahead, so a chunk's `bad` may hold
+    # rows of the next chunk; numbering past all of them keeps each chunk's numbers right
+    seen_bad: list[int] = []
     with opener() as raw:
         try:
             reader = pacsv.open_csv(raw, read_options=read_opts, parse_options=parse_opts,
                                     convert_options=convert_opts)
             pending: list[pa.RecordBatch] = []
-            pending_rows = 0
             for batch in reader:
+                _check_quotes(swallowed, where)
                 pending.append(batch)
                 pending_rows += batch.num_rows
                 if pending_rows >= chunk_rows:
-                    yield _to_chunk(pending, wanted, where, rows_done, rejects_done, bad, latin)
-                    rows_done += pending_rows
+                    chunk = _to_chunk(pending, wanted, where, records, bad, seen_bad, latin,
+                                      empty)
+                    yield chunk
+                    records += pending_rows
+                    rows_done += len(chunk.frame)
                     rejects_done += len(bad)
                     pending, pending_rows, bad[:] = [], 0, []
-            if pending or bad or rows_done == 0:
-                yield _to_chunk(pending, wanted, where, rows_done, rejects_done, bad, latin)
-                rows_done += pending_rows
+            _check_quotes(swallowed, where)
+            if pending or bad or records == 0:
+                chunk = _to_chunk(pending, wanted, where, records, bad, seen_bad, latin, empty)
+                yield chunk
+                records += pending_rows
+                rows_done += len(chunk.frame)
                 rejects_done += len(bad)
         except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:
-            near = f" after row {rows_done + rejects_done + 1:,}" if rows_done else ""
-            raise InputError(f"{where}: stopped reading{near}: {_short(str(exc))}. "
-                             "Is the file truncated or corrupt?") from None
+            read = records + pending_rows + rejects_done
+            near = f" after row {read + 1:,}" if read else ""
+            raise InputError(f"{where}: stopped reading{near}: {_short(str(exc))}. The file looks "
+                             "truncated or corrupt: download or export it again") from None
     stats.rows += rows_done
     stats.rejects += rejects_done
     stats.files[where] = rows_done + rejects_done
     if latin[0]:
         stats.notes.append(f"{where}: {latin[0]:,} values were not UTF-8 and were read as "
                            "latin-1 (cp1252)")
+    _note_empty(stats, where, empty[0])
+
+
+def _check_quotes(swallowed: list[tuple[int, int]], where: str) -> None:
+    """An unclosed quote makes the reader take the following lines as one value: stop."""
+    if swallowed:
+        row, lines = swallowed[0]
+        raise InputError(
+            f'{where}: row {row:,} has a quote (") that is not closed on its line, so the '
+            f"{lines:,} line(s) after it were read as part of that row; close or remove the "
+            "quote, then export the file again")
+
+
+def _note_empty(stats: ExtractStats, where: str, count: int) -> None:
+    if count:
+        stats.notes.append(f"{where}: {count:,} empty row(s) skipped (no values: not "
+                           "transactions; the rows after them keep their row numbers)")
 
 
 def _short(message: str) -> str:
@@ -275,22 +312,28 @@ def _text_column(column: pa.ChunkedArray, latin: list[int]) -> pd.Series:
 
 
 def _to_chunk(
-    batches: list[pa.RecordBatch], wanted: dict[str, str], where: str, rows_done: int,
-    rejects_done: int, bad: list[tuple[int, str]], latin: list[int],
+    batches: list[pa.RecordBatch], wanted: dict[str, str], where: str, offset: int,
+    bad: list[tuple[int, str]], seen_bad: list[int], latin: list[int], empty: list[int],
 ) -> Chunk:
-    if batches:
-        table = pa.Table.from_batches(batches)
+    """`offset`: records (rows and empty lines) before these batches."""
+    table = pa.Table.from_batches(batches) if batches else None
+    count = table.num_rows if table is not None else 0
+    # row numbers as a spreadsheet shows them: the header is row 1. pyarrow numbers the rows it
+    # could not split the same way, so kept rows move past the rejected rows before them.
+    seen_bad.extend(n for n, _ in bad if n >= 0)
+    rows = offset + 2 + np.arange(count)
+    if seen_bad:
+        rows = _shift_past(rows, np.sort(np.asarray(seen_bad, dtype=np.int64)))
+    if table is not None:
+        blank = _blank_rows(table, list(wanted.values()))
+        if blank is not None:
+            empty[0] += int(blank.sum())
+            table, rows = table.filter(pa.array(~blank)), rows[~blank]
         frame = pd.DataFrame({canon: _text_column(table.column(col), latin)
                               for canon, col in wanted.items()})
     else:
         frame = pd.DataFrame({canon: pd.Series([], dtype="str") for canon in wanted})
     frame = _canonical(frame)
-    # row numbers as a spreadsheet shows them: the header is row 1. pyarrow numbers the rows it
-    # could not split the same way, so kept rows move past the rejected rows before them.
-    rows = rows_done + rejects_done + 2 + np.arange(len(frame))
-    bad_numbers = np.sort(np.array([n for n, _ in bad if n >= 0], dtype=np.int64))
-    if len(bad_numbers):
-        rows = _shift_past(rows, bad_numbers)
     frame["source_file"] = where
     frame["source_row"] = rows
     rejects = pd.DataFrame(
@@ -299,6 +342,17 @@ def _to_chunk(
          "raw_text": pd.Series([t for _, t in bad], dtype="str")}
     )
     return Chunk(frame=frame, rejects=rejects)
+
+
+def _blank_rows(table: pa.Table, columns: list[str]) -> np.ndarray | None:
+    """Rows without a single value (empty lines, `,,,,`): None when there is none."""
+    blank = None
+    for column in dict.fromkeys(columns):
+        is_empty = pc.equal(pc.binary_length(table.column(column)), 0)
+        blank = is_empty if blank is None else pc.and_(blank, is_empty)
+    if blank is None or not pc.any(blank).as_py():
+        return None
+    return blank.to_numpy(zero_copy_only=False)
 
 
 def _shift_past(rows: np.ndarray, bad_numbers: np.ndarray) -> np.ndarray:
@@ -344,18 +398,24 @@ def _read_xlsx(fh, where: str, chunk_rows: int, stats: ExtractStats) -> Iterator
             names = [str(h) if h is not None else "" for h in header]
             index = {canon: names.index(orig) for canon, orig in mapping.items()}
             buffer: list[tuple] = []
-            done = 0
+            done = kept = 0
+            empty = [0]
             for row in rows:
                 buffer.append(row)
                 if len(buffer) >= chunk_rows:
-                    yield _xlsx_chunk(buffer, index, sheet_where, done)
+                    chunk = _xlsx_chunk(buffer, index, sheet_where, done, empty)
+                    yield chunk
                     done += len(buffer)
+                    kept += len(chunk.frame)
                     buffer = []
             if buffer or done == 0:
-                yield _xlsx_chunk(buffer, index, sheet_where, done)
+                chunk = _xlsx_chunk(buffer, index, sheet_where, done, empty)
+                yield chunk
                 done += len(buffer)
-            stats.rows += done
-            stats.files[sheet_where] = done
+                kept += len(chunk.frame)
+            stats.rows += kept
+            stats.files[sheet_where] = kept
+            _note_empty(stats, sheet_where, empty[0])
     finally:
         book.close()
     if not used:
@@ -376,7 +436,8 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _xlsx_chunk(rows: list[tuple], index: dict[str, int], where: str, offset: int) -> Chunk:
+def _xlsx_chunk(rows: list[tuple], index: dict[str, int], where: str, offset: int,
+                empty: list[int]) -> Chunk:
     data = {
         canon: pd.Series([_cell_text(r[i]) if i < len(r) else "" for r in rows], dtype="str")
         for canon, i in index.items()
@@ -384,6 +445,12 @@ def _xlsx_chunk(rows: list[tuple], index: dict[str, int], where: str, offset: in
     frame = _canonical(pd.DataFrame(data))
     frame["source_file"] = where
     frame["source_row"] = offset + 2 + np.arange(len(frame))
+    # rows without a value (formatted but empty, or a gap) are not transactions
+    blank = np.logical_and.reduce([data[c].to_numpy() == "" for c in index]) if len(frame) \
+        else np.zeros(0, dtype=bool)
+    if blank.any():
+        empty[0] += int(blank.sum())
+        frame = frame.loc[~blank].reset_index(drop=True)
     return Chunk(frame=frame, rejects=_no_rejects())
 
 

@@ -122,9 +122,9 @@ def _cascade(text: pd.Series, out: pd.Series, mask: pd.Series, formats: tuple[st
 
 
 def normalise_customer_id(values: pd.Series) -> pd.Series:
-    """'17850.0' and '17850' are the same customer; blanks and 'nan' are no customer."""
+    """'17850.0', '17850,0' and '17850' are the same customer; blanks and 'nan' are none."""
     text = values.astype("str").str.strip()
-    text = text.str.replace(r"\.0+$", "", regex=True)
+    text = text.str.replace(r"[.,]0+$", "", regex=True)
     missing = text.str.lower().isin(MISSING_IDS)
     return text.where(~missing, None)
 
@@ -138,10 +138,12 @@ def is_non_product(codes: pd.Series) -> pd.Series:
 
 
 def to_number(values: pd.Series) -> pd.Series:
-    """Numbers as users write them, including a decimal comma (`2,55`)."""
+    """Numbers as users write them, including a decimal comma (`2,55`, `0,165`)."""
     text = values.astype("str").str.strip()
     number = pd.to_numeric(text, errors="coerce")
-    comma = number.isna() & text.str.fullmatch(r"-?\d+,\d+")
+    # `1,000` may be a thousand or one (decimal comma): neither guess is safe, so not a number
+    comma = (number.isna() & text.str.fullmatch(r"-?\d+,\d+")
+             & ~text.str.fullmatch(r"-?[1-9]\d{0,2}(,\d{3})+"))
     if comma.any():
         number[comma] = pd.to_numeric(text[comma].str.replace(",", ".", regex=False),
                                       errors="coerce")

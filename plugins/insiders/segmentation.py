@@ -48,6 +48,9 @@ TRANSFORMS = {
     "tenure_days": "log", "basket_size": "log", "basket_variety": "log",
     "avg_days_between": "log", "purchases_per_month": "log", "revenue_90d": "log",
     "return_rate": "sqrt",
+    # Olist experience features (olist.MODEL_FEATURES): days late are skewed like money
+    "avg_days_late": "log", "review_count": "log", "late_share": "sqrt",
+    "low_review_share": "sqrt",
 }
 
 
@@ -408,8 +411,9 @@ def segment(
     source with more than transactions (Olist) name segments by what it knows.
     """
     if len(features) < k_min * 5:
-        raise ValueError(f"only {len(features)} customers with a purchase: too few to segment "
-                         f"(need at least {k_min * 5})")
+        raise ValueError(f"only {len(features)} customer(s) with a purchase in the period: too "
+                         f"few to segment (at least {k_min * 5} are needed); use a larger file or "
+                         "a longer period")
     cands = candidates(features, model_features, k_min, k_max, sample_size, seed)
     persona_fn = persona_fn or personas
     best, why = choose(cands, features, min_segment_share, persona_fn=persona_fn,

@@ -23,8 +23,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from . import evaluation, extract, features, forecast, quality, segmentation
-from . import insiders as ins
+# the modelling stages (scikit-learn, scipy, Prophet) are imported where they are used, so a
+# bad input is reported in a fraction of a second instead of after seconds of imports
+from . import extract, features, quality
 from .config import Settings
 from .errors import InputError
 from .log import info
@@ -104,6 +105,13 @@ def _stage(run_dir: Path | str, name: str, result: dict, started: float) -> dict
 _TRANSACTIONS_CACHE: dict[tuple[str, int, int], pd.DataFrame] = {}
 
 
+def source_name(run_dir: Path | str) -> str:
+    """The input as the user named it, for error messages."""
+    path = Path(run_dir) / "work" / "extract.json"
+    return json.loads(path.read_text()).get("source", "the input") if path.exists() else \
+        "the input"
+
+
 def read_transactions(run_dir: Path | str) -> pd.DataFrame:
     """The kept transactions, text as categoricals (groupbys on ids are several times faster).
 
@@ -180,27 +188,50 @@ def extract_stage(run_dir: Path | str, source: str | Path, kind: str = "online_r
 # --------------------------------------------------------------------------- quality
 
 
-def latest_date(run_dir: Path | str) -> pd.Timestamp | None:
-    """The last parseable invoice date in the raw extract (for the default as-of)."""
+def _line_days(run_dir: Path | str) -> pd.Series:
+    """Lines per calendar day, from the raw extract's readable dates (since 1990)."""
     parser = quality.DateParser()
-    latest = None
+    counts: pd.Series | None = None
     parquet = pq.ParquetFile(Path(run_dir) / RAW)
     for batch in parquet.iter_batches(columns=["invoice_date"], batch_size=500_000):
-        values = batch.column(0).to_pandas()
-        dates = parser.parse_unique(pd.Series(values.unique(), dtype="str"))
-        dates = dates[dates >= pd.Timestamp("1990-01-01")]
-        if dates.notna().any():
-            top = dates.max()
-            latest = top if latest is None or top > latest else latest
-    return latest
+        values = batch.column(0).to_pandas().value_counts()
+        dates = parser.parse_unique(pd.Series(values.index, dtype="str"))
+        days = pd.Series(values.to_numpy(), index=dates.dt.normalize().to_numpy())
+        days = days[days.index.notna() & (days.index >= pd.Timestamp("1990-01-01"))]
+        days = days.groupby(level=0).sum()
+        counts = days if counts is None else counts.add(days, fill_value=0)
+    return (counts if counts is not None else pd.Series(dtype="int64")).sort_index()
 
 
-def default_as_of(run_dir: Path | str) -> pd.Timestamp:
-    latest = latest_date(run_dir)
-    if latest is None:
+def default_as_of(run_dir: Path | str, support: float = 0.005) -> pd.Timestamp:
+    """The day after the last line, ignoring stray lines dated far past the real data.
+
+    A single typo (2031 instead of 2011) must not move the run decades ahead: the
+    last day counts only if the month up to it holds at least `support` of all
+    lines. Lines after the as-of are set aside (after_as_of), never dropped.
+    """
+    days = _line_days(run_dir)
+    if days.empty:
         raise InputError("no row has a readable invoice date, so there is no default as-of date; "
                          "check the InvoiceDate column or pass --as-of YYYY-MM-DD")
-    return latest.normalize() + pd.Timedelta(days=1)
+    total = float(days.sum())
+    index = days.index
+    cum = days.cumsum().to_numpy()
+    start = index.searchsorted(index - pd.Timedelta(days=30), side="left")
+    before = [cum[i - 1] if i > 0 else 0.0 for i in start]
+    window = cum - before
+    supported = window >= max(1.0, support * total)
+    last = index[supported.nonzero()[0][-1]] if supported.any() else index[-1]
+    stray = int(days[days.index > last].sum())
+    if stray:
+        note = (f"{stray:,} line(s) dated after {last.date()} stand alone (e.g. a typo in the "
+                "year): the default as-of ignores them and they are set aside as after_as_of; "
+                "pass --as-of to include them")
+        info("as-of: %s", note)
+        extracted = read_json(run_dir, "work/extract.json")
+        extracted["notes"] = [*extracted.get("notes", []), note]
+        write_json(run_dir, "work/extract.json", extracted)
+    return last + pd.Timedelta(days=1)
 
 
 def quality_stage(run_dir: Path | str, as_of: pd.Timestamp) -> dict:
@@ -237,7 +268,8 @@ def quality_stage(run_dir: Path | str, as_of: pd.Timestamp) -> dict:
         # exact duplicates may sit in different blocks: decide on all hashes at once
         dup = quality.duplicate_mask(kept["row_hash"].to_numpy())
         if dup.any():
-            set_aside(_typed_to_quarantine(kept.loc[dup]))
+            set_aside(_raw_rows(run_dir, kept.loc[dup, ["source_file", "source_row"]],
+                                "duplicate"))
             report.add("duplicate", int(dup.sum()))
         kept = kept.loc[~dup].drop(columns="row_hash").reset_index(drop=True)
     report.rows_kept = len(kept)
@@ -254,8 +286,8 @@ def quality_stage(run_dir: Path | str, as_of: pd.Timestamp) -> dict:
          f"{report.rows_kept:,}", aside_text)
     if not len(kept):
         raise InputError(
-            f"every one of the {report.rows_in:,} rows was set aside ({aside_text}); see "
-            f"{quarantine_path} for each row and its reason")
+            f"{source_name(run_dir)}: every one of the {report.rows_in:,} rows was set aside "
+            f"({aside_text}); see {quarantine_path} for each row and its reason")
     result = {**report.as_dict(), "as_of": str(as_of.date())}
     return _stage(run_dir, "quality", result, started)
 
@@ -306,20 +338,25 @@ def _concat_categorical(blocks: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _typed_to_quarantine(frame: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame({
-        "invoice": frame["invoice"].astype("str"),
-        "stock_code": frame["stock_code"].astype("str"),
-        "description": frame["description"].astype("str"),
-        "quantity": frame["quantity"].astype("str"),
-        "invoice_date": frame["invoice_date"].astype("str"),
-        "unit_price": frame["unit_price"].astype("str"),
-        "customer_id": frame["customer_id"].astype("str"),
-        "country": frame["country"].astype("str"),
-        "source_file": frame["source_file"].astype("str"),
-        "source_row": frame["source_row"].astype("int64"),
-    })
-    out["reason"] = "duplicate"
+def _raw_rows(run_dir: Path | str, keys: pd.DataFrame, reason: str) -> pd.DataFrame:
+    """The raw text of the given (source_file, source_row) lines, re-read from the extract.
+
+    The quarantine shows lines as the user wrote them (`12977.0`, `12/1/2010 8:26`), not
+    as the quality stage cleaned them.
+    """
+    wanted = pd.MultiIndex.from_frame(keys.astype({"source_file": "str", "source_row": "int64"}))
+    parts = []
+    parquet = pq.ParquetFile(Path(run_dir) / RAW)
+    for batch in parquet.iter_batches(batch_size=500_000):
+        raw = batch.to_pandas()
+        here = pd.MultiIndex.from_arrays([raw["source_file"].astype("str"),
+                                          raw["source_row"].astype("int64")])
+        hit = here.isin(wanted)
+        if hit.any():
+            parts.append(raw.loc[hit])
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=[*extract.RAW_COLUMNS, "source_file", "source_row"])
+    out["reason"] = reason
     return out
 
 
@@ -348,8 +385,9 @@ def features_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings)
     info("features: %s customers with a line in the period, %s with a purchase",
          f"{len(table):,}", f"{active:,}")
     if active == 0:
-        raise InputError(f"no customer made a purchase in the {settings.lookback_months} months "
-                         f"before {pd.Timestamp(as_of).date()}; choose a later --as-of")
+        raise InputError(f"{source_name(run_dir)}: no customer made a purchase in the "
+                         f"{settings.lookback_months} months before "
+                         f"{pd.Timestamp(as_of).date()}; choose a later --as-of")
     return _stage(run_dir, "features", {"customers": len(table), "active": active,
                                         "period_start": str(features.period_start(
                                             pd.Timestamp(as_of), settings.lookback_months)
@@ -371,6 +409,8 @@ def _source_extra_features(run_dir, table, as_of, settings):
 
 
 def segment_stage(run_dir: Path | str, settings: Settings) -> dict:
+    from . import segmentation
+
     started = time.perf_counter()
     table = pd.read_parquet(Path(run_dir) / FEATURES)
     active = table[table["has_purchase"]].reset_index(drop=True)
@@ -381,7 +421,7 @@ def segment_stage(run_dir: Path | str, settings: Settings) -> dict:
             settings.cluster_sample, settings.seed, model_features=model_features,
             persona_fn=persona_fn)
     except ValueError as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(f"{source_name(run_dir)}: {exc}") from None
     assigned = pd.DataFrame({"customer_id": active["customer_id"], "segment": seg.labels})
     assigned = assigned.merge(seg.profiles[["segment", "persona"]], on="segment")
     assigned.to_parquet(_path(run_dir, SEGMENTS), index=False)
@@ -416,6 +456,8 @@ def _source_segmentation(run_dir) -> tuple[list[str] | None, object]:
 def insiders_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings,
                    previous_members: list[str] | None = None) -> dict:
     """Value, select (with hysteresis against `previous_members`), explain."""
+    from . import insiders as ins
+
     started = time.perf_counter()
     as_of = pd.Timestamp(as_of)
     tx = read_transactions(run_dir)
@@ -462,6 +504,8 @@ def insiders_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings,
 
 
 def evaluate_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings) -> dict:
+    from . import evaluation
+
     started = time.perf_counter()
     as_of = pd.Timestamp(as_of)
     tx = read_transactions(run_dir)
@@ -486,6 +530,8 @@ def evaluate_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings)
 
 
 def forecast_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings) -> dict:
+    from . import forecast
+
     started = time.perf_counter()
     as_of = pd.Timestamp(as_of)
     tx = read_transactions(run_dir)
