@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -133,22 +134,50 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600
     )
 
 
-@pytest.fixture(scope="session")
-def month_runs(demo_file: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
-    """Two consecutive real monthly runs on the demo data: (run, documents) per run id.
+@functools.lru_cache(maxsize=1)
+def pipeline_runs() -> dict[str, tuple]:
+    """Three consecutive real monthly runs on a small demo set, computed once per session.
 
-    The second month is selected with hysteresis against the first one's Insiders.
+    (run, documents) per run id 2011-09..2011-11; each month is selected with hysteresis
+    against the previous month's Insiders.
     """
-    from insiders import documents, monthly
+    from insiders import demo, documents, monthly
     from insiders.config import Settings
 
-    home = tmp_path_factory.mktemp("runs-home")
-    settings = Settings(home=home, source=str(demo_file), stability_months=2, bootstrap=200)
+    home = Path(tempfile.mkdtemp(prefix="insiders-pipeline-runs-"))
+    source = demo.write(home / "demo.csv.gz", customers=300, seed=11)
+    settings = Settings(home=home, source=str(source), stability_months=2, bootstrap=200)
     out = {}
-    for as_of in ("2011-11-01", "2011-12-01"):
+    for as_of in ("2011-10-01", "2011-11-01", "2011-12-01"):
         for step in monthly.STEPS[:9]:  # everything up to the report; the store comes next
             getattr(monthly, step)(as_of, settings)
         key = monthly.run_key(as_of)
         out[key] = documents.build(monthly.run_folder(settings, as_of), key)
-        monthly.write_documents(as_of, settings)  # so the second month sees the first's members
+        monthly.write_documents(as_of, settings)  # so the next month sees these members
     return out
+
+
+@pytest.fixture(scope="session")
+def month_runs() -> dict[str, tuple]:
+    """Two consecutive real monthly runs (2011-10, 2011-11) as (run, documents)."""
+    runs = pipeline_runs()
+    return {key: runs[key] for key in ("2011-10", "2011-11")}
+
+
+def _pipeline_store(url: str) -> None:
+    """Fill an empty SQL store the way the DAG does: documents, then the sync."""
+    import copy
+
+    from insiders import documents, sql_sync
+    from insiders.config import Settings
+
+    with documents.store_from(Settings(home=Path(tempfile.mkdtemp(prefix="docs-")))) as store:
+        for run, docs in pipeline_runs().values():
+            store.write_run(copy.deepcopy(run), copy.deepcopy(docs))
+        sql_sync.sync(store, url)
+
+
+# the dashboard cards are checked on a store the real pipeline filled, not only a synthetic one
+from sqlstore_fixture import register_store_builder  # noqa: E402
+
+register_store_builder("pipeline", _pipeline_store)

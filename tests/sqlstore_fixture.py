@@ -228,6 +228,9 @@ def _forecasts(rng: random.Random, run_id: str, as_of: date, base: float) -> lis
     for month in months[-3:]:
         prophet = actual[month] * rng.uniform(0.9, 1.1)
         naive = actual.get(_months_back(month, 1), actual[month])
+        rows.append({"run_id": run_id, "month": month, "kind": "backtest_actual",
+                     "revenue": round(actual[month] * rng.uniform(0.85, 1.0), 2), "lower": None,
+                     "upper": None})
         rows.append({"run_id": run_id, "month": month, "kind": "backtest_prophet",
                      "revenue": round(prophet, 2), "lower": round(prophet * 0.85, 2),
                      "upper": round(prophet * 1.15, 2)})
