@@ -125,9 +125,12 @@ def build(
             "expected_share_next": round(float(sel["coverage"]), 4),
         },
         "expected_revenue": {
-            "text": (f"About {_money(fc_total)} over the next {len(fc_months)} months "
-                     f"({fc['method']}; 80% interval per month in the figures). "
-                     + (back.get("text", "") if back else "")).strip(),
+            "text": ((f"About {_money(fc_total)} over the next {len(fc_months)} months "
+                      "(Prophet; each month's 80% interval is in the figures). "
+                      if fc["method"] == "prophet" else
+                      f"About {_money(fc_total)} over the next {len(fc_months)} months: the last "
+                      "month repeated, because the history is too short for Prophet (no "
+                      "interval). ") + (back.get("text", "") if back else "")).strip(),
             "months": fc_months,
             "total": round(fc_total, 2),
             "method": fc["method"],

@@ -92,7 +92,7 @@ def _invoices(
     month_pos = np.repeat(month_pos, reps)
     dates = _random_moments(rng, months[month_pos], end)
     country = rng.choice(COUNTRIES, n_customers, p=COUNTRY_P / COUNTRY_P.sum())
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "customer": (first_id + cust_idx).astype(np.int64),
             "wholesale": wholesale[cust_idx],
@@ -100,6 +100,7 @@ def _invoices(
             "country": country[cust_idx],
         }
     )
+    return frame[frame["date"] < end]  # the data set ends mid-month, as the real one does
 
 
 def _random_moments(
@@ -113,8 +114,7 @@ def _random_moments(
     ts = pd.DatetimeIndex(ts)
     # the shop does not trade on Saturdays: move those sales to the Friday
     ts = ts - pd.to_timedelta((ts.dayofweek == 5).astype(int), unit="D")
-    limit = end - pd.Timedelta(minutes=1)
-    return np.minimum(ts.values, limit.to_datetime64())
+    return ts.values
 
 
 def _lines(rng: np.random.Generator, inv: pd.DataFrame, cat: pd.DataFrame) -> pd.DataFrame:
@@ -149,6 +149,7 @@ def _chunk(
     guests = inv.sample(n=n_guest, random_state=int(rng.integers(1 << 31)), replace=True)
     guests = guests.assign(customer=-1, date=_random_moments(
         rng, pd.DatetimeIndex(guests["date"]).to_period("M").to_timestamp(), end))
+    guests = guests[guests["date"] < end]
     inv = pd.concat([inv, guests], ignore_index=True).sort_values("date", kind="stable")
     inv = inv.reset_index(drop=True)
     inv["invoice"] = (first_invoice + np.arange(len(inv))).astype(str)
@@ -176,9 +177,9 @@ def _chunk(
     canc = canc[rng.random(len(canc)) < 0.35].copy()
     canc["Quantity"] = -np.maximum(1, (canc["Quantity"] * rng.uniform(0.3, 1.0, len(canc))).round()
                                    ).astype(int)
-    canc["date"] = np.minimum(
-        (pd.DatetimeIndex(canc["date"]) + pd.to_timedelta(rng.integers(0, 21, len(canc)), "D"))
-        .values, (end - pd.Timedelta(minutes=1)).to_datetime64())
+    canc["date"] = (pd.DatetimeIndex(canc["date"])
+                    + pd.to_timedelta(rng.integers(0, 21, len(canc)), "D")).values
+    canc = canc[canc["date"] < end]  # returns after the data ends are not in the data
     canc["invoice"] = "C" + canc["invoice"]
     discounts = canc.drop_duplicates("invoice").sample(frac=0.1, random_state=1).assign(
         StockCode="D", Description="Discount", Quantity=-1,

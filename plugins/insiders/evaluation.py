@@ -154,6 +154,11 @@ def out_of_time(
         "member_ids": chosen.loc[in_group, "customer_id"].astype("str").tolist(),
     }
     g, t, r = result["insiders"], result["top_spenders"], result["rest"]
+    if not total_next:
+        result["text"] = (f"Chosen on {cut.date()}, the {n} Insiders - like every other customer "
+                          f"- bought nothing in the {horizon_months} months that followed, so "
+                          "the check cannot tell them apart.")
+        return result
     text = (f"Chosen on {cut.date()}, the {n} Insiders spent {g['revenue_per_customer']:,.0f} "
             f"each over the next {horizon_months} months against "
             f"{r['revenue_per_customer']:,.0f} for the rest, and brought "
@@ -218,8 +223,14 @@ def cohorts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: in
         return pd.DataFrame()
     frame["offset"] = frame["month"] - frame["cohort"]
     active = frame.groupby(["cohort", "offset"]).size().unstack(fill_value=0)
+    # every month since the first purchase has a column, even one where nobody bought
+    active = active.reindex(columns=range(int(active.columns.max()) + 1), fill_value=0)
     sizes = active[0]
     table = active.div(sizes, axis=0).round(4)
+    # months a cohort has not lived through yet are unknown, not 0%
+    last = as_of.year * 12 + as_of.month - 1
+    for cohort in table.index:
+        table.loc[cohort, [c for c in table.columns if cohort + c > last]] = np.nan
     table.columns = [int(c) for c in table.columns]
     table.insert(0, "customers", sizes)
     table.index = [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in table.index]

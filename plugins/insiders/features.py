@@ -94,8 +94,15 @@ def _customer_features(
     cust = "customer_id"
 
     net = lines.groupby(cust, observed=True)["revenue"].sum()
-    out = pd.DataFrame(index=net.index)
-    out["monetary"] = net
+    out = pd.DataFrame(index=pd.Index(net.index.astype("str"), name=cust))
+    out["monetary"] = net.to_numpy()
+
+    def on(values: pd.Series) -> pd.Series:
+        """Per-customer values aligned on `out` (plain text ids: an empty groupby over a
+        categorical id cannot be reindexed under pandas 3)."""
+        values = values.copy()
+        values.index = pd.Index(values.index.astype("str"))
+        return values.reindex(out.index)
 
     invoices = buys.groupby([cust, "invoice"], observed=True).agg(
         date=("invoice_date", "min"),
@@ -107,33 +114,31 @@ def _customer_features(
     frequency = per.size()
     first_buy = per["date"].min()
     last_buy = per["date"].max()
-    gross = per["value"].sum()
-    out["frequency"] = frequency.reindex(out.index).fillna(0).astype("int64")
-    out["recency_days"] = ((as_of - last_buy) / DAY).reindex(out.index)
-    out["avg_ticket"] = (gross / frequency).reindex(out.index)
-    out["basket_size"] = (per["units"].sum() / frequency).reindex(out.index)
-    out["basket_variety"] = (per["products"].sum() / frequency).reindex(out.index)
+    gross = on(per["value"].sum())
+    out["frequency"] = on(frequency).fillna(0).astype("int64")
+    out["recency_days"] = on((as_of - last_buy) / DAY)
+    out["avg_ticket"] = gross / out["frequency"].where(out["frequency"] > 0)
+    out["basket_size"] = on(per["units"].sum() / frequency)
+    out["basket_variety"] = on(per["products"].sum() / frequency)
     span = (last_buy - first_buy) / DAY
-    out["avg_days_between"] = (span / (frequency - 1)).where(frequency > 1).reindex(out.index)
+    out["avg_days_between"] = on((span / (frequency - 1)).where(frequency > 1))
 
     ever_first = history[(history["quantity"] > 0) & ~history["is_cancellation"]].groupby(
         cust, observed=True)["invoice_date"].min()
-    tenure = ((as_of - ever_first) / DAY).reindex(out.index)
-    out["tenure_days"] = tenure
+    out["tenure_days"] = on((as_of - ever_first) / DAY)
     months_in_period = np.minimum(
-        ((as_of - first_buy.reindex(out.index)) / DAY).to_numpy(),
+        ((as_of - on(first_buy)) / DAY).to_numpy(dtype=float, na_value=np.nan),
         (as_of - start) / DAY,
     ) / DAYS_PER_MONTH
     out["purchases_per_month"] = out["frequency"] / np.maximum(months_in_period, 1.0)
 
-    returned = -rets.groupby(cust, observed=True)["revenue"].sum()
-    rate = (returned.reindex(out.index).fillna(0.0) / gross.reindex(out.index))
-    out["return_rate"] = rate.clip(0, 1).where(gross.reindex(out.index) > 0, 0.0)
+    returned = on(-rets.groupby(cust, observed=True)["revenue"].sum()).fillna(0.0)
+    rate = returned / gross
+    out["return_rate"] = rate.clip(0, 1).where(gross > 0, 0.0)
 
     recent = lines[lines["invoice_date"] >= as_of - pd.Timedelta(days=90)]
-    out["revenue_90d"] = recent.groupby(cust, observed=True)["revenue"].sum().reindex(
-        out.index).fillna(0.0)
-    out["country"] = _main_country(lines)
+    out["revenue_90d"] = on(recent.groupby(cust, observed=True)["revenue"].sum()).fillna(0.0)
+    out["country"] = on(_main_country(lines))
     out["has_purchase"] = out["frequency"] > 0
     out = out.reset_index().rename(columns={"index": cust})
     out[cust] = out[cust].astype("str")

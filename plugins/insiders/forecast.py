@@ -24,11 +24,23 @@ MIN_HISTORY_DAYS = 60
 
 
 def periods(as_of: pd.Timestamp, count: int, before: bool = False) -> list[pd.Timestamp]:
-    """Month-long periods starting at `as_of` (or ending at it): calendar months on the 1st."""
+    """Starts of month-long periods after `as_of` (or before it): calendar months on the 1st."""
+    return bounds(as_of, count, before)[:-1]
+
+
+def bounds(as_of: pd.Timestamp, count: int, before: bool = False) -> list[pd.Timestamp]:
+    """count + 1 boundaries, each a whole number of months from `as_of`, so periods tile
+    the time line even from the 31st (31 Jan, 29 Feb, 31 Mar... never a gap)."""
     as_of = pd.Timestamp(as_of)
     if before:
-        return [as_of - pd.DateOffset(months=count - i) for i in range(count)]
-    return [as_of + pd.DateOffset(months=i) for i in range(count)]
+        return [as_of - pd.DateOffset(months=count - i) for i in range(count + 1)]
+    return [as_of + pd.DateOffset(months=i) for i in range(count + 1)]
+
+
+def _pairs(starts: list[pd.Timestamp]) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """(start, end) of each period; the end of the last is one month after its start."""
+    ends = [*starts[1:], starts[-1] + pd.DateOffset(months=1)] if starts else []
+    return list(zip(starts, ends, strict=True))
 
 
 def daily_revenue(transactions: pd.DataFrame, customers: set[str], end: pd.Timestamp
@@ -46,11 +58,8 @@ def daily_revenue(transactions: pd.DataFrame, customers: set[str], end: pd.Times
 
 
 def period_totals(daily: pd.Series, starts: list[pd.Timestamp]) -> list[float]:
-    totals = []
-    for start in starts:
-        end = start + pd.DateOffset(months=1)
-        totals.append(float(daily[(daily.index >= start) & (daily.index < end)].sum()))
-    return totals
+    return [float(daily[(daily.index >= start) & (daily.index < end)].sum())
+            for start, end in _pairs(starts)]
 
 
 def _prophet(daily: pd.Series, seed: int):
@@ -77,8 +86,8 @@ def prophet_months(daily: pd.Series, as_of: pd.Timestamp, horizon: int, seed: in
                    ) -> pd.DataFrame:
     """Monthly totals with 80% intervals from Prophet's predictive samples."""
     as_of = pd.Timestamp(as_of)
-    starts = periods(as_of, horizon)
-    end = starts[-1] + pd.DateOffset(months=1)
+    edges = bounds(as_of, horizon)
+    end = edges[-1]
     model = _prophet(daily, seed)
     future = pd.DataFrame({"ds": pd.date_range(as_of, end - pd.Timedelta(days=1), freq="D")})
     np.random.seed(seed)  # Prophet draws its samples from numpy's global generator
@@ -86,8 +95,7 @@ def prophet_months(daily: pd.Series, as_of: pd.Timestamp, horizon: int, seed: in
         warnings.simplefilter("ignore")
         samples = model.predictive_samples(future)["yhat"]  # days x samples
     rows = []
-    for start in starts:
-        stop = start + pd.DateOffset(months=1)
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
         mask = ((future["ds"] >= start) & (future["ds"] < stop)).to_numpy()
         totals = samples[mask].sum(axis=0)
         rows.append({
@@ -101,7 +109,8 @@ def prophet_months(daily: pd.Series, as_of: pd.Timestamp, horizon: int, seed: in
 
 def naive_months(daily: pd.Series, as_of: pd.Timestamp, horizon: int) -> pd.DataFrame:
     """The last month before `as_of`, repeated: what a forecast must beat."""
-    last = period_totals(daily, periods(as_of, 1, before=True))[0]
+    edges = bounds(as_of, 1, before=True)
+    last = float(daily[(daily.index >= edges[0]) & (daily.index < edges[1])].sum())
     return pd.DataFrame({"month": periods(as_of, horizon), "revenue": last, "lower": np.nan,
                          "upper": np.nan})
 

@@ -35,10 +35,11 @@ REASONS: dict[str, str] = {
 # Stock codes that are not products in the Online Retail data and its look-alikes.
 NON_PRODUCT_CODES = frozenset(
     {"POST", "DOT", "D", "M", "C2", "C3", "CRUK", "BANK CHARGES", "AMAZONFEE", "S", "PADS", "B",
-     "ADJUST", "ADJUST2", "TEST001", "TEST002", "DCGSSBOY", "DCGSSGIRL", "GIFT", "CARRIAGE",
-     "SAMPLES", "FEE", "DISCOUNT", "POSTAGE", "SHIPPING"}
+     "ADJUST", "ADJUST2", "TEST001", "TEST002", "GIFT", "CARRIAGE", "SAMPLES", "FEE",
+     "DISCOUNT", "POSTAGE", "SHIPPING"}
 )
-NON_PRODUCT_PREFIXES = ("GIFT_", "DCGS", "TEST", "ADJUST", "AMAZON", "BANK")
+# DCGS... codes are real products (party bags, dog collars) and stay in
+NON_PRODUCT_PREFIXES = ("GIFT_", "TEST", "ADJUST", "AMAZON", "BANK")
 MISSING_IDS = frozenset({"", "nan", "none", "null", "na", "n/a", "-", "?"})
 
 ISO_FORMAT = "ISO8601"
@@ -133,8 +134,9 @@ def is_non_product(codes: pd.Series) -> pd.Series:
     """Postage, fees, discounts, manual lines: not products a customer chose to buy."""
     upper = codes.astype("str").str.strip().str.upper()
     digits = upper.str.count(r"\d")
+    # short codes with hardly a digit (POST, DOT, PADS, C2, M) are services, not products
     return (upper.isin(NON_PRODUCT_CODES) | upper.str.startswith(NON_PRODUCT_PREFIXES)
-            | (digits < 3) & (upper.str.len() <= 12))
+            | (digits < 3) & (upper.str.len() <= 5))
 
 
 def to_number(values: pd.Series) -> pd.Series:

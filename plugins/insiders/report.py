@@ -52,6 +52,18 @@ def esc(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
+def label(text: object, width: int = 16) -> str:
+    """A chart label: escaped (plotly renders its own markup in labels) and wrapped."""
+    words, lines, line = esc(text).split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line]) if line else ""
+
+
 def _money(x) -> str:
     return "n/a" if x is None or pd.isna(x) else f"{x:,.0f}"
 
@@ -111,6 +123,7 @@ def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None 
         _exit(answers, membership_history, fig),
         _guarantee(answers, fig),
         _actions(answers, colors),
+        _satisfaction(answers, fig),
         _cohorts(cohorts, fig),
         _stability(answers, fig),
         _quality(answers, fig),
@@ -130,7 +143,10 @@ def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None 
         ("who", "Who"), ("how_many", "How many"), ("characteristics", "Profile"),
         ("revenue_share", "Revenue"), ("expected_revenue", "Forecast"), ("entry", "Entry"),
         ("exit", "Exit"), ("guarantee", "Proof"), ("actions", "Actions"), ("cohorts", "Cohorts"),
-        ("quality", "Data quality"), ("model", "Model")])
+        ("quality", "Data quality"), ("model", "Model")]
+        + ([("stability", "Refresh")] if (answers.get("stability") or {}).get("ari_by_month")
+           else [])
+        + ([("satisfaction", "Satisfaction")] if answers.get("satisfaction") else []))
     period = answers.get("period", {})
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -173,9 +189,9 @@ def _who(a: dict, customers: pd.DataFrame) -> str:
         "Expected next": members["expected_value"].map(_money),
     })
     body = (_table(frame, left=("Customer", "Persona", "Country"))
-            + f"<p class='muted'>Top 20 of {len(customers[customers['is_insider']]):,}. The "
-              "complete list, with the figures that justify each membership, is in "
-              "insiders.csv.</p>")
+            + f"<p class='muted'>The top {len(members):,} of "
+              f"{int(customers['is_insider'].sum()):,}. The complete list, with the figures that "
+              "justify each membership, is in insiders.csv.</p>")
     return _section(1, "who", "Who are the Insiders?", a["who"]["text"], body)
 
 
@@ -203,20 +219,22 @@ def _characteristics(a: dict, colors: dict, fig: _Figures) -> str:
     c = a["characteristics"]["insiders_vs_rest"]
     keys = [k for k in ("monetary", "frequency", "avg_ticket", "basket_size", "recency_days")
             if k in c and c[k]["insiders_median"] is not None]
-    f1 = go.Figure()
-    f1.add_trace(go.Bar(x=[c[k]["label"] for k in keys],
-                        y=[c[k]["insiders_median"] for k in keys], name="Insiders",
-                        marker_color=INSIDER))
-    f1.add_trace(go.Bar(x=[c[k]["label"] for k in keys], y=[c[k]["rest_median"] for k in keys],
-                        name="Rest", marker_color=REST))
-    f1.update_layout(barmode="group", title="Typical (median) customer: Insiders vs the rest",
-                     yaxis_type="log")
+    ratios = [(c[k]["label"], c[k]["ratio"]) for k in keys if c[k]["ratio"]]
+    f1 = go.Figure(go.Bar(
+        y=[label(name, 28) for name, _ in ratios], x=[r for _, r in ratios], orientation="h",
+        marker_color=[INSIDER if r >= 1 else REST for _, r in ratios],
+        text=[f"{r:.1f}x" for _, r in ratios], textposition="outside", cliponaxis=False))
+    f1.add_vline(x=1, line={"color": "#616e7c", "dash": "dot"})
+    f1.update_layout(title="Insiders compared with the rest (ratio of averages)",
+                     xaxis={"type": "log", "title": "times the rest's average (1 = the same)"},
+                     yaxis={"autorange": "reversed"}, margin={"l": 190})
     segs = a["marketing_actions"]["segments"]
     f2 = go.Figure()
     names = [s["persona"] for s in segs]
-    f2.add_trace(go.Bar(x=names, y=[100 * s["share"] for s in segs], name="% of customers",
+    ticks = [label(n, 14) for n in names]
+    f2.add_trace(go.Bar(x=ticks, y=[100 * s["share"] for s in segs], name="% of customers",
                         marker_color=[colors[p] for p in names], opacity=0.55))
-    f2.add_trace(go.Bar(x=names, y=[100 * s["revenue_share"] for s in segs],
+    f2.add_trace(go.Bar(x=ticks, y=[100 * s["revenue_share"] for s in segs],
                         name="% of net revenue", marker_color=[colors[p] for p in names]))
     f2.update_layout(barmode="group", title="Segments: size and value (%)")
     prof = pd.DataFrame([{
@@ -258,7 +276,7 @@ def _expected(a: dict, fig: _Figures) -> str:
         f.add_trace(go.Scatter(x=xs + xs[::-1], y=[m["upper"] for m in months]
                                + [m["lower"] for m in months][::-1], fill="toself",
                                fillcolor="rgba(201,162,39,.25)", line={"width": 0},
-                               name="80% interval", hoverinfo="skip"))
+                               mode="lines", name="80% interval", hoverinfo="skip"))
     f.add_trace(go.Scatter(x=xs, y=[m["revenue"] for m in months], mode="lines+markers",
                            name=f"forecast ({e['method']})",
                            line={"color": INSIDER, "dash": "dash", "width": 3}))
@@ -279,8 +297,9 @@ def _expected(a: dict, fig: _Figures) -> str:
                                      "arrayminus": [m["prophet"] - m["lower"] for m in bm]}))
         f2.add_trace(go.Bar(x=bx, y=[m["naive"] for m in bm], name="naive (last month)",
                             marker_color=REST))
-        f2.update_layout(barmode="group", title=f"Backtest: forecast from "
-                                                f"{back['forecast_from']} vs what happened")
+        f2.update_layout(barmode="group", xaxis={"type": "category"},
+                         title=f"Backtest: forecast from {back['forecast_from']} vs what "
+                               "happened")
         err = pd.DataFrame([
             {"Method": "Prophet", "MAPE": _pct(back["prophet"]["mape"], 1),
              "MAE": _money(back["prophet"]["mae"]),
@@ -360,15 +379,14 @@ def _guarantee(a: dict, fig: _Figures) -> str:
     tone = ""
     if o.get("available"):
         f = go.Figure(go.Bar(
-            x=["Insiders", f"Top {o['group_size']} past spenders", "Rest"],
+            x=["Insiders", f"Top {o['group_size']}<br>past spenders", "Rest"],
             y=[o["insiders"]["revenue_per_customer"], o["top_spenders"]["revenue_per_customer"],
                o["rest"]["revenue_per_customer"]],
             marker_color=[INSIDER, PALETTE[0], REST],
             text=[_money(o["insiders"]["revenue_per_customer"]),
                   _money(o["top_spenders"]["revenue_per_customer"]),
                   _money(o["rest"]["revenue_per_customer"])], textposition="outside"))
-        f.update_layout(title=f"Out of time: chosen on {o['chosen_on']}, net revenue per "
-                              f"customer over the next {o['months']} months")
+        f.update_layout(title=f"Spend per customer, {o['months']} months after {o['chosen_on']}")
         share = pd.DataFrame([
             {"Group": "Insiders", **_oot_row(o["insiders"])},
             {"Group": "Top past spenders", **_oot_row(o["top_spenders"])},
@@ -403,6 +421,34 @@ def _actions(a: dict, colors: dict) -> str:
     body = (f"<div class='cards'>{''.join(cards)}</div><p><b>For the Insiders:</b> "
             f"{esc(m['insiders_action'])}</p>")
     return _section(9, "actions", "What should marketing do?", m["text"], body)
+
+
+def _satisfaction(a: dict, fig: _Figures) -> str:
+    """Sources with reviews and delivery dates (Olist): satisfaction, and what does not apply."""
+    s = a.get("satisfaction")
+    if not s:
+        return ""
+    rows = [{"Persona": p["persona"], "Customers": f"{p['customers']:,}",
+             "Mean review (of 5)": "n/a" if p["review_score_mean"] is None
+             else f"{p['review_score_mean']:.2f}",
+             "1-2 star reviews": _pct(p["low_review_share"]),
+             "Late deliveries": _pct(p["late_share"]),
+             "Days late per order": f"{p['avg_days_late']:.1f}"} for p in s["by_persona"]]
+    f = go.Figure(go.Bar(
+        x=["Delivered on time", "Delivered late"],
+        y=[100 * (s["low_review_share_when_on_time"] or 0),
+           100 * (s["low_review_share_when_late"] or 0)],
+        marker_color=[PALETTE[2], PALETTE[3]],
+        text=[_pct(s["low_review_share_when_on_time"]), _pct(s["low_review_share_when_late"])],
+        textposition="outside"))
+    f.update_layout(title="Share of purchases rated 1-2 stars", yaxis_title="%")
+    na = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>"
+                 for k, v in (a.get("not_applicable") or {}).items())
+    body = (f"<div class='grid2'><div>{fig(f, 320)}</div><div>"
+            f"{_table(pd.DataFrame(rows), left=('Persona',))}</div></div>"
+            + (f"<h3>What does not apply to this source</h3><ul class='muted'>{na}</ul>"
+               if na else ""))
+    return _section("10", "satisfaction", "How satisfied are they?", s["text"], body)
 
 
 def _cohorts(cohorts: pd.DataFrame | None, fig: _Figures) -> str:
@@ -443,9 +489,9 @@ def _stability(a: dict, fig: _Figures) -> str:
 def _quality(a: dict, fig: _Figures) -> str:
     q = a["data_quality"]
     reasons = q["set_aside"]
-    f = go.Figure(go.Bar(x=list(reasons.values()), y=list(reasons.keys()), orientation="h",
-                         marker_color=PALETTE[1], text=[f"{v:,}" for v in reasons.values()],
-                         textposition="outside"))
+    f = go.Figure(go.Bar(x=list(reasons.values()), y=[label(k, 24) for k in reasons],
+                         orientation="h", marker_color=PALETTE[1],
+                         text=[f"{v:,}" for v in reasons.values()], textposition="auto"))
     f.update_layout(title="Rows set aside, by reason", yaxis={"autorange": "reversed"})
     rows = [{"": "rows read", "rows": f"{q['rows_in']:,}"},
             {"": "rows kept", "rows": f"{q['rows_kept']:,}"}]
@@ -454,10 +500,17 @@ def _quality(a: dict, fig: _Figures) -> str:
     notes = "".join(f"<li>{esc(n)}</li>" for n in q.get("notes", []))
     total_aside = sum(reasons.values())
     text = (f"{q['rows_in']:,} rows read: {q['rows_kept']:,} kept and {total_aside:,} set aside "
-            "with a reason (see quarantine.csv.gz); nothing was dropped silently. Returns and "
-            "cancellations are kept and netted.")
+            "with a reason (see quarantine.csv.gz); nothing was dropped silently. "
+            + q.get("policy", "Returns and cancellations are kept and netted."))
     body = (f"<div class='grid2'><div>{fig(f, 60 + 34 * max(len(reasons), 2))}</div><div>"
             f"{_table(pd.DataFrame(rows))}<ul class='muted'>{notes}</ul></div></div>")
+    if q.get("tables"):  # sources made of several tables (Olist): their own accounting
+        per = pd.DataFrame([{"Table": t, "Rows in": f"{v['rows_in']:,}",
+                             "Kept": f"{v['rows_kept']:,}",
+                             "Set aside": ", ".join(f"{k} {n:,}" for k, n in
+                                                    v["set_aside"].items()) or "-"}
+                            for t, v in q["tables"].items()])
+        body += "<h3>Per source table</h3>" + _table(per, left=("Table", "Set aside"))
     return (f"<section id='quality'><h2>Data quality</h2><div class='answer'>{esc(text)}</div>"
             f"{body}</section>")
 
@@ -484,7 +537,7 @@ def _model(a: dict, fig: _Figures) -> str:
     table["Useful"] = table["Useful"].map({True: "yes", False: "no"})
     table["Chosen"] = table["Chosen"].map({True: "yes", False: ""})
     vm = m["value_model"]
-    body = (f"<div class='grid2'><div>{fig(f, 340)}</div><div><p>{esc(m['why'])}</p>"
+    body = (f"<div class='grid2'><div>{fig(f, 340)}</div><div>"
             f"<p class='muted'>Features: {esc(', '.join(m['features']))} (log-transformed, "
             f"standardised).</p><p class='muted'>Value model: {esc(vm['note'])}</p></div></div>"
             + _table(table, left=("Algorithm", "Note")))

@@ -60,8 +60,10 @@ def ari_curve(
                   f"at least every {months} months")
         recommended_out = months
     else:
-        advice = (f"the ARI stays above {threshold} for {recommended} month(s) and then falls "
-                  f"below: refresh every {recommended} month(s)")
+        months_text = "1 month" if recommended == 1 else f"{recommended} months"
+        every = "every month" if recommended == 1 else f"every {recommended} months"
+        advice = (f"the ARI stays above {threshold} for {months_text} and then falls below: "
+                  f"refresh {every}")
         recommended_out = recommended
     return {
         "available": True,

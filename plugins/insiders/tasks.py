@@ -210,6 +210,9 @@ def default_as_of(run_dir: Path | str, support: float = 0.005) -> pd.Timestamp:
     last day counts only if the month up to it holds at least `support` of all
     lines. Lines after the as-of are set aside (after_as_of), never dropped.
     """
+    extracted = read_json(run_dir, "work/extract.json")
+    if extracted.get("default_as_of"):  # a source adapter knows better (Olist: last delivery)
+        return pd.Timestamp(extracted["default_as_of"])
     days = _line_days(run_dir)
     if days.empty:
         raise InputError("no row has a readable invoice date, so there is no default as-of date; "
