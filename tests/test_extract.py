@@ -1,0 +1,238 @@
+"""Extract: the good variants of the Online Retail layout all read the same lines.
+
+Each test writes a handful of lines in one of the layouts users bring (the bad
+files are tests/test_bad_input.py's corpus) and checks what extract yields as
+text, and what the quality stage makes of it once typed, against values worked
+out by hand from the lines below.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from insiders import extract, tasks
+
+HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
+          "CustomerID", "Country"]
+# Five lines as the UCI file has them: one customer written `17850.0` and `17850`, a
+# cancellation, a quoted description with the delimiter in it, a French customer.
+ROWS = [
+    ["536365", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", "6", "2010-12-01 08:26:00",
+     "2.55", "17850.0", "United Kingdom"],
+    ["536365", "71053", "WHITE METAL LANTERN, LARGE", "6", "2010-12-01 08:26:00", "3.39",
+     "17850.0", "United Kingdom"],
+    ["536366", "22633", "HAND WARMER UNION JACK", "6", "2010-12-01 08:28:00", "1.85", "17850",
+     "United Kingdom"],
+    ["C536379", "22423", "REGENCY CAKESTAND 3 TIER", "-1", "2010-12-01 09:41:00", "12.75",
+     "14527.0", "United Kingdom"],
+    ["536370", "22728", "ALARM CLOCK BAKELIKE PINK", "24", "2010-12-01 08:45:00", "3.75",
+     "12583.0", "France"],
+]
+AS_OF = pd.Timestamp("2011-01-01")
+# typed, by hand: revenue = quantity x price; ids lose their `.0`; rows count from the header
+EXPECTED = pd.DataFrame({
+    "invoice": ["536365", "536365", "536366", "C536379", "536370"],
+    "customer_id": ["17850", "17850", "17850", "14527", "12583"],
+    "quantity": [6, 6, 6, -1, 24],
+    "revenue": [6 * 2.55, 6 * 3.39, 6 * 1.85, -12.75, 24 * 3.75],  # 15.30 20.34 11.10 ... 90
+    "is_cancellation": [False, False, False, True, False],
+    "is_return": [False, False, False, True, False],
+    "source_row": [2, 3, 4, 5, 6],
+})
+
+
+def _write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER,
+               delimiter: str = ",", encoding: str = "utf-8") -> Path:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "wt", encoding=encoding, newline="") as fh:
+        writer = csv.writer(fh, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _write_xlsx(path: Path, rows: list[list[str]]) -> Path:
+    """Cells typed as Excel stores them: numbers, a datetime, ids as floats, C-invoices as text."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Online Retail"
+    sheet.append(HEADER)
+    for r in rows:
+        invoice = int(r[0]) if r[0].isdigit() else r[0]
+        sheet.append([invoice, r[1], r[2], int(r[3]), dt.datetime.fromisoformat(r[4]),
+                      float(r[5]), float(r[6]), r[7]])
+    book.save(path)
+    return path
+
+
+def _make(fmt: str, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        return _write_csv(folder / "online_retail.csv", ROWS)
+    if fmt == "csv.gz":
+        return _write_csv(folder / "online_retail.csv.gz", ROWS)
+    if fmt == "zip":
+        inner = _write_csv(folder / "online_retail.csv", ROWS)
+        with zipfile.ZipFile(folder / "online_retail.zip", "w", zipfile.ZIP_DEFLATED) as z:
+            z.write(inner, "online_retail.csv")
+        inner.unlink()
+        return folder / "online_retail.zip"
+    return _write_xlsx(folder / "online_retail.xlsx", ROWS)
+
+
+def _read(source: Path, chunk_rows: int = 250_000) -> tuple[pd.DataFrame, extract.ExtractStats]:
+    stats = extract.ExtractStats()
+    chunks = list(extract.read_source(source, chunk_rows, stats))
+    return pd.concat([c.frame for c in chunks], ignore_index=True), stats
+
+
+def _stages(source: Path, run_dir: Path, as_of: pd.Timestamp = AS_OF
+            ) -> tuple[dict, dict, pd.DataFrame]:
+    """Extract and quality as the DAG runs them; returns both results and the transactions."""
+    ex = tasks.extract_stage(run_dir, source)
+    q = tasks.quality_stage(run_dir, as_of)
+    tx = pd.read_parquet(run_dir / tasks.TRANSACTIONS).sort_values("source_row")
+    return ex, q, tx.reset_index(drop=True)
+
+
+def _typed(tx: pd.DataFrame) -> pd.DataFrame:
+    out = tx[EXPECTED.columns].copy()
+    for c in ("invoice", "customer_id"):
+        out[c] = out[c].astype("str")
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx"])
+def test_each_format_reads_the_same_lines(fmt: str, tmp_path: Path) -> None:
+    source = _make(fmt, tmp_path)
+    frame, stats = _read(source)
+    assert list(frame.columns) == [*extract.RAW_COLUMNS, "source_file", "source_row"]
+    assert stats.rows == 5 and stats.rejects == 0
+    assert frame["source_row"].tolist() == [2, 3, 4, 5, 6]
+    assert frame["stock_code"].tolist() == [r[1] for r in ROWS]
+    assert frame["description"].tolist() == [r[2] for r in ROWS]  # the quoted comma survives
+    assert frame["quantity"].tolist() == [r[3] for r in ROWS]
+    assert frame["invoice_date"].tolist() == [r[4] for r in ROWS]  # xlsx datetimes as ISO text
+    assert frame["country"].tolist() == [r[7] for r in ROWS]
+    # a float id cell (17850.0) reads as 17850 from xlsx; the text files keep what was written
+    ids = [r[6] for r in ROWS] if fmt != "xlsx" else ["17850", "17850", "17850", "14527",
+                                                      "12583"]
+    assert frame["customer_id"].tolist() == ids
+    where = frame["source_file"].iloc[0]
+    assert where.startswith(str(source))
+    if fmt == "zip":
+        assert where.endswith(":online_retail.csv")
+    if fmt == "xlsx":
+        assert where.endswith("[Online Retail]")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx"])
+def test_each_format_gives_the_same_transactions(fmt: str, tmp_path: Path) -> None:
+    ex, q, tx = _stages(_make(fmt, tmp_path / "in"), tmp_path / "run")
+    assert ex["rows"] == 5 and ex["rejects"] == 0
+    assert q["rows_in"] == 5 and q["rows_kept"] == 5 and q["set_aside"] == {}
+    pd.testing.assert_frame_equal(_typed(tx), EXPECTED, check_dtype=False)
+    assert (tx["invoice_date"] == pd.Timestamp("2010-12-01 08:26")).sum() == 2
+    assert tx["unit_price"].tolist() == [2.55, 3.39, 1.85, 12.75, 3.75]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2010-12-01 08:26:00", "2010-12-01 08:26:00"),  # ISO, the UCI csv export
+    ("12/1/2010 8:26", "2010-12-01 08:26:00"),  # US month-first, the Kaggle copy
+    ("29-Nov-16", "2016-11-29 00:00:00"),  # day-month name-2-digit year
+])
+def test_date_variants(text: str, expected: str, tmp_path: Path) -> None:
+    rows = [[*r[:4], text, *r[5:]] for r in ROWS]
+    source = _write_csv(tmp_path / "dates.csv", rows)
+    _, q, tx = _stages(source, tmp_path / "run", pd.Timestamp("2017-01-01"))
+    assert q["rows_kept"] == 5 and q["set_aside"] == {}
+    assert set(tx["invoice_date"]) == {pd.Timestamp(expected)}
+
+
+def test_latin1_file_reads_like_utf8(tmp_path: Path) -> None:
+    """A file saved by Excel on Windows (latin-1) reads the same text as its UTF-8 twin."""
+    rows = [[*r[:2], "CAFÉ CRÈME MUG £2 OFF", *r[3:]] for r in ROWS]
+    utf8, u_stats = _read(_write_csv(tmp_path / "utf8.csv", rows))
+    latin, l_stats = _read(_write_csv(tmp_path / "latin1.csv", rows, encoding="latin-1"))
+    assert utf8["description"].tolist() == ["CAFÉ CRÈME MUG £2 OFF"] * 5
+    assert latin["description"].tolist() == utf8["description"].tolist()
+    assert u_stats.notes == []
+    # the fallback is reported: 5 values (one description per row) were not UTF-8
+    assert any("5 values were not UTF-8" in n for n in l_stats.notes)
+
+
+def test_customer_id_with_and_without_decimal_is_one_customer(tmp_path: Path) -> None:
+    _, _, tx = _stages(_write_csv(tmp_path / "ids.csv", ROWS), tmp_path / "run")
+    # rows 2-4 are 17850.0, 17850.0 and 17850: one customer with three lines
+    assert tx["customer_id"].astype("str").value_counts().to_dict() == {
+        "17850": 3, "14527": 1, "12583": 1}
+
+
+def test_extra_unnamed_columns_are_ignored(tmp_path: Path) -> None:
+    """pandas' index column in front, an empty trailing column: the layout is still found."""
+    header = ["", *HEADER, "Unnamed: 9"]
+    rows = [[str(i), *r, ""] for i, r in enumerate(ROWS)]
+    _, q, tx = _stages(_write_csv(tmp_path / "extra.csv", rows, header), tmp_path / "run")
+    assert q["rows_kept"] == 5
+    pd.testing.assert_frame_equal(_typed(tx), EXPECTED, check_dtype=False)
+
+
+def test_online_retail_ii_column_names(tmp_path: Path) -> None:
+    header = ["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price",
+              "Customer ID", "Country"]
+    mapping = extract.map_columns(header, "ii.csv")
+    assert mapping == {"invoice": "Invoice", "stock_code": "StockCode",
+                       "description": "Description", "quantity": "Quantity",
+                       "invoice_date": "InvoiceDate", "unit_price": "Price",
+                       "customer_id": "Customer ID", "country": "Country"}
+    _, q, tx = _stages(_write_csv(tmp_path / "ii.csv", ROWS, header), tmp_path / "run")
+    assert q["rows_kept"] == 5
+    pd.testing.assert_frame_equal(_typed(tx), EXPECTED, check_dtype=False)
+
+
+def test_semicolon_delimiter_and_decimal_comma(tmp_path: Path) -> None:
+    """A European export: `;` between fields, `2,55` for prices."""
+    rows = [[*r[:5], r[5].replace(".", ","), *r[6:]] for r in ROWS]
+    source = _write_csv(tmp_path / "semicolon.csv", rows, delimiter=";")
+    frame, _ = _read(source)
+    assert frame["unit_price"].tolist() == ["2,55", "3,39", "1,85", "12,75", "3,75"]
+    _, q, tx = _stages(source, tmp_path / "run")
+    assert q["rows_kept"] == 5
+    assert tx["unit_price"].tolist() == [2.55, 3.39, 1.85, 12.75, 3.75]
+    pd.testing.assert_frame_equal(_typed(tx), EXPECTED, check_dtype=False)
+
+
+def test_source_rows_count_like_a_spreadsheet(tmp_path: Path) -> None:
+    """Header = row 1; a quoted line break stays inside its row; numbering runs across chunks."""
+    rows = [list(r) for r in ROWS]
+    rows[1][2] = "WHITE METAL\nLANTERN"  # one record over two physical lines
+    frame, _ = _read(_write_csv(tmp_path / "newline.csv", rows))
+    assert frame["source_row"].tolist() == [2, 3, 4, 5, 6]
+    assert frame["invoice"].tolist() == [r[0] for r in ROWS]
+    # xlsx is read in chunks of chunk_rows lines: 2 + 2 + 1 here, still rows 2..6
+    book = _write_xlsx(tmp_path / "chunks.xlsx", ROWS)
+    chunks = list(extract.read_source(book, chunk_rows=2))
+    assert [len(c.frame) for c in chunks] == [2, 2, 1]
+    assert pd.concat([c.frame for c in chunks])["source_row"].tolist() == [2, 3, 4, 5, 6]
+
+
+def test_folder_and_glob_read_every_table_in_order(tmp_path: Path) -> None:
+    folder = tmp_path / "monthly"
+    folder.mkdir()
+    _write_csv(folder / "2010-12.csv", ROWS[:3])
+    _write_csv(folder / "2011-01.csv.gz", ROWS[3:])
+    (folder / "README.md").write_text("not a table")
+    for source in (folder, folder / "*.csv*"):
+        frame, stats = _read(source)
+        assert frame["invoice"].tolist() == [r[0] for r in ROWS]
+        # each file numbers its own rows from 2
+        assert frame["source_row"].tolist() == [2, 3, 4, 2, 3]
+        assert sorted(Path(f).name for f in stats.files) == ["2010-12.csv", "2011-01.csv.gz"]

@@ -1,0 +1,339 @@
+"""Insiders: group size, entry/exit lines, the plain-language conditions, the value model.
+
+The selection is checked on 100 customers whose expected values are 100, 99,
+..., 1 (customer c001 expects 100, c100 expects 1), so every line and rank
+follows by hand; the value model on a small synthetic shop where a huge order
+after the as-of date must stay invisible.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from insiders import features as feats
+from insiders import insiders as ins
+from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One OpenMP/BLAS thread: as fast for these small fits, and scikit-learn's spinning
+    worker threads do not fight over a busy 2-core machine (ten times slower)."""
+    with threadpool_limits(limits=1):
+        yield
+
+
+# --------------------------------------------------------------------------- group size
+
+
+def test_group_size_skewed_is_raised_to_the_floor() -> None:
+    # one whale holds 1000 of 1099: one customer already brings 50%, the floor is 5% of 100
+    size, rule = ins.group_size(np.array([1000.0] + [1.0] * 99))
+    assert size == 5
+    assert "raised to the 5% floor (5)" in rule
+
+
+def test_group_size_flat_is_capped() -> None:
+    # everyone expects the same: 50% needs 50 customers, the cap is 20% of 100
+    size, rule = ins.group_size(np.ones(100))
+    assert size == 20
+    assert "would need 50 customers; capped at 20% (20)" in rule
+
+
+def test_group_size_natural_inside_the_bounds() -> None:
+    # 10 customers of 10 and 90 of 1: 9 bring 90/190 = 47%, 10 bring 100/190 = 53%
+    size, rule = ins.group_size(np.array([10.0] * 10 + [1.0] * 90))
+    assert size == 10
+    assert "the smallest group expected to bring 50%" in rule
+
+
+def test_group_size_edge_cases() -> None:
+    assert ins.group_size(np.array([]))[0] == 0
+    assert ins.group_size(np.zeros(40))[0] == 8  # nobody expected to spend: the 20% cap
+
+
+@pytest.mark.parametrize("n", [20, 57, 300, 4_261])
+@pytest.mark.parametrize("sigma", [0.0, 0.5, 1.5, 3.0])
+def test_group_size_stays_within_the_bounds(n: int, sigma: float) -> None:
+    """From flat (sigma 0) to extremely skewed spend, the group is 5%..20% of customers."""
+    values = np.random.default_rng(n).lognormal(5, sigma, n)
+    size, _ = ins.group_size(values, 0.5, 0.05, 0.20)
+    assert math.ceil(0.05 * n) <= size <= math.floor(0.20 * n)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def ladder(n: int = 100) -> pd.DataFrame:
+    """c001 expects n, c002 n-1, ... cNNN 1; everyone bought in the period."""
+    return pd.DataFrame({
+        "customer_id": [f"c{i:03d}" for i in range(1, n + 1)],
+        "expected_value": np.arange(n, 0, -1, dtype=float),
+        "monetary": np.arange(n, 0, -1, dtype=float) * 4,
+        "has_purchase": True,
+    })
+
+
+def test_lines_and_ranks_on_the_ladder() -> None:
+    # value_coverage 0.18: the top 9 bring (100+...+92)/5050 = 17.1%, the top 10 18.9%,
+    # so 10 enter; the exit rank is 1.5 x 10 = 15 (below the 20% cap of 20)
+    out, sel = ins.select(ladder(), value_coverage=0.18)
+    assert (sel.size, sel.exit_rank, sel.active) == (10, 15, 100)
+    assert (sel.entry_line, sel.exit_line) == (91, 86)  # values of ranks 10 and 15
+    assert out["value_rank"].tolist() == list(range(1, 101))
+    assert out["is_insider"].sum() == 10 and out["is_insider"].iloc[:10].all()
+    assert set(out["membership"]) == {"entered", "outside"}
+    assert sel.coverage == pytest.approx(955 / 5050)
+
+
+def test_hysteresis() -> None:
+    frame = pd.concat([ladder(), pd.DataFrame({
+        "customer_id": ["c999"], "expected_value": [0.0], "monetary": [-20.0],
+        "has_purchase": [False]})], ignore_index=True)
+    previous = {"c003", "c012", "c015", "c018", "c999"}
+    out, sel = ins.select(frame, previous, value_coverage=0.18)
+    status = dict(zip(out["customer_id"], out["membership"], strict=True))
+    insider = dict(zip(out["customer_id"], out["is_insider"], strict=True))
+    assert (sel.entry_line, sel.exit_line) == (91, 86)
+    assert status["c003"] == "stayed"  # above the entry line
+    assert status["c012"] == "stayed" and insider["c012"]  # between the lines (89)
+    assert status["c015"] == "stayed" and insider["c015"]  # exactly on the exit line (86)
+    assert status["c018"] == "left" and not insider["c018"]  # below it (83)
+    assert status["c999"] == "left" and not insider["c999"]  # no purchase in the period
+    assert status["c013"] == "outside" and not insider["c013"]  # a newcomer at 88 waits
+    assert status["c010"] == "entered"  # on the entry line
+    assert status["c011"] == "outside"
+    # 9 entered (ranks 1-10 but c003) + 3 stayed
+    assert out["is_insider"].sum() == 12
+    assert out.loc[out["is_insider"], "value_rank"].max() <= math.floor(0.20 * 100)
+    reasons = dict(zip(out["customer_id"], out["membership_reason"], strict=True))
+    assert reasons["c012"] == "expected spend 89 >= exit line 86"
+    assert reasons["c018"] == "expected spend 83 < exit line 86"
+    assert reasons["c013"] == "expected spend 88 < entry line 91"
+    assert reasons["c999"] == "no purchase in the last 12 months"
+    assert out.loc[out["customer_id"] == "c999", "value_rank"].item() == 0
+
+
+def test_exit_line_never_goes_below_the_top_max_share() -> None:
+    # natural size 20 (the cap): the exit rank 1.5 x 20 = 30 is capped at 20 as well
+    out, sel = ins.select(ladder(), previous_members={"c021", "c025"})
+    assert (sel.size, sel.exit_rank) == (20, 20)
+    assert not out.loc[out["customer_id"].isin(["c021", "c025"]), "is_insider"].any()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_members_are_always_within_the_top_max_share(seed: int) -> None:
+    """Whatever the previous members, the group is between 5% and 20% and all in the top 20%."""
+    rng = np.random.default_rng(seed)
+    n = 500
+    frame = pd.DataFrame({
+        "customer_id": [f"{12346 + i}" for i in range(n)],
+        "expected_value": rng.lognormal(4, 1.2 + seed / 4, n).round(2),
+        "monetary": rng.lognormal(5, 1, n),
+        "has_purchase": True,
+    })
+    previous = set(frame["customer_id"].sample(200, random_state=seed))
+    out, sel = ins.select(frame, previous)
+    members = out[out["is_insider"]]
+    assert math.ceil(0.05 * n) <= len(members) <= math.floor(0.20 * n)
+    assert members["value_rank"].max() <= math.floor(0.20 * n)
+    # everyone above the entry line is in; every previous member above the exit line stayed
+    assert out.loc[out["value_rank"] <= sel.size, "is_insider"].all()
+    kept = out["customer_id"].isin(previous) & (out["value_rank"] <= sel.exit_rank)
+    assert (out.loc[kept, "membership"] == "stayed").all()
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+def test_conditions_in_plain_language_with_honest_agreement() -> None:
+    """Ten Insiders: nine big spenders and one small spender the value model likes.
+
+    A tree (leaves of at least 5 customers) cannot isolate the one, so the best rule
+    is "net spend at least 750" (the midpoint between 500, the largest spend outside,
+    and 1000, the smallest among the nine): right for 99 of 100 customers, every
+    predicted Insider is one (precision 1), 9 of the 10 are found (recall 0.9).
+    """
+    n = 100
+    monetary = np.concatenate([np.linspace(1000, 1900, 9), [50.0],
+                               np.linspace(100, 500, 90)])
+    expected = np.concatenate([np.arange(109, 100, -1), [100.0], np.ones(90)])
+    frame = pd.DataFrame({
+        "customer_id": [f"{12346 + i}" for i in range(n)], "expected_value": expected,
+        "monetary": monetary, "has_purchase": True,
+        # the other rule features carry no information
+        "revenue_90d": 10.0, "frequency": 3, "recency_days": 20.0, "avg_ticket": 30.0,
+        "tenure_days": 300.0, "purchases_per_month": 0.5,
+    })
+    # value_coverage 0.9: the top 10 bring 1045/1135 = 92%, the top 9 83%
+    chosen, sel = ins.select(frame, value_coverage=0.9)
+    assert sel.size == 10 and chosen["is_insider"].iloc[:10].all()
+    cond = ins.derive_conditions(chosen, sel)
+    assert cond.rules == ["net spend in the last 12 months at least 750"]
+    assert (cond.agreement, cond.precision, cond.recall) == (0.99, 1.0, 0.9)
+    # the same figures, computed directly from the rule
+    pred = chosen["monetary"] > 750
+    truth = chosen["is_insider"]
+    assert (pred == truth).mean() == cond.agreement
+    assert (pred & truth).sum() / pred.sum() == cond.precision
+    assert (pred & truth).sum() / truth.sum() == cond.recall
+    assert cond.entry_text.startswith(
+        "A customer enters the Insiders when their expected net spend over the next 3 months "
+        "is at least 100 - today the top 10 of 100 active customers (10.0%).")
+    # rank 15 is one of the 90 customers expecting 1
+    assert "falls below 1 (the top 15, 15% of active customers)" in cond.exit_text
+
+
+def test_conditions_read_as_sentences() -> None:
+    """Recency and purchase counts become words, not feature names and symbols."""
+    assert ins._clause("recency_days", "<=", 30.5, "12 months") == (
+        "last purchase within 30 days")
+    assert ins._clause("frequency", ">", 4.5, "12 months") == (
+        "at least 5 purchases in the last 12 months")
+    assert ins._clause("revenue_90d", ">", 1234.4, "12 months") == (
+        "net spend in the last 90 days at least 1,234")
+    # two bounds on one feature along a branch keep the tighter
+    assert ins._merge([("monetary", ">", 500.0), ("monetary", ">", 750.0),
+                       ("frequency", "<=", 9.5), ("frequency", "<=", 4.5)]) == [
+        ("monetary", ">", 750.0), ("frequency", "<=", 4.5)]
+
+
+def test_conditions_when_everyone_or_no_one_is_in() -> None:
+    frame = ladder(20).assign(revenue_90d=1.0, frequency=1, recency_days=1.0, avg_ticket=1.0,
+                              tenure_days=1.0, purchases_per_month=1.0)
+    chosen, sel = ins.select(frame)
+    chosen["is_insider"] = False
+    cond = ins.derive_conditions(chosen, sel)
+    assert cond.rules == [] and cond.tree_depth == 0
+
+
+# --------------------------------------------------------------------------- value model
+
+AS_OF = pd.Timestamp("2011-12-01")
+CUT = pd.Timestamp("2011-09-01")  # as-of minus the 3-month horizon
+
+
+def shop(n: int = 150, seed: int = 3) -> pd.DataFrame:
+    """Monthly purchases of n customers, 2011-01 to 2011-11, plus a few returns."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    level = rng.lognormal(4, 1, n)
+    chance = rng.uniform(0.2, 0.9, n)
+    for i in range(n):
+        for month in pd.date_range("2011-01-01", "2011-11-01", freq="MS"):
+            if rng.random() < chance[i]:
+                day = month + pd.Timedelta(days=int(rng.integers(0, 27)))
+                rows.append((f"{12346 + i}", f"{len(rows) + 536365}", day,
+                             int(rng.integers(1, 12)), round(level[i] / 6, 2)))
+    frame = pd.DataFrame(rows, columns=["customer_id", "invoice", "invoice_date", "quantity",
+                                        "unit_price"])
+    returns = frame.sample(30, random_state=seed).assign(
+        invoice=lambda f: "C" + f["invoice"], quantity=-1,
+        invoice_date=lambda f: f["invoice_date"] + pd.Timedelta(days=2))
+    frame = pd.concat([frame, returns], ignore_index=True)
+    return _typed(frame)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["stock_code"] = "85123A"
+    frame["country"] = "United Kingdom"
+    frame["revenue"] = frame["quantity"] * frame["unit_price"]
+    frame["is_return"] = frame["quantity"] < 0
+    frame["is_cancellation"] = frame["invoice"].str.startswith("C")
+    return frame.sort_values("invoice_date").reset_index(drop=True)
+
+
+def with_future_whale(tx: pd.DataFrame) -> pd.DataFrame:
+    """The same shop plus a 5,000,000 order from customer 12346 on 2011-12-05."""
+    whale = pd.DataFrame([("12346", "999999", pd.Timestamp("2011-12-05"), 50_000, 100.0)],
+                         columns=["customer_id", "invoice", "invoice_date", "quantity",
+                                  "unit_price"])
+    return _typed(pd.concat([tx[whale.columns], whale], ignore_index=True))
+
+
+class SpyRegressor(HistGradientBoostingRegressor):
+    """Records what the value model is trained on."""
+
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def fit(self, X, y, sample_weight=None):  # noqa: N803 (scikit-learn's name)
+        SpyRegressor.seen.append((np.array(X), np.array(y)))
+        return super().fit(X, y, sample_weight)
+
+
+def test_value_model_learns_only_from_before_its_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    tx = shop()
+    monkeypatch.setattr(ins, "HistGradientBoostingRegressor", SpyRegressor)
+    SpyRegressor.seen.clear()
+    model = ins.fit_value_model(with_future_whale(tx), AS_OF)
+    assert model.method == "learned" and model.trained_at == "2011-09-01"
+    (x, y), = SpyRegressor.seen
+    # training customers: a purchase in [2010-09-01, 2011-09-01); sorted by id as features are
+    before = tx[(tx["invoice_date"] < CUT) & (tx["quantity"] > 0)]
+    ids = sorted(before["customer_id"].unique())
+    assert model.training_customers == len(ids) == len(y)
+    # target: their net revenue in [2011-09-01, 2011-12-01), nothing after it (the whale)
+    window = tx[(tx["invoice_date"] >= CUT) & (tx["invoice_date"] < AS_OF)]
+    target = window.groupby("customer_id")["revenue"].sum().reindex(ids).fillna(0).clip(lower=0)
+    np.testing.assert_allclose(y, target.to_numpy())
+    assert y.max() < 50_000 * 100.0
+    # features: as known on the cut, before the window it predicts
+    x_cut = feats.customer_features(tx, CUT, 12)
+    x_cut = x_cut[x_cut["has_purchase"]][ins.VALUE_FEATURES].to_numpy(dtype=float)
+    np.testing.assert_allclose(x, x_cut)
+
+
+def test_value_model_ignores_what_happens_after_the_as_of_date() -> None:
+    tx = shop()
+    plain = ins.fit_value_model(tx, AS_OF)
+    whale = ins.fit_value_model(with_future_whale(tx), AS_OF)
+    today = feats.customer_features(tx, AS_OF, 12)
+    np.testing.assert_array_equal(plain.predict(today), whale.predict(today))
+
+
+def test_value_model_falls_back_to_past_spend_on_short_history() -> None:
+    tx = shop()
+    # data from mid-August: less than 28 days before the training cut of 2011-09-01
+    short = tx[tx["invoice_date"] >= pd.Timestamp("2011-08-15")].reset_index(drop=True)
+    model = ins.fit_value_model(short, AS_OF)
+    assert model.method == "past_spend" and model.model is None
+    assert "too little to learn from, so past spend is used" in model.note
+    # the period really covers first line -> as-of; value = net spend x 3 months / that
+    months = (AS_OF - short["invoice_date"].min()).days / 30.4375
+    assert 3.4 < months < 3.6 and model.period_months == pytest.approx(months)
+    today = feats.customer_features(short, AS_OF, 12)
+    np.testing.assert_allclose(model.predict(today),
+                               today["monetary"].clip(lower=0) * 3 / months)
+
+
+def test_champion_challenger_replays_one_horizon_earlier() -> None:
+    tx = shop()
+    contest = ins.compare_value_methods(tx, AS_OF)
+    assert contest["replayed_on"] == "2011-09-01"
+    size = contest["group_size"]
+    # past spend's group: the top `size` net spenders as of 2011-09-01 (ties by id), and
+    # what they spent in [2011-09-01, 2011-12-01)
+    period = tx[(tx["invoice_date"] >= pd.Timestamp("2010-09-01")) & (tx["invoice_date"] < CUT)]
+    buyers = period.loc[period["quantity"] > 0, "customer_id"].unique()
+    spend = period.groupby("customer_id")["revenue"].sum().reindex(sorted(buyers))
+    top = spend.reset_index().sort_values(["revenue", "customer_id"],
+                                          ascending=[False, True]).head(size)["customer_id"]
+    after = tx[(tx["invoice_date"] >= CUT) & (tx["invoice_date"] < AS_OF)]
+    captured = after[after["customer_id"].isin(top)]["revenue"].sum()
+    assert contest["captured"]["past_spend"] == pytest.approx(captured, abs=0.01)
+    best = max(contest["captured"], key=contest["captured"].get)
+    assert contest["winner"] == best
+    assert f"the {size} customers ranked by" in contest["why"]
+
+
+def test_champion_challenger_without_history_keeps_past_spend() -> None:
+    short = shop()
+    short = short[short["invoice_date"] >= pd.Timestamp("2011-08-01")].reset_index(drop=True)
+    contest = ins.compare_value_methods(short, AS_OF)
+    assert contest["winner"] == "past_spend" and contest["captured"] == {}
+    assert "not enough history" in contest["why"]

@@ -1,0 +1,282 @@
+"""Quality: every line is kept or set aside with exactly one reason, on frames built by hand.
+
+Each row below carries the reason it must get, written next to it, so the
+expected counts are simply the counts of those annotations. Returns and
+cancellations are kept (and net out downstream); the as-of cut, duplicates and
+non-product codes are checked on their own small frames.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from insiders import extract, quality, tasks
+
+AS_OF = pd.Timestamp("2011-12-01")
+GOOD = {"invoice": "536365", "stock_code": "85123A", "description": "WHITE HANGING HEART",
+        "quantity": "6", "invoice_date": "2011-11-30 10:00:00", "unit_price": "2.55",
+        "customer_id": "17850.0", "country": "United Kingdom"}
+
+# (changes to the good line, reason it must get; None = kept)
+CASES: list[tuple[dict, str | None]] = [
+    ({}, None),
+    ({"invoice_date": "not a date"}, "unparseable_date"),
+    ({"invoice_date": "2011-02-30 10:00:00"}, "unparseable_date"),  # 30 February
+    ({"invoice_date": "1989-12-31 10:00:00"}, "implausible_date"),
+    ({"invoice_date": "2011-12-01 00:00:00"}, "after_as_of"),  # exactly on the as-of date
+    ({"invoice_date": "2011-12-09 12:50:00"}, "after_as_of"),
+    ({"invoice_date": "2011-11-30 23:59:59"}, None),  # the last second before the cut
+    ({"customer_id": ""}, "missing_customer_id"),
+    ({"customer_id": "nan"}, "missing_customer_id"),
+    ({"quantity": "2.5"}, "unparseable_quantity"),
+    ({"quantity": "six"}, "unparseable_quantity"),
+    ({"quantity": "1000001"}, "implausible_quantity"),
+    ({"quantity": "-1000001", "invoice": "C536380"}, "implausible_quantity"),
+    ({"quantity": "1000000"}, None),  # a million is the limit, not beyond it
+    ({"quantity": "0"}, "zero_quantity"),
+    ({"unit_price": "abc"}, "unparseable_price"),
+    ({"unit_price": "0"}, "non_positive_price"),
+    ({"unit_price": "-11062.06", "stock_code": "B"}, "non_positive_price"),  # bad-debt line
+    ({"stock_code": "POST", "description": "POSTAGE"}, "non_product_code"),
+    # several problems: the first reason in REASONS' order wins
+    ({"customer_id": "", "quantity": "0", "stock_code": "POST"}, "missing_customer_id"),
+    ({"invoice_date": "2012-01-01 09:00:00", "customer_id": ""}, "after_as_of"),
+    ({"quantity": "0", "unit_price": "abc"}, "zero_quantity"),
+    # returns and cancellations are kept
+    ({"invoice": "536366", "quantity": "-2"}, None),
+    ({"invoice": "C536379", "quantity": "-1", "stock_code": "22423"}, None),
+]
+
+
+def _raw(cases: list[tuple[dict, str | None]], first_row: int = 2,
+         source: str = "hand.csv") -> pd.DataFrame:
+    frame = pd.DataFrame([{**GOOD, **change} for change, _ in cases], dtype="str")
+    frame["source_file"] = source
+    frame["source_row"] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
+    return frame
+
+
+def _expected(cases: list[tuple[dict, str | None]]) -> list[str | None]:
+    return [reason for _, reason in cases]
+
+
+def test_each_line_gets_the_first_reason_that_applies() -> None:
+    raw = _raw(CASES)
+    kept, aside = quality.clean_chunk(raw, AS_OF)
+    expected = _expected(CASES)
+    assert len(kept) + len(aside) == len(raw)
+    got = dict(zip(aside["source_row"], aside["reason"], strict=True))
+    want = {row: r for row, r in zip(raw["source_row"], expected, strict=True) if r}
+    assert got == want
+    assert kept["source_row"].tolist() == [row for row, r in zip(raw["source_row"], expected,
+                                                                 strict=True) if r is None]
+    # the quarantine keeps the raw text as written, with its row
+    bad_date = aside[aside["source_row"] == 3].iloc[0]
+    assert bad_date["invoice_date"] == "not a date" and bad_date["source_file"] == "hand.csv"
+
+
+def test_returns_and_cancellations_are_kept_with_negative_revenue() -> None:
+    kept, _ = quality.clean_chunk(_raw(CASES), AS_OF)
+    kept = kept.set_index("source_row")
+    ret = kept.loc[2 + 22]  # invoice 536366, -2 x 2.55: a return on an ordinary invoice
+    assert ret["is_return"] and not ret["is_cancellation"]
+    assert ret["revenue"] == pytest.approx(-5.10)
+    canc = kept.loc[2 + 23]  # C536379, -1 x 2.55
+    assert canc["is_return"] and canc["is_cancellation"]
+    assert canc["revenue"] == pytest.approx(-2.55)
+    assert canc["stock_code"] == "22423"
+    buy = kept.loc[2]
+    assert not buy["is_return"] and not buy["is_cancellation"]
+    assert buy["revenue"] == pytest.approx(15.30)  # 6 x 2.55
+    # the two ordinary 6 x 2.55 lines (rows 2 and 8; row 15's million units left out) net
+    # against the return and the cancellation: 15.30 + 15.30 - 5.10 - 2.55
+    small = kept[kept["quantity"].abs() < 1_000]
+    assert small["revenue"].sum() == pytest.approx(15.30 + 15.30 - 5.10 - 2.55)
+
+
+def test_typed_columns() -> None:
+    kept, _ = quality.clean_chunk(_raw(CASES), AS_OF)
+    first = kept.iloc[0]
+    assert first["customer_id"] == "17850"  # the `.0` of the float export is gone
+    assert first["invoice_date"] == pd.Timestamp("2011-11-30 10:00:00")
+    assert kept["quantity"].dtype == np.int64 and kept["unit_price"].dtype == np.float64
+    assert kept["invoice_date"].max() < AS_OF
+
+
+def test_as_of_cut_sets_aside_every_line_on_or_after_it() -> None:
+    dates = ["2011-11-30 23:59:59", "2011-12-01 00:00:00", "2011-12-01 00:00:01",
+             "2010-12-01 08:26:00"]
+    raw = _raw([({"invoice_date": d}, None) for d in dates])
+    kept, aside = quality.clean_chunk(raw, AS_OF)
+    assert kept["invoice_date"].tolist() == [pd.Timestamp(dates[0]), pd.Timestamp(dates[3])]
+    assert aside["invoice_date"].tolist() == dates[1:3]
+    assert set(aside["reason"]) == {"after_as_of"}
+    # a later as-of keeps all four
+    kept, aside = quality.clean_chunk(raw, pd.Timestamp("2011-12-02"))
+    assert len(kept) == 4 and aside.empty
+
+
+def test_a_reason_from_the_source_comes_first() -> None:
+    """Olist marks undelivered orders; that reason wins over any later check."""
+    raw = _raw([({}, None), ({}, None), ({"customer_id": ""}, None)])
+    raw["source_reason"] = ["", "order_not_delivered", "order_not_delivered"]
+    kept, aside = quality.clean_chunk(raw, AS_OF)
+    assert kept["source_row"].tolist() == [2]
+    assert aside["reason"].tolist() == ["order_not_delivered", "order_not_delivered"]
+    raw["source_reason"] = ["", "lost_in_the_post", ""]
+    with pytest.raises(ValueError, match="lost_in_the_post"):
+        quality.clean_chunk(raw, AS_OF)
+
+
+def test_malformed_rows_keep_their_raw_text() -> None:
+    rejects = pd.DataFrame({"source_file": ["hand.csv"], "source_row": [7],
+                            "raw_text": ["536365,85123A,TOO,MANY,FIELDS,6,x,y,z,w"]})
+    out = quality.malformed_to_quarantine(rejects)
+    assert out[["source_row", "reason"]].to_dict("records") == [
+        {"source_row": 7, "reason": "malformed_row"}]
+    assert out["description"].iloc[0] == "536365,85123A,TOO,MANY,FIELDS,6,x,y,z,w"
+
+
+@pytest.mark.parametrize("code", ["POST", "D", "M", "m", "BANK CHARGES", "AMAZONFEE", "C2",
+                                  "DOT", "CRUK", "S", "B", "gift_0001_40", "TEST001",
+                                  "ADJUST2", " post "])
+def test_non_product_codes_are_set_aside(code: str) -> None:
+    assert quality.is_non_product(pd.Series([code])).tolist() == [True]
+
+
+@pytest.mark.parametrize("code", ["85123A", "84406B", "22423", "85123a", "15056BL", "47566B",
+                                  "90214A", "10002", "79323P"])
+def test_product_codes_are_kept(code: str) -> None:
+    assert quality.is_non_product(pd.Series([code])).tolist() == [False]
+    kept, aside = quality.clean_chunk(_raw([({"stock_code": code}, None)]), AS_OF)
+    assert len(kept) == 1 and aside.empty
+
+
+def test_customer_id_spellings() -> None:
+    ids = pd.Series(["17850.0", "17850", " 17850 ", "17850.00", "", "nan", "NaN", "None", "-",
+                     "A-17"])
+    got = quality.normalise_customer_id(ids)
+    assert got.isna().tolist() == [False] * 4 + [True] * 5 + [False]  # blanks: no customer
+    assert got.dropna().tolist() == ["17850"] * 4 + ["A-17"]
+
+
+def test_numbers_with_decimal_comma() -> None:
+    got = quality.to_number(pd.Series(["2.55", "2,55", "-1,5", "12", "1,234,5", "x"]))
+    assert got.tolist()[:4] == [2.55, 2.55, -1.5, 12.0]
+    assert got.iloc[4:].isna().all()  # thousands separators are not guessed
+
+
+def test_slash_dates_month_first_unless_only_day_first_makes_sense() -> None:
+    us = quality.DateParser().parse_unique(pd.Series(["12/1/2010 8:26", "1/13/2011 9:00"]))
+    assert us.tolist() == [pd.Timestamp("2010-12-01 08:26"), pd.Timestamp("2011-01-13 09:00")]
+    # 13/1/2011 only makes sense day-first: the whole source is then read day-first
+    eu = quality.DateParser().parse_unique(pd.Series(["13/1/2011 9:00", "12/1/2010 8:26"]))
+    assert eu.tolist() == [pd.Timestamp("2011-01-13 09:00"), pd.Timestamp("2010-01-12 08:26")]
+
+
+def test_duplicates_across_blocks_keep_the_first_copy() -> None:
+    """What quality_stage does: clean block by block, then decide duplicates on all hashes."""
+    first = _raw([({}, None), ({"stock_code": "84406B"}, None)], first_row=2)
+    second = _raw([({"stock_code": "22423"}, None), ({}, None), ({}, None)], first_row=4,
+                  source="hand.csv")
+    k1, _ = quality.clean_chunk(first, AS_OF)
+    k2, _ = quality.clean_chunk(second, AS_OF)
+    hashes = np.concatenate([k1["row_hash"].to_numpy(), k2["row_hash"].to_numpy()])
+    # rows 5 and 6 repeat row 2 exactly (row 2 is in the first block): both go, row 2 stays
+    assert quality.duplicate_mask(hashes).tolist() == [False, False, False, True, True]
+
+
+def test_a_different_value_is_not_a_duplicate() -> None:
+    raw = _raw([({}, None), ({"quantity": "7"}, None), ({"customer_id": "17851"}, None),
+                ({"invoice": "536399"}, None)])
+    kept, _ = quality.clean_chunk(raw, AS_OF)
+    assert not quality.duplicate_mask(kept["row_hash"].to_numpy()).any()
+
+
+def test_quality_report_balances() -> None:
+    report = quality.QualityReport(rows_in=10, rows_kept=6)
+    report.add("duplicate", 3)
+    assert not report.balanced
+    report.add("after_as_of", 1)
+    assert report.balanced
+    assert report.as_dict()["set_aside"] == {"after_as_of": 1, "duplicate": 3}
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def _write_run(run_dir: Path, raw: pd.DataFrame, rejects: pd.DataFrame | None = None) -> None:
+    (run_dir / "work").mkdir(parents=True)
+    schema = pa.schema([(c, pa.string()) for c in extract.RAW_COLUMNS]
+                       + [("source_file", pa.string()), ("source_row", pa.int64())]
+                       + ([("source_reason", pa.string())] if "source_reason" in raw else []))
+    pq.write_table(pa.Table.from_pandas(raw, schema=schema, preserve_index=False),
+                   run_dir / tasks.RAW)
+    rejects = rejects if rejects is not None else pd.DataFrame(
+        {"source_file": pd.Series([], dtype="str"), "source_row": pd.Series([], dtype="int64"),
+         "raw_text": pd.Series([], dtype="str")})
+    rejects.to_parquet(run_dir / tasks.REJECTS, index=False)
+
+
+def test_stage_accounts_for_every_row_and_every_reason(tmp_path: Path) -> None:
+    """One run that meets every reason of REASONS; quarantine.csv.gz holds each set-aside row."""
+    cases = [*CASES,
+             ({}, "duplicate"),  # an exact copy of the first line
+             ({"invoice": "536367"}, "order_not_delivered")]
+    raw = _raw(cases)
+    raw["source_reason"] = [""] * (len(cases) - 1) + ["order_not_delivered"]
+    # the reader could not split row 40 of the file
+    rejects = pd.DataFrame({"source_file": ["hand.csv"], "source_row": [40],
+                            "raw_text": ["536365,85123A,\"unclosed,6"]})
+    _write_run(tmp_path, raw, rejects)
+    result = tasks.quality_stage(tmp_path, AS_OF)
+
+    expected = Counter(r for r in _expected(cases) if r) + Counter({"malformed_row": 1})
+    assert set(expected) == set(quality.REASONS)  # the frame really meets every reason
+    assert result["set_aside"] == dict(expected)
+    assert result["rows_in"] == len(cases) + 1
+    assert result["rows_kept"] == _expected(cases).count(None)
+    assert result["rows_in"] == result["rows_kept"] + sum(result["set_aside"].values())
+
+    aside = pd.read_csv(tmp_path / tasks.QUARANTINE, dtype="str", keep_default_na=False)
+    assert Counter(aside["reason"]) == expected
+    assert aside.loc[aside["reason"] == "duplicate", "source_row"].tolist() == [
+        str(2 + len(CASES))]
+    assert aside.loc[aside["reason"] == "malformed_row", "source_row"].tolist() == ["40"]
+    tx = pd.read_parquet(tmp_path / tasks.TRANSACTIONS)
+    assert len(tx) == result["rows_kept"]
+    assert 2 in set(tx["source_row"])  # the first copy stays
+    assert tx["invoice_date"].max() < AS_OF
+    assert set(tx.columns) >= {"invoice", "stock_code", "description", "quantity",
+                               "invoice_date", "unit_price", "customer_id", "country",
+                               "revenue", "is_return", "is_cancellation", "source_row"}
+
+
+def test_stage_finds_duplicates_in_different_blocks(tmp_path: Path) -> None:
+    """The stage reads raw text in blocks of 250,000 rows: a copy in the second block still goes.
+
+    Rows 2..250,001 are distinct purchases (invoice numbers differ); row 250,002 is a copy of
+    row 2 (first block), row 250,003 a copy of row 250,001 (last row of the first block).
+    """
+    n = 250_000
+    raw = pd.DataFrame({c: pd.Series([v] * n, dtype="str") for c, v in GOOD.items()})
+    raw["invoice"] = pd.Series((536_000 + np.arange(n)).astype(str), dtype="str")
+    copies = raw.iloc[[0, n - 1]]
+    raw = pd.concat([raw, copies], ignore_index=True)
+    raw["source_file"] = "big.csv"
+    raw["source_row"] = np.arange(2, len(raw) + 2, dtype=np.int64)
+    _write_run(tmp_path, raw)
+    result = tasks.quality_stage(tmp_path, AS_OF)
+    assert result["set_aside"] == {"duplicate": 2}
+    assert result["rows_kept"] == n
+    aside = pd.read_csv(tmp_path / tasks.QUARANTINE, dtype="str")
+    assert sorted(aside["source_row"].astype(int)) == [n + 2, n + 3]
+    assert sorted(aside["invoice"]) == ["536000", str(536_000 + n - 1)]
+    tx = pd.read_parquet(tmp_path / tasks.TRANSACTIONS, columns=["source_row"])
+    assert tx["source_row"].min() == 2 and tx["source_row"].max() == n + 1
