@@ -15,7 +15,16 @@ from insiders.sql_sync import METADATA
 engine = create_engine(os.environ["INSIDERS_SQL_URL"])
 METADATA.create_all(engine)
 engine.dispose()
+if os.environ.get("INSIDERS_SOURCE_KIND") == "olist":
+    from insiders.olist import create_experience_tables
+
+    create_experience_tables(os.environ["INSIDERS_SQL_URL"])
 print("metabase-provision: SQL store tables are in place")
 PY
 
-exec insiders metabase provision --url "${INSIDERS_METABASE_URL:-http://metabase:3000}"
+url="${INSIDERS_METABASE_URL:-http://metabase:3000}"
+insiders metabase provision --url "$url"
+if [ "${INSIDERS_SOURCE_KIND:-online_retail}" = olist ]; then
+  # the marketplace's customer-experience dashboard (metabase/experience)
+  insiders metabase provision --url "$url" --definitions "${INSIDERS_METABASE_DEFINITIONS:-/opt/airflow/project/metabase}/experience"
+fi

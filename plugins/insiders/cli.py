@@ -50,12 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument("--out", required=True, help="HTML file to write")
     dash.add_argument("--sql-url", help="SQL store (default: INSIDERS_SQL_URL or the embedded "
                                         "SQLite file)")
+    dash.add_argument("--definitions", help="dashboard folder (default: metabase/; "
+                                            "metabase/experience for the Olist cards)")
 
     mb = sub.add_parser("metabase", help="Metabase dashboard as code")
     mb_sub = mb.add_subparsers(dest="metabase_command", required=True)
     prov = mb_sub.add_parser("provision", help="create or update the collection, cards and "
                                                "dashboard (credentials from the environment)")
     prov.add_argument("--url", help="Metabase URL (default: INSIDERS_METABASE_URL)")
+    prov.add_argument("--definitions", help="dashboard folder (default: metabase/; "
+                                            "metabase/experience for the Olist cards)")
 
     sync = sub.add_parser("sync", help="copy complete runs from the document store to the SQL "
                                        "store")
@@ -115,14 +119,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from . import dashboard
 
         settings = Settings.from_env()
-        path = dashboard.render_dashboard(args.sql_url or settings.sql_url_or_default,
-                                          Path(args.out))
+        path = dashboard.render_dashboard(
+            args.sql_url or settings.sql_url_or_default, Path(args.out),
+            Path(args.definitions) if args.definitions else None)
         print(path)
         return 0
     if args.command == "metabase":
         from . import metabase
 
-        report = metabase.provision_from_env(args.url)
+        report = metabase.provision_from_env(
+            args.url, Path(args.definitions) if args.definitions else None)
         print(report)
         return 0
     if args.command == "sync":

@@ -155,12 +155,18 @@ def metabase_configured(settings: Settings | None = None) -> bool:
 
 
 def refresh_metabase(settings: Settings | None = None) -> dict:
-    """Make Metabase match the dashboard definitions (idempotent: usually changes nothing)."""
+    """Make Metabase match the dashboard definitions (idempotent: usually changes nothing).
+
+    An Olist source also gets the customer-experience dashboard (metabase/experience).
+    """
     from . import metabase
 
     s = _settings(settings)
-    report = metabase.provision_from_env(s.metabase_url)
-    return {"report": str(report)}
+    out = {"insiders": str(metabase.provision_from_env(s.metabase_url))}
+    if s.source_kind == "olist":
+        out["experience"] = str(metabase.provision_from_env(
+            s.metabase_url, metabase.default_definition_dir() / "experience"))
+    return out
 
 
 STEPS = ("extract", "quality", "features", "segment", "insiders", "evaluate", "forecast",

@@ -1,0 +1,4 @@
+-- The day every card of this dashboard counts back from: the latest purchase in the data
+-- (the public Olist data ends in October 2018), not today's date.
+SELECT MAX(purchase_date) AS "Latest purchase in the data"
+FROM olist_orders
