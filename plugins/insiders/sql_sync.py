@@ -27,6 +27,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -314,7 +315,11 @@ def table_counts(sql_url: str, run_id: str | None = None) -> dict[str, int]:
     try:
         with engine.connect() as conn:
             out = {}
+            existing = set(inspect(conn).get_table_names())
             for table in TABLES:
+                if table.name not in existing:  # nothing synced yet
+                    out[table.name] = 0
+                    continue
                 query = select(func.count()).select_from(table)
                 if run_id is not None:
                     query = query.where(table.c.run_id == run_id)

@@ -1,0 +1,122 @@
+"""Faults: a writer killed mid-way, and two writers for the same month, across real processes.
+
+(Failures inside the document store and the SQL store mid-write are in test_documents.py and
+test_sql_sync.py: the run stays invisible / the previous state stays whole, and a retry
+completes it.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from insiders import documents, monthly, sql_sync
+from insiders.config import Settings
+from insiders.errors import RunLockedError
+
+AS_OF = "2011-12-01"
+RUN = "2011-11"
+
+
+def _env(home: Path, source: Path) -> dict:
+    return {**os.environ, "INSIDERS_HOME": str(home), "INSIDERS_SOURCE": str(source),
+            "INSIDERS_STABILITY_MONTHS": "2", "INSIDERS_BOOTSTRAP": "200"}
+
+
+def _state(settings: Settings) -> dict:
+    with documents.store_from(settings) as store:
+        run = store.run(RUN)
+        counts = {name: store.count(name, RUN) for name in documents.COLLECTIONS}
+        members = sorted(d["customer_id"] for d in store.documents("customers", RUN)
+                         if d["is_insider"])
+        return {"complete": run is not None, "version": run and run["version"],
+                "counts": counts, "members": members,
+                "sql": sql_sync.table_counts(settings.sql_url_or_default, RUN)}
+
+
+@pytest.fixture(scope="module")
+def reference(demo_file, tmp_path_factory) -> dict:
+    """The same month, run without interruption."""
+    home = tmp_path_factory.mktemp("reference")
+    settings = Settings(home=home, source=str(demo_file), stability_months=2, bootstrap=200)
+    monthly.run_month(AS_OF, settings)
+    return _state(settings)
+
+
+def test_a_run_killed_while_writing_documents_converges_when_run_again(reference, demo_file,
+                                                                        tmp_path):
+    home = tmp_path / "home"
+    settings = Settings(home=home, source=str(demo_file))
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from insiders.cli import main; raise SystemExit(main())",
+         "backfill", "--first-month", RUN, "--last-month", RUN],
+        env=_env(home, demo_file), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = False
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and child.poll() is None:
+            if (home / "documents" / "insiders" / "runs").exists():
+                with documents.store_from(settings) as store:
+                    doc = store.db["runs"].find_one({"_id": RUN})
+                if doc and doc["status"] == "writing":
+                    child.send_signal(signal.SIGKILL)  # mid-way through write_documents
+                    killed = True
+                    break
+            time.sleep(0.01)
+    finally:
+        if child.poll() is None and not killed:
+            child.kill()
+        child.wait()
+    assert killed, "the run finished before it could be killed while writing"
+    after_kill = _state(settings)
+    assert not after_kill["complete"]  # readers see nothing of the half-written month
+    with documents.store_from(settings) as store:
+        lock = store.db["locks"].find_one({"_id": RUN})
+    assert lock and lock["owner"] == f"{socket.gethostname()}:{child.pid}"  # left behind
+
+    monthly.run_month(AS_OF, settings.with_(stability_months=2, bootstrap=200))  # the retry
+    again = _state(settings)
+    assert again == reference  # same documents, same Insiders, same SQL rows
+
+
+def test_two_writers_for_the_same_month_cannot_both_write(demo_file, tmp_path, month_runs):
+    """Another process holds the month: this one is refused and told who and since when;
+    once the holder is gone (killed), the month can be written."""
+    home = tmp_path / "home"
+    settings = Settings(home=home)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from insiders import documents\nfrom insiders.config import Settings\n"
+         f"with documents.store_from(Settings(home={str(home)!r})) as s:\n"
+         "    with s.lock('2011-11'):\n"
+         "        print('locked', flush=True)\n"
+         "        time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        run, docs = month_runs["2011-11"]
+        with documents.store_from(settings) as store:
+            with pytest.raises(RunLockedError) as refused:
+                store.write_run(dict(run), {k: list(v) for k, v in docs.items()})
+            assert f"run 2011-11 is being written by {socket.gethostname()}:{holder.pid}" in str(
+                refused.value)
+            assert store.run("2011-11") is None
+    finally:
+        holder.kill()
+        holder.wait()
+    with documents.store_from(settings) as store:
+        store.write_run(dict(run), {k: list(v) for k, v in docs.items()})
+        assert store.run("2011-11") is not None
+
+
+def test_max_active_runs_keeps_months_in_order():
+    """Within Airflow, one month at a time: the DAG refuses to run two months at once."""
+    source = (Path(__file__).resolve().parents[1] / "dags" / "insiders_monthly.py").read_text()
+    assert "max_active_runs=1" in source
