@@ -89,7 +89,7 @@ def test_membership_moves_with_hysteresis_from_month_to_month(backfill):
             exit_line = answers["exit_conditions"]["exit_line"]
             stayed = [d for d in store.documents("membership", cur["run_id"])
                       if d["status"] == "stayed"]
-            assert all(d["expected_value"] >= exit_line - 1e-6 for d in stayed)
+            assert all(d["expected_value"] >= exit_line - 0.01 for d in stayed)  # line in cents
             # the group stays within the bounds the issue sets
             share = answers["how_many"]["share_of_customers"]
             assert 0.05 - 1e-9 <= share <= 0.20 + 1e-9
