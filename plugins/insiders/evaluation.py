@@ -155,11 +155,11 @@ def out_of_time(
     }
     g, t, r = result["insiders"], result["top_spenders"], result["rest"]
     if not total_next:
-        result["text"] = (f"Chosen on {cut.date()}, the {n} Insiders - like every other customer "
+        result["text"] = (f"Chosen on {cut.date()}, the {n:,} Insiders - like every other customer "
                           f"- bought nothing in the {horizon_months} months that followed, so "
                           "the check cannot tell them apart.")
         return result
-    text = (f"Chosen on {cut.date()}, the {n} Insiders spent {g['revenue_per_customer']:,.0f} "
+    text = (f"Chosen on {cut.date()}, the {n:,} Insiders spent {g['revenue_per_customer']:,.0f} "
             f"each over the next {horizon_months} months against "
             f"{r['revenue_per_customer']:,.0f} for the rest, and brought "
             f"{g['share_of_next_revenue']:.0%} of all revenue.")

@@ -184,7 +184,7 @@ def compare_value_methods(
         "replayed_on": str(cut.date()),
         "group_size": int(size),
         "captured": captured,
-        "why": (f"Replayed on {cut.date()}, the {size} customers ranked by "
+        "why": (f"Replayed on {cut.date()}, the {size:,} customers ranked by "
                 f"{METHOD_LABELS[winner]} spent {captured[winner]:,.0f} over the next "
                 f"{horizon_months} months against {captured[loser]:,.0f} for "
                 f"{METHOD_LABELS[loser]}, so {METHOD_LABELS[winner]} values today's customers."),
@@ -215,14 +215,14 @@ def group_size(expected: np.ndarray, value_coverage: float = 0.5, min_share: flo
     low, high = max(1, math.ceil(min_share * n)), max(1, math.floor(max_share * n))
     size = int(min(max(natural, low), high))
     if natural < low:
-        rule = (f"{natural} customers would already bring {value_coverage:.0%} of expected "
+        rule = (f"{natural:,} customers would already bring {value_coverage:.0%} of expected "
                 f"revenue; raised to the {min_share:.0%} floor ({low})")
     elif natural > high:
-        rule = (f"{value_coverage:.0%} of expected revenue would need {natural} customers; "
+        rule = (f"{value_coverage:.0%} of expected revenue would need {natural:,} customers; "
                 f"capped at {max_share:.0%} ({high})")
     else:
         rule = (f"the smallest group expected to bring {value_coverage:.0%} of the next months' "
-                f"revenue: {size} of {n:,} active customers")
+                f"revenue: {size:,} of {n:,} active customers")
     return size, rule
 
 
