@@ -368,18 +368,23 @@ def _raw_rows(run_dir: Path | str, keys: pd.DataFrame, reason: str) -> pd.DataFr
     """The raw text of the given (source_file, source_row) lines, re-read from the extract.
 
     The quarantine shows lines as the user wrote them (`12977.0`, `12/1/2010 8:26`), not
-    as the quality stage cleaned them.
+    as the quality stage cleaned them. Rows are matched in Arrow, per file, so only the
+    few wanted lines become pandas rows.
     """
-    wanted = pd.MultiIndex.from_frame(keys.astype({"source_file": "str", "source_row": "int64"}))
+    import pyarrow.compute as pc
+
+    wanted = {str(f): pa.array(g["source_row"].astype("int64").unique())
+              for f, g in keys.groupby(keys["source_file"].astype("str"), observed=True)}
     parts = []
     parquet = pq.ParquetFile(Path(run_dir) / RAW)
     for batch in parquet.iter_batches(batch_size=500_000):
-        raw = batch.to_pandas()
-        here = pd.MultiIndex.from_arrays([raw["source_file"].astype("str"),
-                                          raw["source_row"].astype("int64")])
-        hit = here.isin(wanted)
-        if hit.any():
-            parts.append(raw.loc[hit])
+        mask = None
+        for name, rows in wanted.items():
+            hit = pc.and_(pc.equal(batch.column("source_file"), name),
+                          pc.is_in(batch.column("source_row"), value_set=rows))
+            mask = hit if mask is None else pc.or_(mask, hit)
+        if mask is not None and pc.any(mask).as_py():
+            parts.append(batch.filter(mask).to_pandas())
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=[*extract.RAW_COLUMNS, "source_file", "source_row"])
     out["reason"] = reason
