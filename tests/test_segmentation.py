@@ -147,7 +147,9 @@ def test_too_few_customers_is_an_error(base: pd.DataFrame) -> None:
 
 FEATURES_100 = pd.DataFrame({
     "customer_id": [str(i) for i in range(100)],
-    "monetary": np.linspace(1000, 10, 100),  # customer 0 spends most
+    # customer 0 spends most; the last 50 are alike, so segments made only of them cannot be
+    # told apart by any key figure
+    "monetary": np.r_[np.linspace(1000, 110, 50), np.full(50, 100.0)],
     "recency_days": 30.0, "frequency": 3, "avg_ticket": 50.0, "return_rate": 0.0,
     "tenure_days": 300.0, "avg_days_between": 40.0,
 })
@@ -186,7 +188,8 @@ def test_rule_usefulness_then_mean_rank() -> None:
     assert [c.useful for c in cands] == [False, False, False, True, True, True]
     assert "smallest segment 1.0% < 2%" in small.note
     assert "top segment is 30%" in broad.note
-    assert clash.note == "two segments would get the same persona"
+    assert clash.note == ("two segments cannot be told apart (same persona, no key figure 1.5x "
+                          "apart)")
     assert ok1.note == "useful"
     # ranks among the useful ones (silhouette up, Davies-Bouldin down, Calinski-Harabasz up):
     #   ok1: 2, 1, 1 -> 1.33   ok2: 1, 3, 3 -> 2.33   ok3: 3, 2, 2 -> 2.33
@@ -194,6 +197,21 @@ def test_rule_usefulness_then_mean_rank() -> None:
     assert best is ok1 and ok1.chosen
     assert sum(c.chosen for c in cands) == 1
     assert "kmeans with k=3" in why and "among the 3 of 6 candidates" in why
+
+
+def test_same_persona_but_far_apart_is_useful_and_named_by_the_difference() -> None:
+    """Two 'S' segments whose spend differs 5x are different targets: useful, and named so."""
+    far = cand("kmeans", 3, [25, 25, 50], 0.5, 0.9, 120)  # segments 0 and 1 differ ~2-5x
+    def same_name_for_first_two(prof: pd.DataFrame) -> pd.DataFrame:
+        names = ["S", "S"] + [f"S{s}" for s in prof["segment"][2:]]
+        out = prof.assign(persona_base=names)
+        out["persona"] = sg._unique(out)
+        return out
+
+    best, _ = sg.choose([far], FEATURES_100, persona_fn=same_name_for_first_two)
+    assert far.useful and best is far
+    named = same_name_for_first_two(sg.profile(FEATURES_100, far.labels))
+    assert list(named["persona"][:2]) == ["S (higher spend)", "S (lower spend)"]
 
 
 def test_rule_ties_go_to_fewer_segments_then_the_simpler_model() -> None:
@@ -226,9 +244,11 @@ def test_rule_uses_the_real_personas() -> None:
     """Two segments with the same figures get the same persona: not useful."""
     features = FEATURES_100.copy()
     features.loc[:19, ["frequency", "recency_days"]] = [12, 5]  # segment 0: the best
+    features.loc[20:, "monetary"] = 100.0  # everyone else alike
     c = cand("kmeans", 3, [20, 40, 40], 0.5, 1.0, 100)  # segments 1 and 2 look alike
     sg.choose([c], features)
-    assert c.note == "two segments would get the same persona"
+    assert c.note == ("two segments cannot be told apart (same persona, no key figure 1.5x "
+                      "apart)")
 
 
 def test_no_candidate_is_an_error() -> None:
@@ -276,6 +296,7 @@ def test_repeated_persona_names_are_told_apart() -> None:
     out = sg.personas(prof)
     assert out["persona_base"].tolist() == ["Champions", "Occasional shoppers",
                                             "Occasional shoppers"]
-    # told apart by their value rank (#2 spends more than #3)
-    assert out["persona"].tolist() == ["Champions", "Occasional shoppers (higher value, #2)",
-                                       "Occasional shoppers (tier 2, #3)"]
+    # told apart by what differs most between them: spend (301/201 = 1.50x) more than
+    # recency (71/61 = 1.16x); frequency, order value and tenure are equal
+    assert out["persona"].tolist() == ["Champions", "Occasional shoppers (higher spend)",
+                                       "Occasional shoppers (lower spend)"]

@@ -323,6 +323,7 @@ def build(run_dir: Path | str, run_id: str, source: str | None = None) -> tuple[
         })
 
     members_by_segment = customers[customers["is_insider"]].groupby("segment").size()
+    value_by_segment = customers.groupby("segment")["expected_value"].mean()
     segment_docs = []
     for p in seg["profiles"]:
         segment_docs.append({
@@ -331,10 +332,11 @@ def build(run_dir: Path | str, run_id: str, source: str | None = None) -> tuple[
             "customers": int(p["customers"]), "share": float(p["share"]),
             "insiders": int(members_by_segment.get(int(p["segment"]), 0)),
             "revenue": float(p["revenue"]), "revenue_share": _num(p.get("revenue_share")),
-            "profile": {k: _num(v) for k, v in p.items()
-                        if k not in ("segment", "persona", "persona_base", "description",
-                                     "action", "customers", "share", "revenue",
-                                     "revenue_share")},
+            "profile": {**{k: _num(v) for k, v in p.items()
+                           if k not in ("segment", "persona", "persona_base", "description",
+                                        "action", "customers", "share", "revenue",
+                                        "revenue_share")},
+                        "mean_expected_value": _num(value_by_segment.get(int(p["segment"])))},
         })
 
     membership_docs = [

@@ -10,9 +10,10 @@ The choice rule (`choose`), in order:
 1. useful to the business: every segment holds at least `min_segment_share` of
    the customers (a campaign for 0.5% of the base is not worth running), the
    most valuable segment holds at most `max_top_share` of them (a "best
-   customers" segment that is a third of the base is not a target), and the
-   segments get distinct personas (two "Occasional shoppers" segments cannot be
-   told apart by marketing);
+   customers" segment that is a third of the base is not a target), and
+   marketing can tell every segment apart: two segments that get the same
+   persona must differ by at least 1.5x in a key figure (spend, purchases,
+   order value, recency, tenure), which then qualifies their names;
 2. among useful candidates, the best mean rank over the three internal
    metrics: silhouette (higher is better), Davies-Bouldin (lower) and
    Calinski-Harabasz (higher);
@@ -233,9 +234,10 @@ def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: fl
         if top_share > max_top_share:
             problems.append(f"top segment is {top_share:.0%} of customers (> "
                             f"{max_top_share:.0%}): too broad to target")
-        names = (persona_fn or personas)(profile(features, c.labels, extra))["persona_base"]
-        if names.duplicated().any():
-            problems.append("two segments would get the same persona")
+        named = (persona_fn or personas)(profile(features, c.labels, extra))
+        if indistinct_pairs(named):
+            problems.append("two segments cannot be told apart (same persona, no key figure "
+                            f"{DISTINCT_RATIO}x apart)")
         c.useful = not problems
         c.note = "; ".join(problems) if problems else "useful"
     pool = [c for c in cands if c.useful] or cands
@@ -253,7 +255,8 @@ def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: fl
         f"Davies-Bouldin {best.davies_bouldin:.2f}, Calinski-Harabasz "
         f"{best.calinski_harabasz:.0f}) among the {useful_n} of {len(cands)} candidates that are "
         f"useful to marketing (every segment at least {min_segment_share:.0%} of customers, "
-        f"the most valuable one at most {max_top_share:.0%}, distinct personas)."
+        f"the most valuable one at most {max_top_share:.0%}, segments marketing can tell "
+        "apart)."
     )
     if not useful_n:
         why += " No candidate met the usefulness test, so the best-ranked one overall was kept."
@@ -373,20 +376,64 @@ def personas(prof: pd.DataFrame) -> pd.DataFrame:
     return p
 
 
+# key figures marketing can tell segments apart by, and how to say which side a segment is on
+TRAITS = {
+    "monetary": ("higher spend", "lower spend"),
+    "frequency": ("more frequent", "less frequent"),
+    "avg_ticket": ("bigger orders", "smaller orders"),
+    "recency_days": ("less recent", "more recent"),
+    "tenure_days": ("longer-standing", "newer"),
+}
+DISTINCT_RATIO = 1.5  # a key figure 1.5x apart is a difference a campaign can use
+
+
+def _trait_ratios(p: pd.DataFrame, rows: list[int]) -> dict[str, float]:
+    """For segments sharing a persona: how far apart their typical values are, per trait."""
+    out = {}
+    for trait in TRAITS:
+        if trait not in p:
+            continue
+        values = p.loc[rows, trait].astype(float).clip(lower=0) + 1.0  # +1: days/counts of 0
+        if values.notna().all():
+            out[trait] = float(values.max() / values.min())
+    return out
+
+
+def indistinct_pairs(p: pd.DataFrame) -> list[tuple[str, str]]:
+    """Segments with the same persona and no key figure 1.5x apart: marketing cannot tell
+    them apart, so a segmentation that has them is not useful."""
+    pairs = []
+    for name, group in p.groupby("persona_base"):
+        rows = list(group.index)
+        for i, a in enumerate(rows):
+            for b in rows[i + 1:]:
+                ratios = _trait_ratios(p, [a, b])
+                if not ratios or max(ratios.values()) < DISTINCT_RATIO:
+                    pairs.append((str(name), str(name)))
+    return pairs
+
+
 def _unique(p: pd.DataFrame) -> list[str]:
-    """Disambiguate repeated persona names by their value rank (marketing must tell them apart)."""
-    names = list(p["persona_base"])
-    seen: dict[str, int] = {}
-    counts = pd.Series(names).value_counts()
-    out = []
-    order = p["monetary"].rank(ascending=False, method="first")
-    for name, rank in zip(names, order, strict=True):
-        if counts[name] > 1:
-            seen[name] = seen.get(name, 0) + 1
-            tier = "higher value" if seen[name] == 1 else f"tier {seen[name]}"
-            out.append(f"{name} ({tier}, #{int(rank)})")
-        else:
-            out.append(name)
+    """Name segments that share a persona by what sets them apart (their most different trait):
+    'Occasional shoppers (bigger orders)' and 'Occasional shoppers (smaller orders)'."""
+    out = list(p["persona_base"])
+    for _, group in p.groupby("persona_base"):
+        if len(group) < 2:
+            continue
+        rows = list(group.index)
+        ratios = _trait_ratios(p, rows)
+        trait = max(ratios, key=ratios.get) if ratios else "monetary"
+        high, low = TRAITS[trait]
+        order = p.loc[rows, trait].astype(float).rank(ascending=False, method="first")
+        for row in rows:
+            rank = int(order[row])
+            if rank == 1:
+                qualifier = high
+            elif rank == len(rows):
+                qualifier = low
+            else:
+                qualifier = f"{high.split()[0]} {high.split()[-1]}, tier {rank}"
+            out[p.index.get_loc(row)] = f"{p.loc[row, 'persona_base']} ({qualifier})"
     return out
 
 
