@@ -8,8 +8,9 @@ with the number of customers.
 
 The choice rule (`choose`), in order:
 1. useful to the business: every segment holds at least `min_segment_share` of
-   the customers (a campaign for 0.5% of the base is not worth running), the
-   most valuable segment holds at most `max_top_share` of them (a "best
+   the customers (a campaign for 0.5% of the base is not worth running), none
+   holds more than half of them (a segment of "almost everyone" tells marketing
+   nothing), the most valuable segment holds at most `max_top_share` of them (a "best
    customers" segment that is a third of the base is not a target), and
    marketing can tell every segment apart: two segments that get the same
    persona must differ by at least 1.5x in a key figure (spend, purchases,
@@ -221,7 +222,7 @@ def candidates(
 
 def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: float = 0.02,
            max_top_share: float = 0.25, persona_fn=None, extra: list[str] | None = None,
-           ) -> tuple[Candidate, str]:
+           max_segment_share: float = 0.5) -> tuple[Candidate, str]:
     """Apply the documented rule; marks `useful`/`chosen` and returns the winner and why."""
     if not cands:
         raise ValueError("no clustering candidate could be fitted")
@@ -230,6 +231,10 @@ def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: fl
         if c.min_segment_share < min_segment_share:
             problems.append(f"smallest segment {c.min_segment_share:.1%} < "
                             f"{min_segment_share:.0%} of customers")
+        largest = float(np.bincount(c.labels).max() / len(c.labels))
+        if largest > max_segment_share:
+            problems.append(f"one segment holds {largest:.0%} of customers (> "
+                            f"{max_segment_share:.0%}): it tells marketing nothing")
         top_share = float(np.mean(c.labels == 0))  # segment 0 is the most valuable
         if top_share > max_top_share:
             problems.append(f"top segment is {top_share:.0%} of customers (> "
@@ -254,9 +259,9 @@ def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: fl
         f"{best.algorithm} with k={best.k}: best mean rank (silhouette {best.silhouette:.2f}, "
         f"Davies-Bouldin {best.davies_bouldin:.2f}, Calinski-Harabasz "
         f"{best.calinski_harabasz:.0f}) among the {useful_n} of {len(cands)} candidates that are "
-        f"useful to marketing (every segment at least {min_segment_share:.0%} of customers, "
-        f"the most valuable one at most {max_top_share:.0%}, segments marketing can tell "
-        "apart)."
+        f"useful to marketing (every segment at least {min_segment_share:.0%} and at most "
+        f"{max_segment_share:.0%} of customers, the most valuable one at most "
+        f"{max_top_share:.0%}, segments marketing can tell apart)."
     )
     if not useful_n:
         why += " No candidate met the usefulness test, so the best-ranked one overall was kept."

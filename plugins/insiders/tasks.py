@@ -517,8 +517,8 @@ def insiders_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings,
     gone = sorted(set(previous_members or []) - set(chosen["customer_id"].astype("str")))
     counts["left"] = counts.get("left", 0) + len(gone)
     n = int(chosen["is_insider"].sum())
-    info("insiders: %d members (%.1f%% of %s active); value method %s; entered %d, stayed %d, "
-         "left %d", n, 100 * n / max(selection.active, 1), f"{selection.active:,}",
+    info("insiders: %s members (%.1f%% of %s active); value method %s; entered %d, stayed %d, "
+         "left %d", f"{n:,}", 100 * n / max(selection.active, 1), f"{selection.active:,}",
          model.method, counts.get("entered", 0), counts.get("stayed", 0), counts.get("left", 0))
     result = {
         "count": n,
