@@ -119,12 +119,16 @@ def test_a_lock_left_by_a_killed_writer_on_this_host_is_taken_over(settings, mon
         assert store.db["locks"].count_documents({}) == 0
 
 
-def test_unique_indexes_refuse_a_duplicate_customer_in_a_run(settings, month_runs):
+def test_a_month_cannot_hold_a_customer_twice(settings, month_runs):
     with documents.store_from(settings) as store:
         _write(store, month_runs, "2011-10")
-        doc = dict(store.db["customers"].find_one({"run_id": "2011-10"}, {"_id": 0}))
+        doc = dict(store.db["customers"].find_one({"run_id": "2011-10"}))
+        assert doc["_id"] == f"2011-10|{doc['customer_id']}"
         with pytest.raises(DuplicateKeyError):
             store.db["customers"].insert_one(doc)
+        for name in documents.KEY_FIELDS:  # every collection keys its documents by run
+            ids = [d["_id"] for d in store.db[name].find({"run_id": "2011-10"}, {"_id": 1})]
+            assert len(ids) == len(set(ids)) == store.count(name, "2011-10")
 
 
 def test_previous_members_come_from_the_latest_complete_earlier_run(settings, month_runs):

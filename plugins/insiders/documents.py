@@ -15,7 +15,9 @@ create_index. No aggregate, no transactions, no bulk_write.
 Write protocol (idempotent, invisible until complete): take the month's lock,
 mark the run `writing`, delete the month's documents, insert the new ones,
 then mark the run `complete` with a content version. Readers only see
-complete runs; a retry after a failure simply redoes all of it.
+complete runs; a retry after a failure simply redoes all of it. A document's
+`_id` is its key in the run (`2011-11|17850`), so no store can hold a
+customer twice in a month.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ INDEXES: dict[str, list[dict]] = {
          "unique": True},
     ],
 }
+# each document's _id is its key within the run: uniqueness every store enforces natively
+KEY_FIELDS = {"customers": ("customer_id",), "membership": ("customer_id",),
+              "segments": ("segment",), "forecasts": ("month", "kind"),
+              "stability": ("months_since_fit",)}
 BATCH = 5000
 LOCK_STALE_AFTER = dt.timedelta(hours=6)
 
@@ -77,10 +83,16 @@ class DocumentStore:
     # ------------------------------------------------------------------ setup
 
     def ensure_indexes(self) -> None:
+        """The indexes of mongo-init/indexes.json. On the embedded store the compound unique
+        ones are plain indexes: every document's `_id` already is its (run, key), and
+        mongomock checks a compound unique index by scanning the whole month on each insert
+        (70,000 customers: 259 s instead of 15 s)."""
         for name, specs in INDEXES.items():
             for spec in specs:
+                unique = bool(spec.get("unique")) and not (self.kind == "embedded"
+                                                           and name in KEY_FIELDS)
                 self.db[name].create_index(list(spec["key"].items()), name=spec["name"],
-                                           unique=bool(spec.get("unique")))
+                                           unique=unique)
 
     def close(self) -> None:
         if self.client is not None:
@@ -142,7 +154,8 @@ class DocumentStore:
                     collection.delete_many({"run_id": run_id})
                     docs = documents.get(name, [])
                     for start in range(0, len(docs), BATCH):
-                        collection.insert_many([_mongo_safe({**d, "run_id": run_id})
+                        collection.insert_many([_mongo_safe({**d, "run_id": run_id,
+                                                             "_id": document_id(name, run_id, d)})
                                                 for d in docs[start:start + BATCH]],
                                                ordered=True)
                     if fail_after == name:
@@ -196,6 +209,11 @@ class DocumentStore:
         return pd.DataFrame(rows, columns=["run_id", "entered", "stayed", "left", "members"])
 
 
+def document_id(collection: str, run_id: str, doc: dict) -> str:
+    """`2011-11|17850` for a customer of run 2011-11: a month can hold each key only once."""
+    return "|".join([run_id, *(str(doc[field]) for field in KEY_FIELDS[collection])])
+
+
 def _holder_is_dead(owner: str) -> bool:
     """True when the lock's owner was a process on this host that is gone."""
     host, _, pid = owner.rpartition(":")
@@ -231,6 +249,30 @@ def _mongo_safe(value: object) -> object:
     return value
 
 
+def _linear_litemongo_cursor() -> None:
+    """litemongo 0.2's (mongomock's) cursor re-slices its whole result list on every next():
+    reading or deleting a 70,000-customer month took 94-99 s instead of ~5 s. Same
+    semantics (skip, limit), indexed instead of sliced."""
+    from litemongo._vendor.mongomock.collection import Cursor
+
+    if getattr(Cursor, "_insiders_linear", False):
+        return
+
+    def __next__(self):  # noqa: N807 - replaces the method of the same name
+        results = self._compute_results(with_limit_and_skip=False)
+        if self._limit and self._emitted >= abs(self._limit):
+            raise StopIteration
+        position = (self._skip or 0) + self._emitted
+        if position >= len(results):
+            raise StopIteration
+        self._emitted += 1
+        return results[position]
+
+    Cursor.__next__ = __next__
+    Cursor.next = __next__
+    Cursor._insiders_linear = True
+
+
 def open_store(settings: Settings) -> DocumentStore:
     """A real MongoDB for mongodb:// URIs, else the embedded on-disk store under home."""
     uri = settings.mongo_uri
@@ -242,6 +284,7 @@ def open_store(settings: Settings) -> DocumentStore:
         else:
             import litemongo
 
+            _linear_litemongo_cursor()
             path = Path(uri.removeprefix("embedded://")) if uri else settings.home / "documents"
             path.mkdir(parents=True, exist_ok=True)
             client = litemongo.connect(str(path))
