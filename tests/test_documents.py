@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -176,6 +177,22 @@ def test_the_embedded_store_persists_across_processes(tmp_path, month_runs):
     with documents.store_from(Settings(home=home)) as store:
         assert [r["run_id"] for r in store.complete_runs()] == ["2011-10"]
         assert store.count("customers", "2011-10") == len(docs["customers"])
+
+
+def test_processes_opening_a_fresh_embedded_store_at_once_all_succeed(tmp_path):
+    """A task creating the store while the dashboard or a second task opens it: each
+    collection file is initialised once, and nobody fails."""
+    home = tmp_path / "home"
+    code = ("from insiders import documents; from insiders.config import Settings\n"
+            f"with documents.store_from(Settings(home={str(home)!r})) as s:\n"
+            "    print(s.db['runs'].count_documents({}))\n")
+    for _ in range(3):  # the race hits a fresh store only: a new one each round
+        shutil.rmtree(home, ignore_errors=True)
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+        assert [(rc, out.strip()) for rc, out, _ in results] == [(0, "0")] * 6, \
+            [err[-300:] for _, _, err in results if err]
 
 
 def test_the_package_creates_the_same_indexes_as_mongo_init():

@@ -273,6 +273,21 @@ def _linear_litemongo_cursor() -> None:
     Cursor._insiders_linear = True
 
 
+@contextmanager
+def _opening(path: Path) -> Iterator[None]:
+    """One process at a time creates the embedded store's collection files: litemongo
+    initialises a new file with a check-then-insert, so two processes opening a fresh store
+    at once (a task writing while the dashboard reads) could fail with IntegrityError."""
+    import fcntl
+
+    with open(path / ".open.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def open_store(settings: Settings) -> DocumentStore:
     """A real MongoDB for mongodb:// URIs, else the embedded on-disk store under home."""
     uri = settings.mongo_uri
@@ -287,8 +302,12 @@ def open_store(settings: Settings) -> DocumentStore:
             _linear_litemongo_cursor()
             path = Path(uri.removeprefix("embedded://")) if uri else settings.home / "documents"
             path.mkdir(parents=True, exist_ok=True)
-            client = litemongo.connect(str(path))
-            store = DocumentStore(client[settings.mongo_db], "embedded", client)
+            with _opening(path):
+                client = litemongo.connect(str(path))
+                store = DocumentStore(client[settings.mongo_db], "embedded", client)
+                store.ensure_indexes()
+                store.db["locks"].find_one({"_id": ""})  # creates its file, under the lock
+            return store
         store.ensure_indexes()
     except PyMongoError as exc:
         where = _redact(uri) if uri else "embedded store"
