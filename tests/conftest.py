@@ -32,6 +32,16 @@ for _name in [n for n in os.environ if n.startswith("INSIDERS_") and not n.start
     del os.environ[_name]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One OpenMP/BLAS thread for a module of small model fits: as fast, and scikit-learn's
+    spinning worker threads do not fight over a busy 2-core machine (ten times slower)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def demo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small deterministic demo data set (Online Retail layout, ~60k lines, 300 customers)."""

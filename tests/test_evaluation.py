@@ -15,15 +15,8 @@ import pandas as pd
 import pytest
 from insiders import evaluation as ev
 from insiders import tasks
-from threadpoolctl import threadpool_limits
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One OpenMP/BLAS thread: as fast for these small fits, and scikit-learn's spinning
-    worker threads do not fight over a busy 2-core machine (ten times slower)."""
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- statistics

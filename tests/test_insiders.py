@@ -16,15 +16,8 @@ import pytest
 from insiders import features as feats
 from insiders import insiders as ins
 from sklearn.ensemble import HistGradientBoostingRegressor
-from threadpoolctl import threadpool_limits
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One OpenMP/BLAS thread: as fast for these small fits, and scikit-learn's spinning
-    worker threads do not fight over a busy 2-core machine (ten times slower)."""
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- group size

@@ -13,15 +13,8 @@ import pytest
 from insiders import segmentation as sg
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One OpenMP/BLAS thread: as fast for these small fits, and scikit-learn's spinning
-    worker threads do not fight over a busy 2-core machine (ten times slower)."""
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def customer_base(seed: int = 0) -> pd.DataFrame:
