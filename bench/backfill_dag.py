@@ -34,8 +34,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import pandas as pd
-    from insiders import documents, sql_sync
+    from insiders import documents
     from insiders.config import Settings
+    from insiders.publish import sql_sync
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="insiders-backfill-"))
     env = {**os.environ,

@@ -5,7 +5,7 @@ For each scale: generate the set if missing (bench/generate.py), then measure
 (b) the DAG's monthly chain for the last month, in one process:
     `INSIDERS_SOURCE=<file> INSIDERS_HOME=<fresh> insiders backfill
     --first-month 2011-11 --last-month 2011-11` - the very functions the DAG's
-    tasks call (insiders.monthly), without Airflow's per-task processes - with
+    tasks run (insiders.stages.MONTHLY), without Airflow's per-task processes - with
     a timer around each step (write_documents and sync_sql included);
 and on the smallest scale, unless --no-airflow, (c) one real
 `airflow dags test insiders_monthly <date>` against a fresh SQLite metadata DB.
@@ -41,31 +41,11 @@ from benchlib import (
     write_json,
 )
 from generate import meta_path
-from insiders.pipeline import STAGES
+from insiders import stages as stage_list
 
+STAGES = tuple(stage.name for stage in stage_list.ANALYSIS)
+ALL_STAGES = tuple(stage.name for stage in stage_list.MONTHLY)
 FIRST_MONTH = LAST_MONTH = "2011-11"  # the last complete month of the data: as-of 2011-12-01
-ALL_STAGES = (*STAGES, "write_documents", "sync_sql")
-# `insiders backfill` itself (insiders.cli.main), with a timer around each insiders.monthly step
-# (run_month looks the steps up in the module, so it calls the timed ones): seconds per step
-# are printed as one `STEP_SECONDS {json}` line at the end.
-TIMED_BACKFILL = """
-import json, sys, time
-from insiders import cli, monthly
-times = {}
-def timed(name, func):
-    def wrapper(*args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return func(*args, **kwargs)
-        finally:
-            times[name] = round(time.perf_counter() - started, 3)
-    return wrapper
-for name in monthly.STEPS:
-    setattr(monthly, name, timed(name, getattr(monthly, name)))
-code = cli.main(sys.argv[1:])
-print("STEP_SECONDS " + json.dumps(times))
-sys.exit(code)
-"""
 
 
 def data_file(scale: float, data_dir: Path) -> Path:
@@ -110,11 +90,11 @@ def dag_chain(path: Path, work: Path) -> dict:
     home = work / "chain-home"
     shutil.rmtree(home, ignore_errors=True)
     env = clean_env(INSIDERS_SOURCE=path, INSIDERS_HOME=home)
-    done = measure([PYTHON, "-c", TIMED_BACKFILL, "backfill", "--first-month", FIRST_MONTH,
+    done = measure([PYTHON, "-m", "insiders", "backfill", "--first-month", FIRST_MONTH,
                     "--last-month", LAST_MONTH], env)
     _check(done, "insiders backfill")
-    marker = next(line for line in done.stdout.splitlines() if line.startswith("STEP_SECONDS "))
-    return _figures(done, json.loads(marker.split(" ", 1)[1]))
+    # every stage records its seconds in the run folder (work/<stage>.json)
+    return _figures(done, stage_seconds(home / "runs" / LAST_MONTH, ALL_STAGES))
 
 
 def airflow_dag_test(path: Path, work: Path, logical_date: str) -> dict:

@@ -36,9 +36,10 @@ from benchlib import (
     thread_env,
     write_json,
 )
-from insiders.pipeline import STAGES
+from insiders import stages as stage_list
 
-IMPORTS = "import insiders.pipeline, insiders.tasks"
+STAGES = tuple(stage.name for stage in stage_list.ANALYSIS)
+IMPORTS = "import insiders.pipeline, insiders.stages"
 
 
 def targets(rows: int) -> tuple[float | None, float | None]:
@@ -88,7 +89,7 @@ def _rows(run_dir: Path) -> int:
 
 
 def import_overhead(runs: int, threads: int | None = None) -> list[float]:
-    """Seconds of `python -c "import insiders.pipeline, insiders.tasks"`, one process each."""
+    """Seconds of `python -c "import insiders.pipeline, insiders.stages"`, one process each."""
     env = clean_env(**thread_env(threads))
     return [measure([PYTHON, "-c", IMPORTS], env).seconds for _ in range(runs)]
 

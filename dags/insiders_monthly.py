@@ -8,9 +8,8 @@ store that the Metabase dashboard reads.
 Each run covers **the month that just ended**: the run for the data interval
 2011-11-01 -> 2011-12-01 uses every transaction dated before 2011-12-01 (its
 as-of date) and is stored as run `2011-11`. Re-running a month replaces its
-results. Catchup is on, so a backfill over 2011-03..2011-12 produces ten runs,
-one at a time (`max_active_runs=1`: the membership of a month depends on the
-previous month's Insiders).
+results. `max_active_runs=1`: the membership of a month depends on the
+previous month's Insiders.
 
 Configuration comes from the environment (`INSIDERS_*`, see the README):
 the source (`INSIDERS_SOURCE`: a file, a glob or a SQLAlchemy URL with
@@ -20,18 +19,19 @@ the source (`INSIDERS_SOURCE`: a file, a glob or a SQLAlchemy URL with
 Metabase (`INSIDERS_METABASE_URL`; unset = the refresh is skipped).
 Bad input fails a task at once (retrying cannot fix it); anything else is
 retried. Task logs show rows in and out, counts per reason, the chosen model
-and timings. Every task calls one function of `insiders.monthly`.
+and timings. Each task runs one stage of `insiders.stages` (the same list
+`insiders run` and `insiders backfill` run).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 
 from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
 from airflow.sdk.exceptions import AirflowFailException
-from insiders import monthly
+from insiders import monthly, stages
 from insiders.config import Settings
+from insiders.context import Run
 from insiders.errors import InputError, RunLockedError
 
 SETTINGS = Settings.from_env()
@@ -41,17 +41,13 @@ def _utc(day: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) if day else None
 
 
-def no_retry_on_bad_input(func):
-    """Bad input or a month already being written: fail now, a retry cannot help."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (InputError, RunLockedError) as exc:
-            raise AirflowFailException(str(exc)) from exc
-
-    return wrapper
+def run_stage(stage: stages.Stage, as_of: str) -> dict:
+    """One stage for the month before `as_of`. Bad input, or a month already being
+    written by another run, fails the task at once: a retry cannot help."""
+    try:
+        return stage(Run.monthly(Settings.from_env(), as_of))
+    except (InputError, RunLockedError) as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 @dag(
@@ -66,24 +62,80 @@ def no_retry_on_bad_input(func):
     doc_md=__doc__,
 )
 def insiders_monthly():
-    def step(name: str):
-        call = no_retry_on_bad_input(getattr(monthly, name))
-
-        @task(task_id=name)
-        def run(data_interval_end=None):
-            return call(data_interval_end)
-
-        return run()
-
-    @task.short_circuit(ignore_downstream_trigger_rules=False)
-    def metabase_configured():
-        return monthly.metabase_configured()
+    @task
+    def month(data_interval_end=None) -> str:
+        """The as-of date of this run: the end of its data interval."""
+        return data_interval_end.date().isoformat()
 
     @task
-    def refresh_metabase():
-        return monthly.refresh_metabase()
+    def extract(as_of: str) -> dict:
+        return run_stage(stages.extract, as_of)
 
-    chain(*[step(name) for name in monthly.STEPS], metabase_configured(), refresh_metabase())
+    @task
+    def quality(as_of: str) -> dict:
+        return run_stage(stages.quality, as_of)
+
+    @task
+    def features(as_of: str) -> dict:
+        return run_stage(stages.features, as_of)
+
+    @task
+    def segment(as_of: str) -> dict:
+        return run_stage(stages.segment, as_of)
+
+    @task
+    def insiders(as_of: str) -> dict:
+        return run_stage(stages.insiders, as_of)
+
+    @task
+    def evaluate(as_of: str) -> dict:
+        return run_stage(stages.evaluate, as_of)
+
+    @task
+    def forecast(as_of: str) -> dict:
+        return run_stage(stages.forecast, as_of)
+
+    @task
+    def stability(as_of: str) -> dict:
+        return run_stage(stages.stability, as_of)
+
+    @task
+    def report(as_of: str) -> dict:
+        return run_stage(stages.report, as_of)
+
+    @task
+    def write_documents(as_of: str) -> dict:
+        return run_stage(stages.write_documents, as_of)
+
+    @task
+    def sync_sql(as_of: str) -> dict:
+        return run_stage(stages.sync_sql, as_of)
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def metabase_configured() -> bool:
+        return monthly.metabase_configured(Settings.from_env())
+
+    @task
+    def refresh_metabase() -> dict:
+        return monthly.refresh_metabase(Settings.from_env())
+
+    as_of = month()
+    chain(
+        as_of,
+        extract(as_of),
+        quality(as_of),
+        features(as_of),
+        segment(as_of),
+        insiders(as_of),
+        evaluate(as_of),
+        forecast(as_of),
+        stability(as_of),
+        report(as_of),
+        write_documents(as_of),
+        sync_sql(as_of),
+        metabase_configured(),
+        refresh_metabase(),
+    )
 
 
 insiders_monthly()

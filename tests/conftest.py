@@ -151,19 +151,19 @@ def pipeline_runs() -> dict[str, tuple]:
     (run, documents) per run id 2011-09..2011-11; each month is selected with hysteresis
     against the previous month's Insiders.
     """
-    from insiders import demo, documents, monthly
+    from insiders import demo, documents, pipeline, stages
     from insiders.config import Settings
+    from insiders.context import Run
 
     home = Path(tempfile.mkdtemp(prefix="insiders-pipeline-runs-"))
     source = demo.write(home / "demo.csv.gz", customers=300, seed=11)
     settings = Settings(home=home, source=str(source), stability_months=2, bootstrap=200)
     out = {}
     for as_of in ("2011-10-01", "2011-11-01", "2011-12-01"):
-        for step in monthly.STEPS[:9]:  # everything up to the report; the store comes next
-            getattr(monthly, step)(as_of, settings)
-        key = monthly.run_key(as_of)
-        out[key] = documents.build(monthly.run_folder(settings, as_of), key)
-        monthly.write_documents(as_of, settings)  # so the next month sees these members
+        run = Run.monthly(settings, as_of)
+        run, _ = pipeline.run_stages(run, stages.ANALYSIS)  # to the report; the store is next
+        out[run.month] = documents.build(run.folder, run.month)
+        stages.write_documents(run)  # so the next month sees these members
     return out
 
 
@@ -178,8 +178,9 @@ def _pipeline_store(url: str) -> None:
     """Fill an empty SQL store the way the DAG does: documents, then the sync."""
     import copy
 
-    from insiders import documents, sql_sync
+    from insiders import documents
     from insiders.config import Settings
+    from insiders.publish import sql_sync
 
     with documents.store_from(Settings(home=Path(tempfile.mkdtemp(prefix="docs-")))) as store:
         for run, docs in pipeline_runs().values():
@@ -191,3 +192,24 @@ def _pipeline_store(url: str) -> None:
 from sqlstore_fixture import register_store_builder  # noqa: E402
 
 register_store_builder("pipeline", _pipeline_store)
+
+
+def run_stage(stage, run_dir: Path, location: str | Path = "-", as_of: object | None = None,
+              kind: str | None = None, **settings) -> dict:
+    """One stage on a run folder as `insiders run` runs it; returns all the stage reported
+    (its work/<stage>.json). `settings` override the defaults (home: under the folder)."""
+    from insiders.config import Settings
+    from insiders.context import Run
+
+    base = Settings(home=Path(run_dir).parent / f"{Path(run_dir).name}-home")
+    run = Run.one_off(base.with_(**settings), run_dir, location, as_of, kind)
+    stage(run)
+    return run.folder.stage(stage.name)
+
+
+def default_as_of(run_dir: Path, kind: str | None = None):
+    """The as-of date `insiders run` would take for an extracted folder."""
+    from insiders.catalog import RunFolder
+    from insiders.sources import get_source
+
+    return get_source(kind).default_as_of(RunFolder(run_dir))

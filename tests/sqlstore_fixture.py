@@ -1,6 +1,6 @@
 """A realistic SQL store for the dashboard tests, without running the pipeline.
 
-`build_synthetic_store(url)` creates the tables of `insiders.sql_sync.METADATA` and fills
+`build_synthetic_store(url)` creates the tables of `insiders.publish.sql_sync.METADATA` and fills
 ten monthly runs (2011-03 .. 2011-12) with rows that agree with each other the way the
 pipeline's would: segment profiles are aggregates of the customer rows, the runs table
 sums the others, membership follows the Insiders of the previous run, and so on.
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
-from insiders.sql_sync import (
+from insiders.publish.sql_sync import (
     CUSTOMER_SEGMENTS,
     DATA_QUALITY,
     FORECASTS,

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from insiders import quality, tasks
-from insiders.config import Settings
+from conftest import default_as_of, run_stage
+from insiders import quality, stages
 from insiders.errors import InputError, InsidersError
 
 CORPUS_SCRIPT = Path(__file__).parent / "data" / "bad" / "make_corpus.py"
@@ -138,10 +138,10 @@ def _run_stages(case, run_dir: Path) -> StageRun:
     run = StageRun(run_dir)
     try:
         run.failed_stage = "extract"
-        run.extract = tasks.extract_stage(run_dir, case.path)
+        run.extract = run_stage(stages.extract, run_dir, case.path)
         run.failed_stage = "quality"
-        as_of = pd.Timestamp(case.as_of) if case.as_of else tasks.default_as_of(run_dir)
-        run.quality = tasks.quality_stage(run_dir, as_of)
+        as_of = pd.Timestamp(case.as_of) if case.as_of else default_as_of(run_dir)
+        run.quality = run_stage(stages.quality, run_dir, as_of=as_of)
         run.failed_stage = None
     except InsidersError as exc:
         run.error = exc
@@ -152,7 +152,7 @@ def _run_stages(case, run_dir: Path) -> StageRun:
 
 
 def _quarantine(run_dir: Path) -> pd.DataFrame:
-    frame = pd.read_csv(run_dir / tasks.QUARANTINE, dtype="str", keep_default_na=False)
+    frame = pd.read_csv(run_dir / "quarantine.csv.gz", dtype="str", keep_default_na=False)
     frame["source_row"] = frame["source_row"].astype("int64")
     return frame
 
@@ -181,7 +181,7 @@ def _one_line(message: str) -> str:
 
 
 def _transactions(run_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(run_dir / tasks.TRANSACTIONS)
+    return pd.read_parquet(run_dir / "work/transactions.parquet")
 
 
 def _by_row(frame: pd.DataFrame, case) -> pd.DataFrame:
@@ -223,7 +223,7 @@ def test_cli(name: str, corpus: dict, cli_runs: dict[str, CliRun]) -> None:
             assert fragment in line, line
         return
     assert run.returncode == 0, run.stderr
-    answers = json.loads((run.out / tasks.ANSWERS).read_text())
+    answers = json.loads((run.out / "answers.json").read_text())
     dq = answers["data_quality"]
     assert (dq["rows_in"], dq["rows_kept"], dq["set_aside"]) == (
         case.rows_in, case.rows_kept, case.set_aside)
@@ -270,10 +270,10 @@ def test_dag_tasks(name: str, corpus: dict, stage_runs: dict[str, StageRun]) -> 
 def test_dag_later_stage_error(corpus: dict, stage_runs: dict[str, StageRun]) -> None:
     """A file of one customer passes extract and quality; the segment task says why it stops."""
     case, run = corpus["one_customer"], stage_runs["one_customer"]
-    settings = Settings()
-    tasks.features_stage(run.run_dir, pd.Timestamp(run.quality["as_of"]), settings)
+    as_of = pd.Timestamp(run.quality["as_of"])
+    run_stage(stages.features, run.run_dir, as_of=as_of)
     with pytest.raises(InputError) as caught:
-        tasks.segment_stage(run.run_dir, settings)
+        run_stage(stages.segment, run.run_dir, as_of=as_of)
     message = _one_line(str(caught.value))
     for fragment in case.fragments:
         assert fragment in message
@@ -338,7 +338,7 @@ def test_customer_id_spellings_are_one_customer(name: str, corpus: dict,
 def test_customer_id_spellings_in_customers_file(corpus: dict,
                                                  cli_runs: dict[str, CliRun]) -> None:
     run = cli_runs["renamed_columns"]
-    customers = pd.read_parquet(run.out / tasks.CUSTOMERS)
+    customers = pd.read_parquet(run.out / "customers.parquet")
     assert (customers["customer_id"].astype("str") == "17850").sum() == 1
 
 
@@ -400,11 +400,11 @@ def test_customer_with_several_countries(corpus: dict, stage_runs: dict[str, Sta
     assert any("1 customer(s) appear under several countries" in note
                for note in stage_runs["several_countries"].quality["notes"])
     run = cli_runs["several_countries"]
-    customers = pd.read_parquet(run.out / tasks.CUSTOMERS)
+    customers = pd.read_parquet(run.out / "customers.parquet")
     mine = customers[customers["customer_id"].astype("str") == facts["customer"]]
     assert len(mine) == 1
     assert mine["country"].iloc[0] == facts["country"]
-    answers = json.loads((run.out / tasks.ANSWERS).read_text())
+    answers = json.loads((run.out / "answers.json").read_text())
     assert any("several countries" in note for note in answers["data_quality"]["notes"])
 
 
@@ -439,10 +439,10 @@ def test_row_numbers_hold_across_blocks_and_chunks(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
     assert path.stat().st_size > 2 * (8 << 20)
     run_dir = tmp_path / "run"
-    tasks.extract_stage(run_dir, path, chunk_rows=40_000)
-    raw = pd.read_parquet(run_dir / tasks.RAW, columns=["invoice", "source_row"])
+    run_stage(stages.extract, run_dir, path, chunk_rows=40_000)
+    raw = pd.read_parquet(run_dir / "work/raw.parquet", columns=["invoice", "source_row"])
     assert (raw["invoice"].astype("int64") == raw["source_row"]).all()
-    rejects = pd.read_parquet(run_dir / tasks.REJECTS)
+    rejects = pd.read_parquet(run_dir / "work/rejects.parquet")
     assert sorted(rejects["source_row"]) == malformed
     assert len(raw) + len(rejects) == len(lines) - 1 - empty
 

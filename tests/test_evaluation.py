@@ -13,8 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from insiders import evaluation as ev
-from insiders import tasks
+from conftest import default_as_of, run_stage
+from insiders import stages
+from insiders.catalog import RunFolder
+from insiders.config import SelectionRules, Windows
+from insiders.models import evaluation as ev
+
+W, R = Windows(), SelectionRules()
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,9 +50,9 @@ def test_bootstrap_interval_covers_the_truth_about_95_percent_of_the_time() -> N
 
 
 def test_bootstrap_ignores_missing_values_and_empty_groups() -> None:
-    diff, _, _ = ev.bootstrap_mean_diff(np.array([1.0, np.nan, 3.0]), np.array([1.0]))
+    diff, _, _ = ev.bootstrap_mean_diff(np.array([1.0, np.nan, 3.0]), np.array([1.0]), 100, 1)
     assert diff == 1.0  # mean(1, 3) - 1
-    assert all(math.isnan(x) for x in ev.bootstrap_mean_diff(np.array([]), np.array([1.0])))
+    assert all(math.isnan(x) for x in ev.bootstrap_mean_diff(np.array([]), np.array([1.0]), 100, 1))
 
 
 def test_compare_on_a_hand_made_sample() -> None:
@@ -76,7 +81,7 @@ def test_insiders_vs_rest_uses_active_customers_only() -> None:
         **{k: 1.0 for k in ("avg_ticket", "recency_days", "revenue_90d", "return_rate",
                             "basket_size")},
     })
-    out = ev.insiders_vs_rest(customers, n_boot=200)
+    out = ev.insiders_vs_rest(customers, n_boot=200, seed=42)
     assert list(out) == list(ev.KEY_FIGURES)
     assert (out["monetary"]["insiders_mean"], out["monetary"]["rest_mean"]) == (150, 20)
     assert out["monetary"]["ratio"] == 7.5
@@ -90,14 +95,14 @@ def test_insiders_vs_rest_uses_active_customers_only() -> None:
 @pytest.fixture(scope="module")
 def demo_tx(demo_file: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     run = tmp_path_factory.mktemp("evaluation")
-    tasks.extract_stage(run, demo_file)
-    tasks.quality_stage(run, tasks.default_as_of(run))
-    return tasks.read_transactions(run)
+    run_stage(stages.extract, run, demo_file)
+    run_stage(stages.quality, run, as_of=default_as_of(run))
+    return RunFolder(run).transactions()
 
 
 @pytest.fixture(scope="module")
 def oot(demo_tx: pd.DataFrame) -> dict:
-    return ev.out_of_time(demo_tx, pd.Timestamp("2011-12-10"), n_boot=500)
+    return ev.out_of_time(demo_tx, pd.Timestamp("2011-12-10"), W, R, 500, 42)
 
 
 def test_out_of_time_figures_add_up(demo_tx: pd.DataFrame, oot: dict) -> None:
@@ -143,7 +148,7 @@ def test_out_of_time_members_are_chosen_on_what_was_known_then(demo_tx: pd.DataF
     after = demo_tx["invoice_date"] >= pd.Timestamp("2011-09-10")
     doubled = demo_tx.copy()
     doubled.loc[after, "revenue"] *= 2
-    again = ev.out_of_time(doubled, pd.Timestamp("2011-12-10"), n_boot=500)
+    again = ev.out_of_time(doubled, pd.Timestamp("2011-12-10"), W, R, 500, 42)
     assert again["member_ids"] == oot["member_ids"]
     assert again["insiders"]["revenue"] == pytest.approx(2 * oot["insiders"]["revenue"])
     assert again["next_revenue_total"] == pytest.approx(2 * oot["next_revenue_total"])
@@ -151,19 +156,20 @@ def test_out_of_time_members_are_chosen_on_what_was_known_then(demo_tx: pd.DataF
 
 def test_out_of_time_when_nothing_was_bought_after_the_cut(demo_tx: pd.DataFrame) -> None:
     before_cut = demo_tx[demo_tx["invoice_date"] < pd.Timestamp("2011-09-10")]
-    out = ev.out_of_time(before_cut.reset_index(drop=True), pd.Timestamp("2011-12-10"),
-                         n_boot=200)
+    out = ev.out_of_time(before_cut.reset_index(drop=True), pd.Timestamp("2011-12-10"), W, R,
+                         n_boot=200, seed=42)
     assert out["insiders"]["revenue"] == 0 and out["text"]
 
 
 def test_out_of_time_is_deterministic(demo_tx: pd.DataFrame, oot: dict) -> None:
-    assert ev.out_of_time(demo_tx, pd.Timestamp("2011-12-10"), n_boot=500) == oot
+    assert ev.out_of_time(demo_tx, pd.Timestamp("2011-12-10"), W, R, 500, 42) == oot
 
 
 def test_out_of_time_says_so_when_history_is_too_short(demo_tx: pd.DataFrame) -> None:
     # only lines from 2011-08-20: the cut 2011-09-10 has 21 days of history before it
     recent = demo_tx[demo_tx["invoice_date"] >= pd.Timestamp("2011-08-20")]
-    out = ev.out_of_time(recent.reset_index(drop=True), pd.Timestamp("2011-12-10"))
+    out = ev.out_of_time(recent.reset_index(drop=True), pd.Timestamp("2011-12-10"), W, R,
+                         200, 42)
     assert out["available"] is False
     assert out["text"].startswith("Not enough history for an out-of-time check")
     assert "2011-09-10" in out["text"]
@@ -209,4 +215,4 @@ def test_cohort_months_are_contiguous() -> None:
 
 
 def test_cohorts_without_purchases_are_empty() -> None:
-    assert ev.cohorts(_lines([("A", "2011-01-05", -1)]), pd.Timestamp("2011-12-01")).empty
+    assert ev.cohorts(_lines([("A", "2011-01-05", -1)]), pd.Timestamp("2011-12-01"), 12).empty

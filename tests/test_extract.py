@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from insiders import extract, tasks
+from conftest import run_stage
+from insiders import extract, stages
 
 HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
           "CustomerID", "Country"]
@@ -97,9 +98,9 @@ def _read(source: Path, chunk_rows: int = 250_000) -> tuple[pd.DataFrame, extrac
 def _stages(source: Path, run_dir: Path, as_of: pd.Timestamp = AS_OF
             ) -> tuple[dict, dict, pd.DataFrame]:
     """Extract and quality as the DAG runs them; returns both results and the transactions."""
-    ex = tasks.extract_stage(run_dir, source)
-    q = tasks.quality_stage(run_dir, as_of)
-    tx = pd.read_parquet(run_dir / tasks.TRANSACTIONS).sort_values("source_row")
+    ex = run_stage(stages.extract, run_dir, source)
+    q = run_stage(stages.quality, run_dir, as_of=as_of)
+    tx = pd.read_parquet(run_dir / "work/transactions.parquet").sort_values("source_row")
     return ex, q, tx.reset_index(drop=True)
 
 

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from insiders import documents, monthly, sql_sync
+from insiders import documents, monthly
 from insiders.config import Settings
 from insiders.errors import RunLockedError
+from insiders.publish import sql_sync
 
 AS_OF = "2011-12-01"
 RUN = "2011-11"

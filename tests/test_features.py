@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from insiders import features as feats
+from insiders.models import features as feats
 
 AS_OF = pd.Timestamp("2011-12-01")
 A, B, C, D, E, F = "12346", "12347", "12348", "12349", "12350", "12351"

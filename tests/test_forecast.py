@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from insiders import forecast as fc
+from insiders.models import forecast as fc
 
 AS_OF = pd.Timestamp("2011-12-01")
 
@@ -96,12 +96,12 @@ def test_naive_baseline_repeats_the_last_month() -> None:
 
 def test_too_short_history_falls_back_to_naive() -> None:
     short = shop_daily("2011-10-15", "2011-11-30")  # 47 days
-    months, method = fc.forecast(short, AS_OF, 3)
+    months, method = fc.forecast(short, AS_OF, 3, seed=42)
     assert method == "naive"
     november = float(short[short.index >= pd.Timestamp("2011-11-01")].sum())
     assert months["revenue"].tolist() == pytest.approx([november] * 3)
     zero = pd.Series(0.0, index=pd.date_range("2010-12-01", "2011-11-30"))
-    assert fc.forecast(zero, AS_OF, 3)[1] == "naive"  # nothing to learn from
+    assert fc.forecast(zero, AS_OF, 3, seed=42)[1] == "naive"  # nothing to learn from
 
 
 # --------------------------------------------------------------------------- Prophet
@@ -136,7 +136,7 @@ def test_prophet_is_deterministic_with_its_seed(prophet_result: tuple[pd.DataFra
 def test_backtest_errors_match_its_months_table() -> None:
     daily = shop_daily()
     cut = pd.Timestamp("2011-09-01")
-    back = fc.backtest(daily, cut, AS_OF, 3, seed=42)
+    back = fc.backtest(daily, cut, 3, seed=42)
     assert back["available"] and back["forecast_from"] == "2011-09-01"
     months = pd.DataFrame(back["months"])
     assert months["month"].tolist() == ["2011-09-01", "2011-10-01", "2011-11-01"]
@@ -163,6 +163,6 @@ def test_backtest_errors_match_its_months_table() -> None:
 
 def test_backtest_needs_history_before_the_cut() -> None:
     daily = shop_daily("2011-07-10", "2011-11-30")  # 53 days before the cut
-    back = fc.backtest(daily, pd.Timestamp("2011-09-01"), AS_OF, 3)
+    back = fc.backtest(daily, pd.Timestamp("2011-09-01"), 3, seed=42)
     assert back == {"available": False, "text": "Not enough history before 2011-09-01 to "
                                                 "backtest the forecast (needs 60 days)."}

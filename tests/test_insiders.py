@@ -13,8 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from insiders import features as feats
-from insiders import insiders as ins
+from insiders.config import SelectionRules, Windows
+from insiders.models import features as feats
+from insiders.models import insiders as ins
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -54,7 +55,7 @@ def test_group_size_edge_cases() -> None:
 def test_group_size_stays_within_the_bounds(n: int, sigma: float) -> None:
     """From flat (sigma 0) to extremely skewed spend, the group is 5%..20% of customers."""
     values = np.random.default_rng(n).lognormal(5, sigma, n)
-    size, _ = ins.group_size(values, 0.5, 0.05, 0.20)
+    size, _ = ins.group_size(values, SelectionRules(0.5, 0.05, 0.20))
     assert math.ceil(0.05 * n) <= size <= math.floor(0.20 * n)
 
 
@@ -74,7 +75,7 @@ def ladder(n: int = 100) -> pd.DataFrame:
 def test_lines_and_ranks_on_the_ladder() -> None:
     # value_coverage 0.18: the top 9 bring (100+...+92)/5050 = 17.1%, the top 10 18.9%,
     # so 10 enter; the exit rank is 1.5 x 10 = 15 (below the 20% cap of 20)
-    out, sel = ins.select(ladder(), value_coverage=0.18)
+    out, sel = ins.select(ladder(), None, SelectionRules(value_coverage=0.18))
     assert (sel.size, sel.exit_rank, sel.active) == (10, 15, 100)
     assert (sel.entry_line, sel.exit_line) == (91, 86)  # values of ranks 10 and 15
     assert out["value_rank"].tolist() == list(range(1, 101))
@@ -88,7 +89,7 @@ def test_hysteresis() -> None:
         "customer_id": ["c999"], "expected_value": [0.0], "monetary": [-20.0],
         "has_purchase": [False]})], ignore_index=True)
     previous = {"c003", "c012", "c015", "c018", "c999"}
-    out, sel = ins.select(frame, previous, value_coverage=0.18)
+    out, sel = ins.select(frame, previous, SelectionRules(value_coverage=0.18))
     status = dict(zip(out["customer_id"], out["membership"], strict=True))
     insider = dict(zip(out["customer_id"], out["is_insider"], strict=True))
     assert (sel.entry_line, sel.exit_line) == (91, 86)
@@ -163,9 +164,9 @@ def test_conditions_in_plain_language_with_honest_agreement() -> None:
         "tenure_days": 300.0, "purchases_per_month": 0.5,
     })
     # value_coverage 0.9: the top 10 bring 1045/1135 = 92%, the top 9 83%
-    chosen, sel = ins.select(frame, value_coverage=0.9)
+    chosen, sel = ins.select(frame, None, SelectionRules(value_coverage=0.9))
     assert sel.size == 10 and chosen["is_insider"].iloc[:10].all()
-    cond = ins.derive_conditions(chosen, sel)
+    cond = ins.derive_conditions(chosen, sel, Windows(), seed=42)
     assert cond.rules == ["net spend in the last 12 months at least 750"]
     assert (cond.agreement, cond.precision, cond.recall) == (0.99, 1.0, 0.9)
     # the same figures, computed directly from the rule
@@ -200,7 +201,7 @@ def test_conditions_when_everyone_or_no_one_is_in() -> None:
                               tenure_days=1.0, purchases_per_month=1.0)
     chosen, sel = ins.select(frame)
     chosen["is_insider"] = False
-    cond = ins.derive_conditions(chosen, sel)
+    cond = ins.derive_conditions(chosen, sel, Windows(), seed=42)
     assert cond.rules == [] and cond.tree_depth == 0
 
 
@@ -263,7 +264,7 @@ def test_value_model_learns_only_from_before_its_cut(monkeypatch: pytest.MonkeyP
     tx = shop()
     monkeypatch.setattr(ins, "HistGradientBoostingRegressor", SpyRegressor)
     SpyRegressor.seen.clear()
-    model = ins.fit_value_model(with_future_whale(tx), AS_OF)
+    model = ins.fit_value_model(with_future_whale(tx), AS_OF, Windows(), 42)
     assert model.method == "learned" and model.trained_at == "2011-09-01"
     (x, y), = SpyRegressor.seen
     # training customers: a purchase in [2010-09-01, 2011-09-01); sorted by id as features are
@@ -283,8 +284,8 @@ def test_value_model_learns_only_from_before_its_cut(monkeypatch: pytest.MonkeyP
 
 def test_value_model_ignores_what_happens_after_the_as_of_date() -> None:
     tx = shop()
-    plain = ins.fit_value_model(tx, AS_OF)
-    whale = ins.fit_value_model(with_future_whale(tx), AS_OF)
+    plain = ins.fit_value_model(tx, AS_OF, Windows(), 42)
+    whale = ins.fit_value_model(with_future_whale(tx), AS_OF, Windows(), 42)
     today = feats.customer_features(tx, AS_OF, 12)
     np.testing.assert_array_equal(plain.predict(today), whale.predict(today))
 
@@ -293,7 +294,7 @@ def test_value_model_falls_back_to_past_spend_on_short_history() -> None:
     tx = shop()
     # data from mid-August: less than 28 days before the training cut of 2011-09-01
     short = tx[tx["invoice_date"] >= pd.Timestamp("2011-08-15")].reset_index(drop=True)
-    model = ins.fit_value_model(short, AS_OF)
+    model = ins.fit_value_model(short, AS_OF, Windows(), 42)
     assert model.method == "past_spend" and model.model is None
     assert "too little to learn from, so past spend is used" in model.note
     # the period really covers first line -> as-of; value = net spend x 3 months / that
@@ -306,7 +307,7 @@ def test_value_model_falls_back_to_past_spend_on_short_history() -> None:
 
 def test_champion_challenger_replays_one_horizon_earlier() -> None:
     tx = shop()
-    contest = ins.compare_value_methods(tx, AS_OF)
+    contest = ins.compare_value_methods(tx, AS_OF, Windows(), SelectionRules(), 42)
     assert contest["replayed_on"] == "2011-09-01"
     size = contest["group_size"]
     # past spend's group: the top `size` net spenders as of 2011-09-01 (ties by id), and
@@ -327,6 +328,6 @@ def test_champion_challenger_replays_one_horizon_earlier() -> None:
 def test_champion_challenger_without_history_keeps_past_spend() -> None:
     short = shop()
     short = short[short["invoice_date"] >= pd.Timestamp("2011-08-01")].reset_index(drop=True)
-    contest = ins.compare_value_methods(short, AS_OF)
+    contest = ins.compare_value_methods(short, AS_OF, Windows(), SelectionRules(), 42)
     assert contest["winner"] == "past_spend" and contest["captured"] == {}
     assert "not enough history" in contest["why"]

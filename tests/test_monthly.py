@@ -9,9 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from insiders import documents, monthly, sql_sync
+from insiders import documents, monthly
 from insiders.config import Settings
+from insiders.context import Run, month_of
 from insiders.errors import InputError
+from insiders.publish import sql_sync
 
 FIRST, LAST = "2011-03-01", "2011-12-01"  # as-of dates: runs 2011-02 .. 2011-11
 
@@ -22,7 +24,7 @@ def backfill(demo_file: Path, tmp_path_factory: pytest.TempPathFactory):
     settings = Settings(home=home, source=str(demo_file), stability_months=3, bootstrap=300)
     results = {}
     for as_of in monthly.months(FIRST, LAST):
-        results[monthly.run_key(as_of)] = monthly.run_month(as_of, settings)
+        results[month_of(as_of)] = monthly.run_month(as_of, settings)
     return settings, results
 
 
@@ -57,7 +59,7 @@ def test_ten_months_give_ten_complete_runs_in_both_stores(backfill):
 def test_running_a_month_again_changes_no_counts(backfill):
     settings, _ = backfill
     as_of = "2011-08-01"
-    key = monthly.run_key(as_of)
+    key = month_of(as_of)
     with documents.store_from(settings) as store:
         before_docs = {r["run_id"]: _doc_counts(store, r["run_id"]) for r in store.complete_runs()}
         before_version = store.run(key)["version"]
@@ -100,7 +102,7 @@ def test_membership_moves_with_hysteresis_from_month_to_month(backfill):
 
 def test_each_month_has_its_report_with_membership_flows(backfill):
     settings, _ = backfill
-    folder = monthly.run_folder(settings, LAST)
+    folder = Run.monthly(settings, LAST).folder.path
     html = (folder / "report.html").read_text()
     assert "Membership flows per month" in html
     answers = json.loads((folder / "answers.json").read_text())
@@ -118,7 +120,7 @@ def test_a_month_without_data_fails_clearly_without_touching_the_stores(backfill
 
 
 def test_run_keys_follow_the_data_interval():
-    assert monthly.run_key("2011-12-01") == "2011-11"
-    assert monthly.run_key(pd.Timestamp("2012-01-01", tz="UTC")) == "2011-12"
+    assert month_of("2011-12-01") == "2011-11"
+    assert month_of(pd.Timestamp("2012-01-01", tz="UTC")) == "2011-12"
     assert [str(d.date()) for d in monthly.months("2011-03-01", "2011-05-01")] == [
         "2011-03-01", "2011-04-01", "2011-05-01"]

@@ -19,10 +19,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from insiders import olist, segmentation, tasks
+from conftest import run_stage
+from insiders import extract, stages
+from insiders.catalog import RunFolder
 from insiders.dashboard import render_page, run_card_sql
 from insiders.errors import InputError
 from insiders.metabase import load_definition, provision, provision_from_env
+from insiders.models import segmentation
+from insiders.sources import olist
+from insiders.sources.olist import experience, personas, reading
+from insiders.sources.olist import sql as olist_sql
 from sqlstore_fixture import build_synthetic_store, postgres_schema_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +112,7 @@ def write_olist(folder: Path, skip: tuple[str, ...] = ()) -> Path:
     for table, text in texts.items():
         if table in skip:
             continue
-        stem = olist.TABLES[table][0]
+        stem = reading.TABLES[table][0]
         if table in ("orders", "reviews", "customers"):
             with gzip.open(folder / f"{stem}.csv.gz", "wt", encoding="utf-8") as fh:
                 fh.write(text)
@@ -122,7 +128,7 @@ def write_olist(folder: Path, skip: tuple[str, ...] = ()) -> Path:
 def small(tmp_path: Path) -> tuple[Path, dict]:
     """The hand-built tables extracted into a run folder."""
     run = tmp_path / "run"
-    result = olist.extract_stage(run, write_olist(tmp_path / "olist"))
+    result = run_stage(stages.extract, run, write_olist(tmp_path / "olist"), kind="olist")
     return run, result
 
 
@@ -144,13 +150,13 @@ def test_per_table_accounting_on_edge_cases(small) -> None:
 def test_canonical_lines_and_quarantine_reasons(small) -> None:
     run, _ = small
     raw = pd.read_parquet(run / "work" / "raw.parquet")
-    assert list(raw.columns[:8]) == tasks.extract.RAW_COLUMNS
+    assert list(raw.columns[:8]) == extract.RAW_COLUMNS
     assert raw["source_row"].dtype == np.int64
     lines = {(r.invoice, r.stock_code, r.unit_price): r for r in raw.itertuples()}
     # two identical items are one line of quantity 2 (not a duplicate to set aside)
     assert lines[("order-o4", P1, "30.00")].quantity == "2"
     assert lines[("order-o4", P1, "30.00")].description == "health_beauty"
-    assert lines[("order-o4", P2, "20.00")].description == olist.NO_CATEGORY
+    assert lines[("order-o4", P2, "20.00")].description == reading.NO_CATEGORY
     # the person, not the per-order customer id; the state as country
     assert lines[("order-o1", P1, "100.00")].customer_id == "P1"
     assert lines[("order-o1", P1, "100.00")].country == "SP"
@@ -160,7 +166,7 @@ def test_canonical_lines_and_quarantine_reasons(small) -> None:
     assert (lone.source_reason, lone.quantity) == ("order_not_delivered", "0")
     assert lines[("order-o5", P1, "10.00")].source_reason == "missing_customer_id"
 
-    result = tasks.quality_stage(run, pd.Timestamp("2018-06-01"))
+    result = run_stage(stages.quality, run, as_of=pd.Timestamp("2018-06-01"), kind="olist")
     assert result["rows_in"] == len(raw) == 7
     assert result["set_aside"] == {"order_not_delivered": 2, "missing_customer_id": 1}
     kept = pd.read_parquet(run / "work" / "transactions.parquet")
@@ -175,7 +181,7 @@ def test_canonical_lines_and_quarantine_reasons(small) -> None:
 
 def test_multi_line_review_comment_keeps_record_numbers(tmp_path: Path) -> None:
     folder = write_olist(tmp_path / "olist")
-    frame, rejects = olist.read_table(folder / "olist_order_reviews_dataset.csv.gz", "reviews")
+    frame, rejects = reading.read_table(folder / "olist_order_reviews_dataset.csv.gz", "reviews")
     assert rejects.empty
     assert frame["review_id"].tolist() == ["r1", "r2", "r3", "r3", "r4"]
     assert frame["source_row"].tolist() == [2, 3, 4, 5, 6]  # records, as a spreadsheet shows
@@ -184,7 +190,8 @@ def test_multi_line_review_comment_keeps_record_numbers(tmp_path: Path) -> None:
 def test_experience_features_use_only_what_was_known(small) -> None:
     run, _ = small
     table = pd.DataFrame({"customer_id": ["P1", "P2", "P3"]})
-    early = olist.add_experience_features(run, table, pd.Timestamp("2018-02-15"), 12)
+    early = experience.add_experience_features(RunFolder(run), table,
+                                               pd.Timestamp("2018-02-15"), 12)
     p1, p2, p3 = (early.iloc[i] for i in range(3))
     # P1: the first review (2 stars) only; the 4-star one came later. Delivered 2 days late
     assert (p1.review_score_mean, p1.low_review_share, p1.review_count) == (2.0, 1.0, 1)
@@ -195,20 +202,21 @@ def test_experience_features_use_only_what_was_known(small) -> None:
     assert (p3.review_count, p3.late_share, p3.avg_days_late) == (0, 0.0, 0.0)
     assert p3.review_score_mean == pytest.approx(3.5)
     assert p3.low_review_share == pytest.approx(0.5)
-    later = olist.add_experience_features(run, table, pd.Timestamp("2018-04-01"), 12)
+    later = experience.add_experience_features(RunFolder(run), table,
+                                               pd.Timestamp("2018-04-01"), 12)
     assert later.iloc[0].review_score_mean == 4.0  # the latest review of the order counts
     assert len(later) == len(table)
 
 
 def test_experience_tables(small) -> None:
     run, _ = small
-    orders = pd.read_parquet(run / "work" / "olist" / "orders.parquet").set_index("order_id")
+    orders = pd.read_parquet(run / "work" / "source" / "orders.parquet").set_index("order_id")
     assert orders.loc["o1", "days_late"] == 2 and bool(orders.loc["o1", "delivered_late"])
     assert orders.loc["o4", "days_late"] == -10 and not orders.loc["o4", "delivered_late"]
     assert pd.isna(orders.loc["o2", "delivered_late"])
     assert orders.loc["o1", "review_score"] == 4  # the latest review
     assert not orders.loc["o2", "is_purchase"] and orders.loc["o4", "is_purchase"]
-    reviews = pd.read_parquet(run / "work" / "olist" / "reviews.parquet")
+    reviews = pd.read_parquet(run / "work" / "source" / "reviews.parquet")
     assert len(reviews) == 4
     assert reviews.set_index("review_id").loc["r4", "customer_zip_prefix"] == "01001"
 
@@ -228,14 +236,15 @@ def test_missing_file_or_column_is_one_clear_line(tmp_path: Path, skip, edit,
             fh.write(text.replace(f'"{column}"', '"something_else"', 1))
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")) \
             as error:
-        olist.extract_stage(tmp_path / "run", folder)
+        run_stage(stages.extract, tmp_path / "run", folder, kind="olist")
     assert "\n" not in str(error.value)
 
 
 def test_input_must_be_a_folder(tmp_path: Path) -> None:
     folder = write_olist(tmp_path / "olist")
     with pytest.raises(InputError, match="must be the folder"):
-        olist.extract_stage(tmp_path / "run", folder / "olist_orders_dataset.csv.gz")
+        run_stage(stages.extract, tmp_path / "run", folder / "olist_orders_dataset.csv.gz",
+                  kind="olist")
 
 
 def test_personas_follow_the_figures() -> None:
@@ -254,7 +263,7 @@ def test_personas_follow_the_figures() -> None:
                           block(1, 90, 2.2, 1.0, 12.0), block(1, 400, 4.7, 0.0, 0.0)],
                          ignore_index=True)
     labels = np.repeat(np.arange(4), n)
-    prof = olist.personas(segmentation.profile(features, labels, olist.MODEL_FEATURES))
+    prof = personas.personas(segmentation.profile(features, labels, olist.MODEL_FEATURES))
     names = prof["persona"].tolist()
     assert names[0] == "Delighted repeat buyers"
     assert "Unhappy" in names[1]
@@ -318,7 +327,8 @@ def test_real_run_default_as_of_is_after_the_last_delivered_purchase(real_run: P
     extract = json.loads((real_run / "work" / "extract.json").read_text())
     assert extract["default_as_of"] == "2018-08-30"
     assert _answers(real_run)["as_of"] == extract["default_as_of"], (
-        "tasks.default_as_of should use extract.json's default_as_of when present: later "
+        "the Olist source's default_as_of should use extract.json's default_as_of when "
+        "present: later "
         "Olist orders (2018-09/10) are all cancelled or undelivered")
 
 
@@ -342,7 +352,7 @@ def test_real_undelivered_orders_are_in_the_quarantine(real_run: Path, olist_dir
     undelivered = set(orders.loc[orders["order_status"] != "delivered", "order_id"])
     quarantine = pd.read_csv(real_run / "quarantine.csv.gz", dtype=str, keep_default_na=False)
     aside = quarantine.loc[quarantine["reason"] == "order_not_delivered", "invoice"]
-    assert set(aside.str.removeprefix(olist.INVOICE_PREFIX)) == undelivered
+    assert set(aside.str.removeprefix(reading.INVOICE_PREFIX)) == undelivered
 
 
 @pytest.mark.realdata
@@ -408,7 +418,7 @@ def test_experience_definition_is_complete() -> None:
 @pytest.fixture(scope="module")
 def synced_sqlite(real_run: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('olist-store') / 'insiders.sqlite'}"
-    counts = olist.sync_experience(real_run, url)
+    counts = olist_sql.sync_experience(RunFolder(real_run), url)
     assert counts == {"olist_orders": 99_441, "olist_order_items": 112_650,
                       "olist_sellers": 3_095, "olist_reviews": 99_224}
     return url
@@ -453,8 +463,8 @@ def test_experience_cards_on_postgres_agree_with_sqlite(real_run: Path, synced_s
                                                          pg_url: str) -> None:
     url = postgres_schema_url(pg_url, "olist_experience_test")
     try:
-        olist.sync_experience(real_run, url)
-        olist.sync_experience(real_run, url)  # replacing, not appending
+        olist_sql.sync_experience(RunFolder(real_run), url)
+        olist_sql.sync_experience(RunFolder(real_run), url)  # replacing, not appending
         on_pg = _query_all(url)
         _check_cards(on_pg)
         on_sqlite = _query_all(synced_sqlite)

@@ -24,11 +24,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import run_cli
-from insiders import answers as answers_mod
-from insiders import features as feats
-from insiders import pipeline, quality, tasks
-from insiders.answers import QUESTIONS
+from insiders import pipeline, quality
+from insiders import stages as stage_list
+from insiders.catalog import RunFolder
 from insiders.config import Settings
+from insiders.models import features as feats
+from insiders.publish import answers as answers_mod
+from insiders.publish.answers import QUESTIONS
 from threadpoolctl import threadpool_limits
 
 ANSWER_KEYS = list(QUESTIONS)
@@ -92,7 +94,7 @@ def real(real_file: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def answers(run: Path) -> dict:
-    return json.loads((run / tasks.ANSWERS).read_text())
+    return json.loads((run / "answers.json").read_text())
 
 
 def read_raw(path: Path) -> pd.DataFrame:
@@ -156,14 +158,14 @@ def check_answers_contract(run: Path) -> dict:
 def check_files(run: Path) -> None:
     """insiders.csv, customers.parquet and quarantine.csv.gz agree with answers.json."""
     a = answers(run)
-    members = pd.read_csv(run / tasks.INSIDERS_CSV, dtype={"customer_id": "str"})
+    members = pd.read_csv(run / "insiders.csv", dtype={"customer_id": "str"})
     assert members["customer_id"].tolist() == a["who"]["customer_ids"]
     for column in ("customer_id", "segment", "expected_value", "monetary", "frequency",
                    "recency_days", "membership_reason"):
         assert column in members, column
     assert members["value_rank"].is_monotonic_increasing
 
-    customers = pd.read_parquet(run / tasks.CUSTOMERS)
+    customers = pd.read_parquet(run / "customers.parquet")
     assert customers["customer_id"].is_unique
     for column in [*feats.FEATURES, "segment", "persona", "is_insider", "expected_value",
                    "value_rank", "membership"]:
@@ -182,7 +184,7 @@ def check_files(run: Path) -> None:
     assert a["revenue_share"]["value"] == pytest.approx(
         insiders["monetary"].sum() / customers["monetary"].sum(), abs=1e-4)
 
-    aside = pd.read_csv(run / tasks.QUARANTINE, dtype="str", keep_default_na=False)
+    aside = pd.read_csv(run / "quarantine.csv.gz", dtype="str", keep_default_na=False)
     q = a["data_quality"]
     assert len(aside) == sum(q["set_aside"].values())
     assert aside["reason"].value_counts().to_dict() == q["set_aside"]
@@ -222,11 +224,11 @@ def test_rows_are_accounted_for_against_the_input(demo: dict, demo_file: Path) -
 
 def test_customers_are_those_with_a_line_in_the_period(demo: dict) -> None:
     a = answers(demo["api"])
-    tx = pd.read_parquet(demo["api"] / tasks.TRANSACTIONS)
+    tx = pd.read_parquet(demo["api"] / "work/transactions.parquet")
     start, end = pd.Timestamp(a["period"]["start"]), pd.Timestamp(a["as_of"])
     assert start == end - pd.DateOffset(months=12)
     in_period = tx[(tx["invoice_date"] >= start) & (tx["invoice_date"] < end)]
-    customers = pd.read_parquet(demo["api"] / tasks.CUSTOMERS)
+    customers = pd.read_parquet(demo["api"] / "customers.parquet")
     assert set(customers["customer_id"]) == set(in_period["customer_id"].astype("str"))
     buyers = in_period[(in_period["quantity"] > 0) & ~in_period["is_cancellation"]]
     assert a["how_many"]["active_customers"] == buyers["customer_id"].nunique()
@@ -238,7 +240,7 @@ def test_default_as_of_is_the_day_after_the_last_line(demo: dict, demo_file: Pat
     a = answers(demo["api"])
     assert pd.Timestamp(a["as_of"]) == last.normalize() + pd.Timedelta(days=1)
     assert a["data_quality"]["set_aside"].get("after_as_of", 0) == 0  # nothing cut
-    tx = pd.read_parquet(demo["api"] / tasks.TRANSACTIONS)
+    tx = pd.read_parquet(demo["api"] / "work/transactions.parquet")
     assert tx["invoice_date"].max() == last  # the last line is used
 
 
@@ -249,7 +251,7 @@ def test_as_of_cuts_the_data(demo: dict, demo_file: Path) -> None:
     check_size_bounds(a)
     assert a["as_of"] == DEMO_AS_OF
     assert a["period"]["start"] == "2010-10-01"
-    tx = pd.read_parquet(run / tasks.TRANSACTIONS)
+    tx = pd.read_parquet(run / "work/transactions.parquet")
     assert tx["invoice_date"].max() < pd.Timestamp(DEMO_AS_OF)
     # every line of the file dated on or after the as-of date is set aside as after_as_of
     raw = read_raw(demo_file)
@@ -266,10 +268,10 @@ def test_as_of_cuts_the_data(demo: dict, demo_file: Path) -> None:
 def test_same_input_twice_gives_identical_results(demo: dict) -> None:
     """The API run in this process and the command in another give the same answers."""
     assert answers(demo["cli"]) == answers(demo["api"])
-    assert (demo["cli"] / tasks.INSIDERS_CSV).read_bytes() == (
-        demo["api"] / tasks.INSIDERS_CSV).read_bytes()
-    pd.testing.assert_frame_equal(pd.read_parquet(demo["cli"] / tasks.CUSTOMERS),
-                                  pd.read_parquet(demo["api"] / tasks.CUSTOMERS))
+    assert (demo["cli"] / "insiders.csv").read_bytes() == (
+        demo["api"] / "insiders.csv").read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(demo["cli"] / "customers.parquet"),
+                                  pd.read_parquet(demo["api"] / "customers.parquet"))
 
 
 def test_cli_lists_what_it_wrote(demo: dict) -> None:
@@ -296,8 +298,8 @@ def test_without_input_runs_on_the_package_demo(demo: dict) -> None:
 
 def test_naive_forecast_answer_says_what_it_is(demo: dict) -> None:
     """Too little history for Prophet: the answer must say what the figure is instead."""
-    stages = tasks.stage_outputs(demo["api"])
-    customers = pd.read_parquet(demo["api"] / tasks.CUSTOMERS)
+    stages = RunFolder(demo["api"]).stages(stage_list.REPORTED)
+    customers = pd.read_parquet(demo["api"] / "customers.parquet")
     rows = [{"month": m["month"], "revenue": 100.0, "lower": None, "upper": None}
             for m in stages["forecast"]["months"]]
     stages["forecast"] = {**stages["forecast"], "method": "naive", "months": rows,
@@ -347,7 +349,7 @@ def test_real_file_as_of_has_an_out_of_time_guarantee(real: dict, real_file: Pat
     check_files(run)
     check_size_bounds(a)
     assert a["as_of"] == REAL_AS_OF
-    tx = pd.read_parquet(run / tasks.TRANSACTIONS, columns=["invoice_date"])
+    tx = pd.read_parquet(run / "work/transactions.parquet", columns=["invoice_date"])
     assert tx["invoice_date"].max() < pd.Timestamp(REAL_AS_OF)
     raw = read_raw(real_file)
     later = (pd.to_datetime(raw["InvoiceDate"]) >= pd.Timestamp(REAL_AS_OF)).sum()

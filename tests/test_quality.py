@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from insiders import extract, quality, tasks
+from conftest import run_stage
+from insiders import extract, quality, stages
 
 AS_OF = pd.Timestamp("2011-12-01")
 GOOD = {"invoice": "536365", "stock_code": "85123A", "description": "WHITE HANGING HEART",
@@ -217,11 +218,11 @@ def _write_run(run_dir: Path, raw: pd.DataFrame, rejects: pd.DataFrame | None = 
                        + [("source_file", pa.string()), ("source_row", pa.int64())]
                        + ([("source_reason", pa.string())] if "source_reason" in raw else []))
     pq.write_table(pa.Table.from_pandas(raw, schema=schema, preserve_index=False),
-                   run_dir / tasks.RAW)
+                   run_dir / "work/raw.parquet")
     rejects = rejects if rejects is not None else pd.DataFrame(
         {"source_file": pd.Series([], dtype="str"), "source_row": pd.Series([], dtype="int64"),
          "raw_text": pd.Series([], dtype="str")})
-    rejects.to_parquet(run_dir / tasks.REJECTS, index=False)
+    rejects.to_parquet(run_dir / "work/rejects.parquet", index=False)
 
 
 def test_stage_accounts_for_every_row_and_every_reason(tmp_path: Path) -> None:
@@ -235,7 +236,7 @@ def test_stage_accounts_for_every_row_and_every_reason(tmp_path: Path) -> None:
     rejects = pd.DataFrame({"source_file": ["hand.csv"], "source_row": [40],
                             "raw_text": ["536365,85123A,\"unclosed,6"]})
     _write_run(tmp_path, raw, rejects)
-    result = tasks.quality_stage(tmp_path, AS_OF)
+    result = run_stage(stages.quality, tmp_path, as_of=AS_OF)
 
     expected = Counter(r for r in _expected(cases) if r) + Counter({"malformed_row": 1})
     assert set(expected) == set(quality.REASONS)  # the frame really meets every reason
@@ -244,12 +245,12 @@ def test_stage_accounts_for_every_row_and_every_reason(tmp_path: Path) -> None:
     assert result["rows_kept"] == _expected(cases).count(None)
     assert result["rows_in"] == result["rows_kept"] + sum(result["set_aside"].values())
 
-    aside = pd.read_csv(tmp_path / tasks.QUARANTINE, dtype="str", keep_default_na=False)
+    aside = pd.read_csv(tmp_path / "quarantine.csv.gz", dtype="str", keep_default_na=False)
     assert Counter(aside["reason"]) == expected
     assert aside.loc[aside["reason"] == "duplicate", "source_row"].tolist() == [
         str(2 + len(CASES))]
     assert aside.loc[aside["reason"] == "malformed_row", "source_row"].tolist() == ["40"]
-    tx = pd.read_parquet(tmp_path / tasks.TRANSACTIONS)
+    tx = pd.read_parquet(tmp_path / "work/transactions.parquet")
     assert len(tx) == result["rows_kept"]
     assert 2 in set(tx["source_row"])  # the first copy stays
     assert tx["invoice_date"].max() < AS_OF
@@ -272,11 +273,11 @@ def test_stage_finds_duplicates_in_different_blocks(tmp_path: Path) -> None:
     raw["source_file"] = "big.csv"
     raw["source_row"] = np.arange(2, len(raw) + 2, dtype=np.int64)
     _write_run(tmp_path, raw)
-    result = tasks.quality_stage(tmp_path, AS_OF)
+    result = run_stage(stages.quality, tmp_path, as_of=AS_OF)
     assert result["set_aside"] == {"duplicate": 2}
     assert result["rows_kept"] == n
-    aside = pd.read_csv(tmp_path / tasks.QUARANTINE, dtype="str")
+    aside = pd.read_csv(tmp_path / "quarantine.csv.gz", dtype="str")
     assert sorted(aside["source_row"].astype(int)) == [n + 2, n + 3]
     assert sorted(aside["invoice"]) == ["536000", str(536_000 + n - 1)]
-    tx = pd.read_parquet(tmp_path / tasks.TRANSACTIONS, columns=["source_row"])
+    tx = pd.read_parquet(tmp_path / "work/transactions.parquet", columns=["source_row"])
     assert tx["source_row"].min() == 2 and tx["source_row"].max() == n + 1

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import dump_dom, screenshot
-from insiders import report, tasks
+from insiders.publish import report
 from test_pipeline import answers as read_answers
 from test_pipeline import run_demo_pipeline
 
@@ -38,8 +38,8 @@ def run(demo_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def inputs(run: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    return (read_answers(run), pd.read_parquet(run / tasks.CUSTOMERS),
-            pd.read_parquet(run / tasks.COHORTS))
+    return (read_answers(run), pd.read_parquet(run / "customers.parquet"),
+            pd.read_parquet(run / "work/cohorts.parquet"))
 
 
 class _Dom(HTMLParser):
@@ -85,7 +85,7 @@ def sections(page: str) -> list[tuple[str, str]]:
 
 
 def test_report_is_self_contained(run: Path) -> None:
-    page = (run / tasks.REPORT).read_text(encoding="utf-8")
+    page = (run / "report.html").read_text(encoding="utf-8")
     dom = parse(page)
     for tag, attrs in dom.tags:
         for name in ("src", "href"):
@@ -98,7 +98,7 @@ def test_report_is_self_contained(run: Path) -> None:
 
 
 def test_the_nine_questions_in_order(run: Path) -> None:
-    page = (run / tasks.REPORT).read_text(encoding="utf-8")
+    page = (run / "report.html").read_text(encoding="utf-8")
     a = read_answers(run)
     found = sections(page)
     assert [sid for sid, _ in found][:9] == ORDER
@@ -225,7 +225,7 @@ def test_bad_outcomes_are_said_plainly(inputs: tuple) -> None:
 
 @pytest.mark.browser
 def test_screenshot_of_the_demo_report(run: Path, chromium: str, tmp_path: Path) -> None:
-    png = screenshot(chromium, run / tasks.REPORT, tmp_path / "report.png")
+    png = screenshot(chromium, run / "report.html", tmp_path / "report.png")
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from insiders import segmentation as sg
+from insiders.config import SegmentationRules
+from insiders.models import segmentation as sg
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 
@@ -50,7 +51,7 @@ def base() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def result(base: pd.DataFrame) -> sg.Segmentation:
-    return sg.segment(base, k_min=3, k_max=5, sample_size=2000, seed=7)
+    return sg.segment(base, SegmentationRules(k_min=3, k_max=5, cluster_sample=2000), seed=7)
 
 
 # --------------------------------------------------------------------------- fitted models
@@ -91,7 +92,7 @@ def test_the_four_planted_groups_are_found(result: sg.Segmentation) -> None:
 
 
 def test_same_seed_same_result(base: pd.DataFrame, result: sg.Segmentation) -> None:
-    again = sg.segment(base, k_min=3, k_max=5, sample_size=2000, seed=7)
+    again = sg.segment(base, SegmentationRules(k_min=3, k_max=5, cluster_sample=2000), seed=7)
     assert [c.as_dict() for c in again.candidates] == [c.as_dict() for c in result.candidates]
     np.testing.assert_array_equal(again.labels, result.labels)
     pd.testing.assert_frame_equal(again.profiles, result.profiles)
@@ -132,7 +133,7 @@ def test_segmenter_labels_customers_it_is_given(base: pd.DataFrame,
 
 def test_too_few_customers_is_an_error(base: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="too few to segment"):
-        sg.segment(base.head(14), k_min=3, k_max=4)
+        sg.segment(base.head(14), SegmentationRules(k_min=3, k_max=4), seed=7)
 
 
 # --------------------------------------------------------------------------- the choice rule
@@ -198,7 +199,7 @@ def test_same_persona_but_far_apart_is_useful_and_named_by_the_difference() -> N
     def same_name_for_first_two(prof: pd.DataFrame) -> pd.DataFrame:
         names = ["S", "S"] + [f"S{s}" for s in prof["segment"][2:]]
         out = prof.assign(persona_base=names)
-        out["persona"] = sg._unique(out)
+        out["persona"] = sg.unique_names(out)
         return out
 
     best, _ = sg.choose([far], FEATURES_100, persona_fn=same_name_for_first_two)

@@ -8,8 +8,9 @@ import json
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from insiders import extract, monthly, pipeline
+from insiders import extract, pipeline, stages
 from insiders.config import Settings
+from insiders.context import Run
 from insiders.errors import InputError
 
 
@@ -68,8 +69,10 @@ def test_the_dag_reads_the_configured_database(sales_db, tmp_path, monkeypatch):
     monkeypatch.setenv("INSIDERS_SOURCE", sales_db)
     monkeypatch.setenv("INSIDERS_SOURCE_QUERY", "sales_lines")
     monkeypatch.setenv("INSIDERS_HOME", str(tmp_path / "home"))
-    out = monthly.extract("2011-12-01")
-    assert out["rows"] > 50_000 and out["run_id"] == "2011-11"
+    run = Run.monthly(Settings.from_env(), "2011-12-01")
+    out = stages.extract(run)
+    assert out["rows"] > 50_000 and run.month == "2011-11"
+    assert run.folder.path == tmp_path / "home" / "runs" / "2011-11"
     assert out["source"] == sales_db  # a file URL has no password to hide
 
 

@@ -6,9 +6,10 @@ import copy
 
 import pytest
 import sqlalchemy as sa
-from insiders import documents, sql_sync
+from insiders import documents
 from insiders.config import Settings
 from insiders.errors import StoreError
+from insiders.publish import sql_sync
 
 TABLE_FOR = {"customers": "customer_segments", "segments": "segment_profiles",
              "membership": "membership", "forecasts": "forecasts", "stability": "stability"}

@@ -9,16 +9,15 @@ import os
 
 from sqlalchemy import create_engine
 
-from insiders.sql_sync import METADATA
+from insiders.publish.sql_sync import METADATA
+from insiders.sources import get_source
 
 # As insiders_app: tables it creates are readable by insiders_reader via default privileges.
 engine = create_engine(os.environ["INSIDERS_SQL_URL"])
 METADATA.create_all(engine)
 engine.dispose()
-if os.environ.get("INSIDERS_SOURCE_KIND") == "olist":
-    from insiders.olist import create_experience_tables
-
-    create_experience_tables(os.environ["INSIDERS_SQL_URL"])
+# the source's own tables (Olist: the customer-experience tables)
+get_source(os.environ.get("INSIDERS_SOURCE_KIND")).create_sql_tables(os.environ["INSIDERS_SQL_URL"])
 print("metabase-provision: SQL store tables are in place")
 PY
 

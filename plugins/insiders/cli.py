@@ -10,6 +10,8 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import InsidersError
+from .sources import DEFAULT as DEFAULT_SOURCE
+from .sources import SOURCES
 
 
 def _date(text: str) -> str:
@@ -32,8 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the whole flow on a transactions file")
     run.add_argument("--input", help="transactions: .csv, .csv.gz, .zip, .xlsx, a folder, a glob "
                                      "or a SQLAlchemy URL (default: the demo data set)")
-    run.add_argument("--source", choices=["online_retail", "olist"], default=None,
-                     help="the layout of the input (default: online_retail)")
+    run.add_argument("--source", choices=sorted(SOURCES), default=None,
+                     help=f"the layout of the input (default: {DEFAULT_SOURCE})")
     run.add_argument("--query", help="table name or SELECT when --input is a database URL")
     run.add_argument("--as-of", type=_date, help="use only lines dated before this day "
                                                   "(default: the day after the last line)")
@@ -132,7 +134,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(report)
         return 0
     if args.command == "sync":
-        from . import documents, sql_sync
+        from . import documents
+        from .publish import sql_sync
 
         settings = Settings.from_env()
         with documents.store_from(settings) as store:
@@ -145,7 +148,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import pipeline
+    from . import pipeline, stages
 
     settings = Settings.from_env(source_query=args.query)
     started = time.perf_counter()
@@ -153,8 +156,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         from tqdm import tqdm
 
-        stages = [s for s in pipeline.STAGES if s != "stability" or settings.stability_months]
-        bar = tqdm(total=len(stages), unit="stage", file=sys.stderr, leave=True,
+        bar = tqdm(total=len(stages.ANALYSIS), unit="stage", file=sys.stderr, leave=True,
                    bar_format="{desc:<22}{bar:30}{n_fmt}/{total_fmt} [{elapsed}]")
 
     def on_stage(name: str) -> None:

@@ -1,7 +1,9 @@
 """All configuration in one place, read from the environment with defaults.
 
-Stage functions never read the environment themselves: they take a `Settings`
-(or plain values) so tests and the DAG can pass exactly what they mean.
+This is the only module that reads the environment. Stage functions take a
+`Settings`; model functions take the small parameter group they need
+(`Windows`, `SelectionRules`, `SegmentationRules`, `StabilityRules`), whose
+defaults are written here once, so tests and the DAG pass exactly what they mean.
 """
 
 from __future__ import annotations
@@ -17,13 +19,50 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Windows:
+    """The analysed period ends at the as-of date and spans `lookback_months`; "next" is the
+    `horizon_months` after it (value model, forecast, out-of-time checks)."""
+
+    lookback_months: int = 12
+    horizon_months: int = 3
+
+
+@dataclass(frozen=True)
+class SelectionRules:
+    """How big the Insiders group is and how sticky membership is."""
+
+    value_coverage: float = 0.50  # smallest group expected to bring this share of next revenue
+    min_share: float = 0.05  # at least this share of active customers...
+    max_share: float = 0.20  # ...and at most this share
+    exit_factor: float = 1.5  # members stay while within exit_factor x the entry size
+
+
+@dataclass(frozen=True)
+class SegmentationRules:
+    k_min: int = 3
+    k_max: int = 8
+    min_segment_share: float = 0.02  # a segment smaller than this is not actionable
+    cluster_sample: int = 2000  # candidates are fitted on at most this many customers
+
+
+@dataclass(frozen=True)
+class StabilityRules:
+    months: int = 6  # months of re-fits to compare with the aged model (0 = skip)
+    threshold: float = 0.8  # ARI below this: refresh the segmentation
+
+
+DEFAULT_SEED = 42
+DEFAULT_BOOTSTRAP = 1000
+
+
+@dataclass(frozen=True)
 class Settings:
     """Knobs of the analysis and where things live. Defaults suit the demo and Online Retail."""
 
     # where things live
     home: Path = field(default_factory=lambda: Path("insiders-home").resolve())
-    source: str | None = None  # file, glob, directory (olist) or SQLAlchemy URL; None = demo
-    source_kind: str = "online_retail"  # or "olist"
+    source: str | None = None  # file, glob, folder or SQLAlchemy URL; None = the demo data
+    source_kind: str | None = None  # a registered source adapter (sources/); None = the default
     source_query: str | None = None  # table name or SELECT for SQL sources
     mongo_uri: str | None = None  # mongodb://... ; None = embedded on-disk store under home
     mongo_db: str = "insiders"
@@ -34,21 +73,21 @@ class Settings:
     start_date: str = "2011-01-01"  # first month the DAG schedules (catchup starts here)
     end_date: str | None = None  # last one, if any
 
-    # the analysis
-    lookback_months: int = 12  # the analysed period ends at as_of and spans this many months
-    horizon_months: int = 3  # "next" = this many months after as_of (value model, forecast)
-    min_share: float = 0.05  # Insiders are at least this share of active customers...
-    max_share: float = 0.20  # ...and at most this share
-    value_coverage: float = 0.50  # smallest group expected to bring this share of next revenue
-    exit_factor: float = 1.5  # members stay while within exit_factor x the entry size (hysteresis)
-    k_min: int = 3
-    k_max: int = 8
-    min_segment_share: float = 0.02  # a segment smaller than this is not actionable
-    cluster_sample: int = 2000  # clustering candidates are fitted on at most this many customers
-    bootstrap: int = 1000
-    stability_threshold: float = 0.8
-    stability_months: int = 6
-    seed: int = 42
+    # the analysis (defaults: the parameter groups above)
+    lookback_months: int = Windows.lookback_months
+    horizon_months: int = Windows.horizon_months
+    min_share: float = SelectionRules.min_share
+    max_share: float = SelectionRules.max_share
+    value_coverage: float = SelectionRules.value_coverage
+    exit_factor: float = SelectionRules.exit_factor
+    k_min: int = SegmentationRules.k_min
+    k_max: int = SegmentationRules.k_max
+    min_segment_share: float = SegmentationRules.min_segment_share
+    cluster_sample: int = SegmentationRules.cluster_sample
+    bootstrap: int = DEFAULT_BOOTSTRAP
+    stability_threshold: float = StabilityRules.threshold
+    stability_months: int = StabilityRules.months
+    seed: int = DEFAULT_SEED
     chunk_rows: int = 250_000
 
     def __post_init__(self) -> None:
@@ -62,6 +101,24 @@ class Settings:
     @property
     def mongo_uri_or_default(self) -> str:
         return self.mongo_uri or f"embedded://{self.home / 'documents'}"
+
+    @property
+    def windows(self) -> Windows:
+        return Windows(self.lookback_months, self.horizon_months)
+
+    @property
+    def selection(self) -> SelectionRules:
+        return SelectionRules(self.value_coverage, self.min_share, self.max_share,
+                              self.exit_factor)
+
+    @property
+    def segmentation(self) -> SegmentationRules:
+        return SegmentationRules(self.k_min, self.k_max, self.min_segment_share,
+                                 self.cluster_sample)
+
+    @property
+    def stability(self) -> StabilityRules:
+        return StabilityRules(self.stability_months, self.stability_threshold)
 
     def with_(self, **changes) -> Settings:
         return replace(self, **changes)

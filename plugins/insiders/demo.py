@@ -243,7 +243,7 @@ def write(path: Path | str, customers: int = 1500, seed: int = 7, **kwargs) -> P
 
 def demo_path(home: Path, customers: int = 1500, seed: int = 7) -> Path:
     """The cached demo file under `home`, generated on first use."""
-    path = Path(home) / "demo" / f"online_retail_demo_{customers}_{seed}.csv.gz"
+    path = Path(home) / "demo" / f"demo_transactions_{customers}_{seed}.csv.gz"
     if not path.exists():
         write(path, customers=customers, seed=seed)
     return path

@@ -36,6 +36,7 @@ import pandas as pd
 import pymongo
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from .catalog import RunFolder
 from .config import Settings
 from .errors import RunLockedError, StoreError
 
@@ -353,19 +354,17 @@ def _num(value: object) -> float | int | None:
     return value
 
 
-def build(run_dir: Path | str, run_id: str, source: str | None = None) -> tuple[dict, dict]:
+def build(folder: RunFolder, run_id: str, source: str | None = None) -> tuple[dict, dict]:
     """The run document and the per-collection documents, from a finished run folder."""
-    from . import tasks
+    from .stages import REPORTED
 
-    run_dir = Path(run_dir)
-    answers = tasks.read_json(run_dir, tasks.ANSWERS)
-    stages = tasks.stage_outputs(run_dir)
-    customers = pd.read_parquet(run_dir / tasks.CUSTOMERS)
+    answers = folder.read_json("answers")
+    stages = folder.stages(REPORTED)
+    customers = folder.read("customers")
     ins = stages["insiders"]
     seg = stages["segment"]
     fc = stages["forecast"]
-    stability_path = run_dir / "work" / "stability.json"
-    stab = tasks.read_json(run_dir, "work/stability.json") if stability_path.exists() else {}
+    stab = folder.stage("stability") if folder.has_stage("stability") else {}
 
     extra_features = [c for c in seg.get("model_features", []) if c not in FEATURE_KEYS
                       and c in customers]
@@ -441,7 +440,7 @@ def build(run_dir: Path | str, run_id: str, source: str | None = None) -> tuple[
         "as_of": answers["as_of"],
         "period_start": answers["period"]["start"],
         "source": source or stages["extract"].get("source"),
-        "kind": stages["extract"].get("kind", "online_retail"),
+        "kind": stages["extract"]["kind"],
         "timings": {name: stages[name].get("seconds") for name in stages},
         "data_quality": {"rows_in": quality["rows_in"], "rows_kept": quality["rows_kept"],
                          "set_aside": quality["set_aside"], "notes": quality.get("notes", [])},

@@ -323,7 +323,7 @@ def _to_chunk(
     seen_bad.extend(n for n, _ in bad if n >= 0)
     rows = offset + 2 + np.arange(count)
     if seen_bad:
-        rows = _shift_past(rows, np.sort(np.asarray(seen_bad, dtype=np.int64)))
+        rows = shift_past(rows, np.sort(np.asarray(seen_bad, dtype=np.int64)))
     if table is not None:
         blank = _blank_rows(table, list(wanted.values()))
         if blank is not None:
@@ -355,7 +355,7 @@ def _blank_rows(table: pa.Table, columns: list[str]) -> np.ndarray | None:
     return blank.to_numpy(zero_copy_only=False)
 
 
-def _shift_past(rows: np.ndarray, bad_numbers: np.ndarray) -> np.ndarray:
+def shift_past(rows: np.ndarray, bad_numbers: np.ndarray) -> np.ndarray:
     """Kept row i sits after every rejected row numbered at or before its final position."""
     out = rows.copy()
     for _ in range(len(bad_numbers) + 1):

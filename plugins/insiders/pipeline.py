@@ -1,34 +1,34 @@
-"""The whole flow in one process (the `insiders run` command), stage by stage.
-
-It calls exactly the functions the Airflow tasks call, on a run folder, so the
-CLI and the DAG cannot drift apart.
-"""
+"""Running the stages: the whole analysis in one process (`insiders run`) and one month of
+the monthly service (`insiders backfill`, tests). The DAG runs the same `stages.MONTHLY`,
+one task per stage."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from . import demo, tasks
+from . import stages
 from .config import Settings
+from .context import Run
 from .log import info
 
-STAGES = ("extract", "quality", "features", "segment", "insiders", "evaluate", "forecast",
-          "stability", "report")
 
-
-def resolve_source(settings: Settings, source: str | Path | None) -> str:
-    """The input to read: the given path, the configured source, or the demo data set."""
-    if source:
-        return str(source)
-    if settings.source:
-        return settings.source
-    path = demo.demo_path(settings.home)
-    info("no input given: using the demo data set %s", path)
-    return str(path)
+def run_stages(run: Run, steps: Sequence[stages.Stage],
+               on_stage: Callable[[str], None] | None = None) -> tuple[Run, dict[str, dict]]:
+    """Run `steps` in order on `run`; after extract, a run without an as-of date takes the
+    source's default (the day after the last line). Returns the run (with its as-of) and
+    each stage's figures."""
+    outputs: dict[str, dict] = {}
+    for stage in steps:
+        if on_stage:
+            on_stage(stage.name)
+        outputs[stage.name] = stage(run)
+        if stage is stages.extract and run.as_of is None:
+            run = run.with_as_of(run.source.default_as_of(run.folder))
+            info("as-of date: %s", run.day.date())
+    return run, outputs
 
 
 def run(
@@ -37,35 +37,13 @@ def run(
     as_of: str | pd.Timestamp | None = None,
     out_dir: str | Path = "insiders-out",
     kind: str | None = None,
-    previous_members: list[str] | None = None,
+    previous_members: set[str] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Run every stage into `out_dir`; returns the timings and the output paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    kind = kind or settings.source_kind
-    source = resolve_source(settings, source)
-    timings: dict[str, float] = {}
-
-    def step(name: str, func, *args, **kwargs):
-        if on_stage:
-            on_stage(name)
-        started = time.perf_counter()
-        result = func(*args, **kwargs)
-        timings[name] = round(time.perf_counter() - started, 3)
-        return result
-
-    step("extract", tasks.extract_stage, out, source, kind, settings.source_query,
-         settings.chunk_rows)
-    as_of_ts = pd.Timestamp(as_of) if as_of is not None else tasks.default_as_of(out)
-    info("as-of date: %s", as_of_ts.date())
-    step("quality", tasks.quality_stage, out, as_of_ts)
-    step("features", tasks.features_stage, out, as_of_ts, settings)
-    step("segment", tasks.segment_stage, out, settings)
-    step("insiders", tasks.insiders_stage, out, as_of_ts, settings, previous_members)
-    step("evaluate", tasks.evaluate_stage, out, as_of_ts, settings)
-    step("forecast", tasks.forecast_stage, out, as_of_ts, settings)
-    if settings.stability_months > 0:
-        step("stability", tasks.stability_stage, out, as_of_ts, settings)
-    result = step("report", tasks.report_stage, out, as_of_ts, settings)
-    return {"as_of": str(as_of_ts.date()), "timings": timings, **result}
+    """Every analysis stage into `out_dir` (nothing is published to the stores)."""
+    one = Run.one_off(settings, out_dir, source, as_of, kind, previous_members, progress)
+    done, outputs = run_stages(one, stages.ANALYSIS, on_stage)
+    return {"as_of": str(done.day.date()),
+            "timings": {name: out["seconds"] for name, out in outputs.items()},
+            **outputs["report"]}

@@ -9,6 +9,7 @@ invoices) are kept: they are netted against purchases downstream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -283,3 +284,37 @@ def duplicate_mask(hashes: np.ndarray) -> np.ndarray:
 def customers_with_several_countries(transactions: pd.DataFrame) -> int:
     counts = transactions.groupby("customer_id", observed=True)["country"].nunique()
     return int((counts > 1).sum())
+
+
+# --------------------------------------------------------------------------- the end of the data
+
+
+def lines_per_day(raw_path: Path | str, since: str = "1990-01-01") -> pd.Series:
+    """Lines per calendar day, from the raw extract's readable dates (since `since`)."""
+    import pyarrow.parquet as pq
+
+    parser = DateParser()
+    counts: pd.Series | None = None
+    for batch in pq.ParquetFile(raw_path).iter_batches(columns=["invoice_date"],
+                                                        batch_size=500_000):
+        values = batch.column(0).to_pandas().value_counts()
+        dates = parser.parse_unique(pd.Series(values.index, dtype="str"))
+        days = pd.Series(values.to_numpy(), index=dates.dt.normalize().to_numpy())
+        days = days[days.index.notna() & (days.index >= pd.Timestamp(since))]
+        days = days.groupby(level=0).sum()
+        counts = days if counts is None else counts.add(days, fill_value=0)
+    return (counts if counts is not None else pd.Series(dtype="int64")).sort_index()
+
+
+def last_supported_day(days: pd.Series, support: float) -> tuple[pd.Timestamp, int]:
+    """The last day whose 30 days up to it hold at least `support` of all lines, and how
+    many lines lie after it (stray dates, such as a typo in the year)."""
+    total = float(days.sum())
+    index = days.index
+    cum = days.cumsum().to_numpy()
+    start = index.searchsorted(index - pd.Timedelta(days=30), side="left")
+    before = [cum[i - 1] if i > 0 else 0.0 for i in start]
+    window = cum - before
+    supported = window >= max(1.0, support * total)
+    last = index[supported.nonzero()[0][-1]] if supported.any() else index[-1]
+    return last, int(days[days.index > last].sum())

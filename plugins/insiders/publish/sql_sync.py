@@ -33,8 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import StoreError
-from .extract import redact_url
+from ..errors import StoreError
+from ..extract import redact_url
 
 log = logging.getLogger("insiders")
 
@@ -281,7 +281,7 @@ def write_run(engine: Engine, rows: dict[Table, list[dict]], fail_after: str | N
 
 def sync(store, sql_url: str, fail_after: str | None = None) -> dict:
     """Copy every complete run that is new or changed; unchanged runs are left alone."""
-    from .documents import COLLECTIONS
+    from ..documents import COLLECTIONS
 
     engine = create_engine(sql_url)
     try:

@@ -39,6 +39,8 @@ from sklearn.metrics import (
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
+from ..config import SegmentationRules
+
 ALGORITHMS = ("kmeans", "agglomerative", "gmm")
 MODEL_FEATURES = ["recency_days", "frequency", "monetary", "avg_ticket", "return_rate",
                   "tenure_days"]
@@ -50,19 +52,22 @@ TRANSFORMS = {
     "tenure_days": "log", "basket_size": "log", "basket_variety": "log",
     "avg_days_between": "log", "purchases_per_month": "log", "revenue_90d": "log",
     "return_rate": "sqrt",
-    # Olist experience features (olist.MODEL_FEATURES): days late are skewed like money
-    "avg_days_late": "log", "review_count": "log", "late_share": "sqrt",
-    "low_review_share": "sqrt",
 }
+# a source that adds features says how to transform them (Source.feature_transforms)
 
 
-def model_matrix(features: pd.DataFrame, columns: list[str] | None = None) -> np.ndarray:
-    """Log-transform the skewed money and count features so a few whales do not decide all."""
+def model_matrix(features: pd.DataFrame, columns: list[str] | None = None,
+                 transforms: dict[str, str] | None = None) -> np.ndarray:
+    """Log-transform the skewed money and count features so a few whales do not decide all.
+
+    `transforms` maps a feature to "log", "sqrt" (shares) or "raw"; default `TRANSFORMS`.
+    """
     columns = columns or MODEL_FEATURES
+    transforms = TRANSFORMS if transforms is None else transforms
     out = []
     for name in columns:
         values = features[name].to_numpy(dtype=float, na_value=np.nan)
-        how = TRANSFORMS.get(name, "raw")
+        how = transforms.get(name, "raw")
         with np.errstate(invalid="ignore"):
             if how == "log":
                 values = np.log1p(np.clip(values, 0, None))
@@ -90,6 +95,7 @@ class Segmenter:
     model: KMeans | GaussianMixture | None = None
     centroids: np.ndarray | None = None
     mapping: np.ndarray | None = None
+    transforms: dict[str, str] = field(default_factory=lambda: dict(TRANSFORMS))
 
     def _raw_labels(self, scaled: np.ndarray) -> np.ndarray:
         if self.model is not None:
@@ -98,7 +104,7 @@ class Segmenter:
         return distances.argmin(axis=1)
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        return self.predict_matrix(model_matrix(features, self.columns))
+        return self.predict_matrix(model_matrix(features, self.columns, self.transforms))
 
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         labels = self._raw_labels(self.scaler.transform(matrix))
@@ -106,19 +112,22 @@ class Segmenter:
 
 
 def fit_segmenter(algorithm: str, k: int, features: pd.DataFrame,
-                  columns: list[str] | None = None, sample_size: int = 2000, seed: int = 42,
+                  columns: list[str] | None, sample_size: int, seed: int,
+                  transforms: dict[str, str] | None = None,
                   tree: np.ndarray | None = None, sample_idx: np.ndarray | None = None,
                   matrix: np.ndarray | None = None,
                   ) -> tuple[Segmenter, np.ndarray, np.ndarray]:
     """Fit on a seeded sample; returns the segmenter, the sample's labels and the sample index."""
     columns = columns or MODEL_FEATURES
-    matrix = model_matrix(features, columns) if matrix is None else matrix
+    transforms = dict(TRANSFORMS if transforms is None else transforms)
+    matrix = model_matrix(features, columns, transforms) if matrix is None else matrix
     scaler = StandardScaler().fit(matrix)
     scaled = scaler.transform(matrix)
     if sample_idx is None:
         sample_idx = _sample(len(scaled), sample_size, seed)
     sample = scaled[sample_idx]
-    seg = Segmenter(algorithm=algorithm, k=k, columns=list(columns), scaler=scaler)
+    seg = Segmenter(algorithm=algorithm, k=k, columns=list(columns), scaler=scaler,
+                    transforms=transforms)
     if algorithm == "kmeans":
         seg.model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(sample)
         sample_labels = seg.model.labels_
@@ -182,12 +191,13 @@ class Candidate:
 
 
 def candidates(
-    features: pd.DataFrame, columns: list[str] | None = None, k_min: int = 3, k_max: int = 8,
-    sample_size: int = 2000, seed: int = 42,
+    features: pd.DataFrame, columns: list[str] | None, rules: SegmentationRules, seed: int,
+    transforms: dict[str, str] | None = None,
 ) -> list[Candidate]:
     """Fit every candidate and score it on the same seeded sample."""
     columns = columns or MODEL_FEATURES
-    matrix = model_matrix(features, columns)
+    k_min, k_max, sample_size = rules.k_min, rules.k_max, rules.cluster_sample
+    matrix = model_matrix(features, columns, transforms)
     scaled = StandardScaler().fit_transform(matrix)
     idx = _sample(len(scaled), sample_size, seed)
     sample = scaled[idx]
@@ -199,7 +209,8 @@ def candidates(
     for algorithm in ALGORITHMS:
         for k in range(k_min, min(k_max, len(sample) - 1) + 1):
             seg, sample_labels, _ = fit_segmenter(algorithm, k, features, columns, sample_size,
-                                                  seed, tree=tree, sample_idx=idx, matrix=matrix)
+                                                  seed, transforms, tree=tree, sample_idx=idx,
+                                                  matrix=matrix)
             if len(np.unique(sample_labels)) < 2:
                 continue
             labels = seg.predict_matrix(matrix)
@@ -375,7 +386,7 @@ def personas(prof: pd.DataFrame) -> pd.DataFrame:
         )
         actions.append(action)
     p["persona_base"] = names
-    p["persona"] = _unique(p)
+    p["persona"] = unique_names(p)
     p["description"] = descs
     p["action"] = actions
     return p
@@ -418,7 +429,7 @@ def indistinct_pairs(p: pd.DataFrame) -> list[tuple[str, str]]:
     return pairs
 
 
-def _unique(p: pd.DataFrame) -> list[str]:
+def unique_names(p: pd.DataFrame) -> list[str]:
     """Name segments that share a persona by what sets them apart (their most different trait):
     'Occasional shoppers (bigger orders)' and 'Occasional shoppers (smaller orders)'."""
     out = list(p["persona_base"])
@@ -453,22 +464,23 @@ class Segmentation:
 
 
 def segment(
-    features: pd.DataFrame, k_min: int = 3, k_max: int = 8, min_segment_share: float = 0.02,
-    sample_size: int = 2000, seed: int = 42, model_features: list[str] | None = None,
-    persona_fn=None,
+    features: pd.DataFrame, rules: SegmentationRules, seed: int,
+    model_features: list[str] | None = None, persona_fn=None,
+    transforms: dict[str, str] | None = None,
 ) -> Segmentation:
     """Segment the customers who purchased in the period (`features` holds only those).
 
     `persona_fn(profile) -> profile + persona_base, persona, description, action` lets a
     source with more than transactions (Olist) name segments by what it knows.
     """
+    k_min = rules.k_min
     if len(features) < k_min * 5:
         raise ValueError(f"only {len(features)} customer(s) with a purchase in the period: too "
                          f"few to segment (at least {k_min * 5} are needed); use a larger file or "
                          "a longer period")
-    cands = candidates(features, model_features, k_min, k_max, sample_size, seed)
+    cands = candidates(features, model_features, rules, seed, transforms)
     persona_fn = persona_fn or personas
-    best, why = choose(cands, features, min_segment_share, persona_fn=persona_fn,
+    best, why = choose(cands, features, rules.min_segment_share, persona_fn=persona_fn,
                        extra=model_features)
     profiles = persona_fn(profile(features, best.labels, model_features))
     return Segmentation(segmenter=best.segmenter, labels=best.labels, profiles=profiles,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .features import DESCRIPTIONS
+from ..models.features import DESCRIPTIONS
 
 QUESTIONS = {
     "who": "Who are the customers eligible for the Insiders program?",
@@ -23,7 +23,6 @@ QUESTIONS = {
     "guarantee": "What proves the Insiders are better than the rest?",
     "marketing_actions": "What should marketing do for each group?",
 }
-NOT_APPLICABLE = "does not apply to this source"
 
 
 def _money(x: float | None) -> str:
@@ -48,7 +47,7 @@ def build(
     sel, cond = ins["selection"], ins["conditions"]
     vs_rest = ev["insiders_vs_rest"]
     oot = ev["out_of_time"]
-    period = {"start": feat["period_start"], "end": str(pd.Timestamp(as_of).date())}
+    period = {"start": feat["period_start"], "end": str(as_of.date())}
 
     top = members.head(10)
     by_persona = members["persona"].value_counts()
@@ -72,7 +71,7 @@ def build(
     ]
     flows = ins["membership"]
     answers = {
-        "as_of": str(pd.Timestamp(as_of).date()),
+        "as_of": str(as_of.date()),
         "period": period,
         "questions": QUESTIONS,
         "who": {
@@ -156,7 +155,7 @@ def build(
             "previous_members": ins["previous_members"],
         },
         "guarantee": {
-            "text": _guarantee_text(vs_rest, oot),
+            "text": guarantee_text(vs_rest, oot),
             "insiders_vs_rest": vs_rest,
             "out_of_time": oot,
             "value_contest": ins["value_contest"],
@@ -199,7 +198,7 @@ def _merge(base: dict, extra: dict) -> None:
             base[key] = value
 
 
-def _guarantee_text(vs_rest: dict, oot: dict) -> str:
+def guarantee_text(vs_rest: dict, oot: dict) -> str:
     m = vs_rest["monetary"]
     lo, hi = m["ci95"]
     text = (f"Insiders spend {m['ratio']:.1f}x the rest per customer (difference "

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from ..config import SelectionRules, Windows
 from . import features as feats
 from . import insiders as ins
 
@@ -31,7 +32,7 @@ KEY_FIGURES = {
 
 
 def bootstrap_mean_diff(
-    a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 42, batch: int = 100
+    a: np.ndarray, b: np.ndarray, n_boot: int, seed: int, batch: int = 100
 ) -> tuple[float, float, float]:
     """Difference of means a - b and its 95% percentile interval (batched: bounded memory)."""
     a = np.asarray(a, dtype=float)
@@ -51,8 +52,7 @@ def bootstrap_mean_diff(
     return float(a.mean() - b.mean()), float(lo), float(hi)
 
 
-def compare(values: np.ndarray, in_group: np.ndarray, n_boot: int = 1000, seed: int = 42
-            ) -> dict:
+def compare(values: np.ndarray, in_group: np.ndarray, n_boot: int, seed: int) -> dict:
     """Group vs rest on one figure: means, medians, bootstrap CI, Mann-Whitney p-value."""
     values = np.asarray(values, dtype=float)
     g, r = values[in_group], values[~in_group]
@@ -78,7 +78,7 @@ def _r(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 4)
 
 
-def insiders_vs_rest(customers: pd.DataFrame, n_boot: int = 1000, seed: int = 42) -> dict:
+def insiders_vs_rest(customers: pd.DataFrame, n_boot: int, seed: int) -> dict:
     """Key figures for Insiders against the other active customers."""
     active = customers[customers["has_purchase"]]
     flag = active["is_insider"].to_numpy(dtype=bool)
@@ -87,12 +87,11 @@ def insiders_vs_rest(customers: pd.DataFrame, n_boot: int = 1000, seed: int = 42
 
 
 def out_of_time(
-    transactions: pd.DataFrame, as_of: pd.Timestamp, horizon_months: int = 3,
-    lookback_months: int = 12, value_coverage: float = 0.5, min_share: float = 0.05,
-    max_share: float = 0.2, n_boot: int = 1000, seed: int = 42, method: str = "learned",
+    transactions: pd.DataFrame, as_of: pd.Timestamp, windows: Windows, rules: SelectionRules,
+    n_boot: int, seed: int, method: str = "learned",
 ) -> dict:
     """Choose the group `horizon` months ago as the pipeline would have, then see what it spent."""
-    as_of = pd.Timestamp(as_of)
+    horizon_months, lookback_months = windows.horizon_months, windows.lookback_months
     cut = as_of - pd.DateOffset(months=horizon_months)
     first = transactions["invoice_date"].min() if len(transactions) else as_of
     if pd.isna(first) or cut <= first + pd.Timedelta(days=28):
@@ -100,10 +99,10 @@ def out_of_time(
                 "text": (f"Not enough history for an out-of-time check: it needs data from "
                          f"before {cut.date()} to choose a group and the {horizon_months} "
                          "months after it to measure it.")}
-    model = ins.fit_value_model(transactions, cut, horizon_months, lookback_months, seed, method)
+    model = ins.fit_value_model(transactions, cut, windows, seed, method)
     past = feats.customer_features(transactions, cut, lookback_months)
     past["expected_value"] = model.predict(past)
-    chosen, selection = ins.select(past, None, value_coverage, min_share, max_share)
+    chosen, selection = ins.select(past, None, rules)
     chosen = chosen[chosen["has_purchase"]].reset_index(drop=True)
     n = int(chosen["is_insider"].sum())
     future = feats.future_revenue(transactions, cut, horizon_months)
@@ -199,7 +198,7 @@ def _paired_group_diff(
     return point, float(lo), float(hi)
 
 
-def cohorts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: int = 12
+def cohorts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: int
             ) -> pd.DataFrame:
     """Share of each first-purchase-month cohort that bought again k months later.
 
@@ -207,7 +206,6 @@ def cohorts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: in
     columns: `customers` then months since the first purchase (0..); values:
     share of the cohort that bought in that month.
     """
-    as_of = pd.Timestamp(as_of)
     start = feats.period_start(as_of, lookback_months)
     buys = transactions[(transactions["quantity"] > 0) & ~transactions["is_cancellation"]
                         & (transactions["invoice_date"] < as_of)]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -31,7 +33,6 @@ def periods(as_of: pd.Timestamp, count: int, before: bool = False) -> list[pd.Ti
 def bounds(as_of: pd.Timestamp, count: int, before: bool = False) -> list[pd.Timestamp]:
     """count + 1 boundaries, each a whole number of months from `as_of`, so periods tile
     the time line even from the 31st (31 Jan, 29 Feb, 31 Mar... never a gap)."""
-    as_of = pd.Timestamp(as_of)
     if before:
         return [as_of - pd.DateOffset(months=count - i) for i in range(count + 1)]
     return [as_of + pd.DateOffset(months=i) for i in range(count + 1)]
@@ -62,9 +63,39 @@ def period_totals(daily: pd.Series, starts: list[pd.Timestamp]) -> list[float]:
             for start, end in _pairs(starts)]
 
 
+@contextmanager
+def _quiet_prophet() -> Iterator[None]:
+    """Silence cmdstanpy's and Prophet's per-fit chatter for this call only.
+
+    The loggers' own settings are restored afterwards, so a caller that wants them
+    (debugging a fit) still gets them elsewhere; warnings are caught the same way.
+    """
+    stan, prophet = logging.getLogger("cmdstanpy"), logging.getLogger("prophet")
+    saved = stan.disabled, prophet.level
+    stan.disabled = True
+    prophet.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        stan.disabled, _ = saved
+        prophet.setLevel(saved[1])
+
+
+@contextmanager
+def _numpy_global_seed(seed: int) -> Iterator[None]:
+    """Prophet draws its predictive samples from numpy's global generator and takes no
+    generator argument: seed it for this call and give the caller back its previous state."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def _prophet(daily: pd.Series, seed: int):
-    logging.getLogger("cmdstanpy").disabled = True
-    logging.getLogger("prophet").setLevel(logging.WARNING)
     from prophet import Prophet
 
     span = (daily.index.max() - daily.index.min()).days
@@ -76,23 +107,19 @@ def _prophet(daily: pd.Series, seed: int):
         yearly_seasonality=span >= 730,
     )
     frame = pd.DataFrame({"ds": daily.index, "y": daily.to_numpy()})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet_prophet():
         model.fit(frame, seed=seed)
     return model
 
 
-def prophet_months(daily: pd.Series, as_of: pd.Timestamp, horizon: int, seed: int = 42
+def prophet_months(daily: pd.Series, as_of: pd.Timestamp, horizon: int, seed: int
                    ) -> pd.DataFrame:
     """Monthly totals with 80% intervals from Prophet's predictive samples."""
-    as_of = pd.Timestamp(as_of)
     edges = bounds(as_of, horizon)
     end = edges[-1]
     model = _prophet(daily, seed)
     future = pd.DataFrame({"ds": pd.date_range(as_of, end - pd.Timedelta(days=1), freq="D")})
-    np.random.seed(seed)  # Prophet draws its samples from numpy's global generator
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet_prophet(), _numpy_global_seed(seed):
         samples = model.predictive_samples(future)["yhat"]  # days x samples
     rows = []
     for start, stop in zip(edges[:-1], edges[1:], strict=True):
@@ -115,7 +142,7 @@ def naive_months(daily: pd.Series, as_of: pd.Timestamp, horizon: int) -> pd.Data
                          "upper": np.nan})
 
 
-def forecast(daily: pd.Series, as_of: pd.Timestamp, horizon: int = 3, seed: int = 42
+def forecast(daily: pd.Series, as_of: pd.Timestamp, horizon: int, seed: int
              ) -> tuple[pd.DataFrame, str]:
     """Next `horizon` months: Prophet when there is enough history, else the naive baseline."""
     history_days = len(daily)
@@ -134,10 +161,8 @@ def _errors(actual: list[float], predicted: list[float]) -> dict:
             "total_error": None if total is None else round(total, 4)}
 
 
-def backtest(daily: pd.Series, cut: pd.Timestamp, as_of: pd.Timestamp, horizon: int = 3,
-             seed: int = 42) -> dict:
+def backtest(daily: pd.Series, cut: pd.Timestamp, horizon: int, seed: int) -> dict:
     """Forecast [cut, cut + horizon) from data before `cut`; compare with what happened."""
-    cut, as_of = pd.Timestamp(cut), pd.Timestamp(as_of)
     before = daily[daily.index < cut]
     if len(before) < MIN_HISTORY_DAYS or float(np.abs(before).sum()) == 0.0:
         return {"available": False,

@@ -15,18 +15,26 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
+from ..config import StabilityRules
 from . import features as feats
 from . import segmentation
 
 
 def ari_curve(
     transactions: pd.DataFrame, as_of: pd.Timestamp, algorithm: str, k: int,
-    months: int = 6, lookback_months: int = 12, threshold: float = 0.8,
-    columns: list[str] | None = None, sample_size: int = 2000, seed: int = 42,
-    feature_fn=None,
+    rules: StabilityRules, lookback_months: int, columns: list[str] | None, sample_size: int,
+    seed: int, feature_fn=None, transforms: dict[str, str] | None = None,
 ) -> dict:
-    """ARI between the initial and the re-fitted segmentation for each month since the fit."""
-    as_of = pd.Timestamp(as_of)
+    """ARI between the initial and the re-fitted segmentation for each month since the fit.
+
+    `feature_fn(cut)` gives the customer features as of a cut (default: the transaction
+    features); a source with more than transactions passes its own.
+    """
+    months, threshold = rules.months, rules.threshold
+    if months <= 0:
+        return {"available": False, "ari_by_month": [], "threshold": threshold,
+                "recommended_refresh_months": None,
+                "text": "Stability was not measured (stability months set to 0)."}
     feature_fn = feature_fn or (lambda cut: feats.customer_features(transactions, cut,
                                                                       lookback_months))
     start = as_of - pd.DateOffset(months=months)
@@ -37,12 +45,14 @@ def ari_curve(
                 "text": (f"Not enough history to measure stability: the initial fit on "
                          f"{start.date()} needs at least a month of data before it.")}
     base = _active(feature_fn(start))
-    initial, _, _ = segmentation.fit_segmenter(algorithm, k, base, columns, sample_size, seed)
+    initial, _, _ = segmentation.fit_segmenter(algorithm, k, base, columns, sample_size, seed,
+                                               transforms)
     curve = []
     for m in range(1, months + 1):
         cut = start + pd.DateOffset(months=m)
         now = _active(feature_fn(cut))
-        refit, _, _ = segmentation.fit_segmenter(algorithm, k, now, columns, sample_size, seed)
+        refit, _, _ = segmentation.fit_segmenter(algorithm, k, now, columns, sample_size, seed,
+                                                 transforms)
         ari = adjusted_rand_score(initial.predict(now), refit.predict(now))
         curve.append({"months_since_fit": m, "ari": round(float(ari), 4),
                       "as_of": str(cut.date()), "customers": int(len(now))})

@@ -47,7 +47,7 @@ DESCRIPTIONS = {
 
 
 def period_start(as_of: pd.Timestamp, lookback_months: int) -> pd.Timestamp:
-    return pd.Timestamp(as_of) - pd.DateOffset(months=lookback_months)
+    return as_of - pd.DateOffset(months=lookback_months)
 
 
 def window(transactions: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:

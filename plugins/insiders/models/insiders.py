@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.tree import DecisionTreeClassifier, _tree
+from sklearn.tree import DecisionTreeClassifier
 
+from ..config import SelectionRules, Windows
 from . import features as feats
 
 VALUE_FEATURES = [
@@ -97,29 +98,29 @@ def past_spend(features: pd.DataFrame, horizon_months: int, period_months: float
 def period_months(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: int
                   ) -> float:
     """Months the analysed period really covers (less than the lookback early in the data)."""
-    as_of = pd.Timestamp(as_of)
     start = feats.period_start(as_of, lookback_months)
     first = transactions["invoice_date"].min() if len(transactions) else as_of
     begin = max(start, first) if pd.notna(first) else as_of
     return max((as_of - begin).days / feats.DAYS_PER_MONTH, 0.0)
 
 
-def past_spend_model(transactions: pd.DataFrame, as_of: pd.Timestamp, horizon_months: int = 3,
-                     lookback_months: int = 12, note: str = "") -> ValueModel:
-    months = period_months(transactions, as_of, lookback_months)
+def past_spend_model(transactions: pd.DataFrame, as_of: pd.Timestamp, windows: Windows,
+                     note: str = "") -> ValueModel:
+    horizon_months = windows.horizon_months
+    months = period_months(transactions, as_of, windows.lookback_months)
     return ValueModel(method="past_spend", horizon_months=horizon_months, period_months=months,
                       note=note or (f"net spend in the last {months:.1f} months, scaled to "
                                     f"{horizon_months} months"))
 
 
 def fit_value_model(
-    transactions: pd.DataFrame, as_of: pd.Timestamp, horizon_months: int = 3,
-    lookback_months: int = 12, seed: int = 42, method: str = "learned",
+    transactions: pd.DataFrame, as_of: pd.Timestamp, windows: Windows, seed: int,
+    method: str = "learned",
 ) -> ValueModel:
     """The value model for `as_of`; `learned` trains on `as_of - horizon` (no look-ahead)."""
-    as_of = pd.Timestamp(as_of)
+    horizon_months, lookback_months = windows.horizon_months, windows.lookback_months
     if method == "past_spend":
-        return past_spend_model(transactions, as_of, horizon_months, lookback_months)
+        return past_spend_model(transactions, as_of, windows)
     cut = as_of - pd.DateOffset(months=horizon_months)
     first = transactions["invoice_date"].min() if len(transactions) else as_of
     history_days = (cut - first).days if pd.notna(first) else 0
@@ -127,7 +128,7 @@ def fit_value_model(
     train = train[train["has_purchase"]]
     if len(train) < MIN_TRAINING_CUSTOMERS or history_days < 28:
         return past_spend_model(
-            transactions, as_of, horizon_months, lookback_months,
+            transactions, as_of, windows,
             note=(f"only {max(history_days, 0)} days of history and {len(train)} customers "
                   f"before {cut.date()}: too little to learn from, so past spend is used"))
     target = feats.future_revenue(transactions, cut, horizon_months)
@@ -151,16 +152,15 @@ def fit_value_model(
 
 
 def compare_value_methods(
-    transactions: pd.DataFrame, as_of: pd.Timestamp, horizon_months: int = 3,
-    lookback_months: int = 12, value_coverage: float = 0.5, min_share: float = 0.05,
-    max_share: float = 0.20, seed: int = 42,
+    transactions: pd.DataFrame, as_of: pd.Timestamp, windows: Windows, rules: SelectionRules,
+    seed: int,
 ) -> dict:
     """Replay both estimators one horizon ago; the one whose group spent more next wins."""
-    as_of = pd.Timestamp(as_of)
+    horizon_months, lookback_months = windows.horizon_months, windows.lookback_months
     cut = as_of - pd.DateOffset(months=horizon_months)
     past = feats.customer_features(transactions, cut, lookback_months)
     past = past[past["has_purchase"]].reset_index(drop=True)
-    learned = fit_value_model(transactions, cut, horizon_months, lookback_months, seed)
+    learned = fit_value_model(transactions, cut, windows, seed)
     if learned.method != "learned" or len(past) < MIN_TRAINING_CUSTOMERS:
         return {"winner": "past_spend", "replayed_on": str(cut.date()), "captured": {},
                 "why": ("not enough history to replay the learned model one horizon ago, so "
@@ -170,11 +170,10 @@ def compare_value_methods(
     captured = {}
     size = None
     for method in ("learned", "past_spend"):
-        model = learned if method == "learned" else past_spend_model(
-            transactions, cut, horizon_months, lookback_months)
+        model = learned if method == "learned" else past_spend_model(transactions, cut, windows)
         value = model.predict(past)
         if size is None:
-            size, _ = group_size(value, value_coverage, min_share, max_share)
+            size, _ = group_size(value, rules)
         top = np.argsort(-value, kind="stable")[:size]
         captured[method] = round(float(spent[top].sum()), 2)
     winner = "learned" if captured["learned"] > captured["past_spend"] else "past_spend"
@@ -202,9 +201,10 @@ class Selection:
     rule: str
 
 
-def group_size(expected: np.ndarray, value_coverage: float = 0.5, min_share: float = 0.05,
-               max_share: float = 0.20) -> tuple[int, str]:
+def group_size(expected: np.ndarray, rules: SelectionRules = SelectionRules()
+               ) -> tuple[int, str]:
     """Smallest top group expected to bring `value_coverage` of revenue, within the share bounds."""
+    value_coverage, min_share, max_share = rules.value_coverage, rules.min_share, rules.max_share
     n = len(expected)
     if n == 0:
         return 0, "no active customers"
@@ -228,8 +228,7 @@ def group_size(expected: np.ndarray, value_coverage: float = 0.5, min_share: flo
 
 def select(
     customers: pd.DataFrame, previous_members: set[str] | None = None,
-    value_coverage: float = 0.5, min_share: float = 0.05, max_share: float = 0.20,
-    exit_factor: float = 1.5,
+    rules: SelectionRules = SelectionRules(),
 ) -> tuple[pd.DataFrame, Selection]:
     """Rank, size, and apply entry/exit lines. `customers` needs `expected_value`, `has_purchase`.
 
@@ -246,8 +245,9 @@ def select(
     rank = np.where(active, rank, 0)
     out["value_rank"] = rank
     n_active = int(active.sum())
-    size, rule = group_size(ev[active], value_coverage, min_share, max_share)
-    exit_rank = int(min(math.ceil(exit_factor * size), math.floor(max_share * n_active)))
+    size, rule = group_size(ev[active], rules)
+    exit_rank = int(min(math.ceil(rules.exit_factor * size),
+                        math.floor(rules.max_share * n_active)))
     exit_rank = max(exit_rank, size)
     by_rank = np.sort(ev[active])[::-1]
     entry_line = float(by_rank[size - 1]) if size else float("inf")
@@ -283,12 +283,6 @@ def select(
     coverage = float(ev[is_insider].sum() / ev[active].sum()) if ev[active].sum() > 0 else 0.0
     return out, Selection(size=size, entry_line=entry_line, exit_line=exit_line,
                           exit_rank=exit_rank, active=n_active, coverage=coverage, rule=rule)
-
-
-def previous_members_from(frame: pd.DataFrame | None) -> set[str]:
-    if frame is None or frame.empty:
-        return set()
-    return set(frame.loc[frame["is_insider"].astype(bool), "customer_id"].astype("str"))
 
 
 # --------------------------------------------------------------------------- conditions
@@ -332,8 +326,8 @@ def _clause(feature: str, op: str, threshold: float, period: str) -> str:
 
 
 def derive_conditions(
-    customers: pd.DataFrame, selection: Selection, horizon_months: int = 3,
-    lookback_months: int = 12, max_depth: int = 3, seed: int = 42,
+    customers: pd.DataFrame, selection: Selection, windows: Windows, seed: int,
+    max_depth: int = 3,
 ) -> Conditions:
     """Plain-language rules that reproduce membership, from a shallow decision tree.
 
@@ -341,8 +335,9 @@ def derive_conditions(
     knows (spend, purchases, recency); its agreement with the real membership is
     reported so nobody mistakes the summary for the rule itself.
     """
+    horizon_months = windows.horizon_months
     active = customers[customers["has_purchase"]]
-    period = f"{lookback_months} months"
+    period = f"{windows.lookback_months} months"
     entry = (f"A customer enters the Insiders when their expected net spend over the next "
              f"{horizon_months} months is at least {selection.entry_line:,.0f} - today the top "
              f"{selection.size:,} of {selection.active:,} active customers "
@@ -371,10 +366,12 @@ def derive_conditions(
 def _tree_rules(tree: DecisionTreeClassifier, names: list[str], period: str) -> list[str]:
     """One rule per Insider branch; a subtree whose leaves all say Insider is one branch."""
     t = tree.tree_
-    leaf = _tree.TREE_UNDEFINED
+
+    def is_leaf(node: int) -> bool:  # sklearn's documented tree structure: leaves have no child
+        return t.children_left[node] == t.children_right[node]
 
     def positive(node: int) -> bool:
-        if t.feature[node] == leaf:
+        if is_leaf(node):
             return bool(np.argmax(t.value[node][0]) == 1)
         return positive(t.children_left[node]) and positive(t.children_right[node])
 
@@ -385,7 +382,7 @@ def _tree_rules(tree: DecisionTreeClassifier, names: list[str], period: str) -> 
             text = " and ".join(_clause(f, op, thr, period) for f, op, thr in _merge(path))
             rules.append((float(t.n_node_samples[node]), text or "every active customer"))
             return
-        if t.feature[node] == leaf:
+        if is_leaf(node):
             return
         name = names[t.feature[node]]
         walk(t.children_left[node], [*path, (name, "<=", float(t.threshold[node]))])

@@ -1,0 +1,235 @@
+"""The run folder: one object that names every file of a run and reads and writes it.
+
+The catalog idea of Kedro's `catalog.yml` and Dagster's I/O managers: stages ask
+for a dataset by name (`folder.read("features")`), never build a path, so a
+reader finds every file of a run in `DATASETS` below and a stage cannot write
+where another does not expect it. Final outputs sit at the top of the folder
+(what marketing and analysts open), intermediates under `work/`:
+
+    answers.json  insiders.csv  customers.parquet  quarantine.csv.gz  report.html
+    work/raw.parquet  work/rejects.parquet  work/transactions.parquet
+    work/features.parquet  work/segments.parquet  work/cohorts.parquet
+    work/out_of_time_members.json  work/<stage>.json  work/source/<table>.parquet
+
+A source adapter keeps its own tables (Olist's orders and reviews) under
+`work/source/`, through `read_source_table` / `write_source_table`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pandas is imported where a frame is read: the DAG file parses light
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: str
+    description: str
+
+
+DATASETS: dict[str, Dataset] = {
+    # final outputs
+    "answers": Dataset("answers.json", "the nine answers for marketing, with their figures"),
+    "insiders_csv": Dataset("insiders.csv", "the Insiders, most valuable first"),
+    "customers": Dataset("customers.parquet",
+                         "every customer of the period: features, segment, value, membership"),
+    "quarantine": Dataset("quarantine.csv.gz", "every set-aside input line with its reason"),
+    "report": Dataset("report.html", "the self-contained report"),
+    # intermediates
+    "raw": Dataset("work/raw.parquet", "every input line as text, with its file and row"),
+    "rejects": Dataset("work/rejects.parquet", "lines that could not be split into columns"),
+    "transactions": Dataset("work/transactions.parquet", "the kept lines, typed"),
+    "features": Dataset("work/features.parquet", "per-customer features as of the as-of date"),
+    "segments": Dataset("work/segments.parquet", "segment and persona per active customer"),
+    "cohorts": Dataset("work/cohorts.parquet", "retention by first-purchase month"),
+    "out_of_time_members": Dataset("work/out_of_time_members.json",
+                                   "the group chosen one horizon earlier (forecast backtest)"),
+}
+STAGE_RESULT = "work/{name}.json"  # each stage's figures (what it logged and returned)
+SOURCE_TABLE = "work/source/{name}.parquet"  # tables a source adapter keeps for later stages
+MARKER = "work/run.json"  # written first: marks a folder the product owns
+
+
+class RunFolder:
+    """Every file of one run. Reads are plain; writes are atomic (a reader never sees half)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._transactions: tuple[tuple, pd.DataFrame] | None = None
+        self._cache: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ paths
+
+    def path_of(self, name: str) -> Path:
+        """The file of a named dataset (its folder is created)."""
+        return self._file(DATASETS[name].path)
+
+    def _file(self, relative: str) -> Path:
+        path = self.path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def exists(self, name: str) -> bool:
+        return (self.path / DATASETS[name].path).exists()
+
+    # ------------------------------------------------------------------ frames
+
+    def read(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.read_parquet(self.path / DATASETS[name].path, columns=columns)
+
+    def write(self, name: str, frame: pd.DataFrame) -> Path:
+        return _write_parquet(self.path_of(name), frame)
+
+    def transactions(self) -> pd.DataFrame:
+        """The kept lines, text as categoricals (groupbys on ids are several times faster).
+
+        Stages of one process (the CLI) share this folder object and so one copy: they
+        only read it. A rewritten file (another run) is read again.
+        """
+        import pandas as pd
+
+        path = self.path / DATASETS["transactions"].path
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        if self._transactions is not None and self._transactions[0] == key:
+            return self._transactions[1]
+        frame = pd.read_parquet(path)
+        for column in ("invoice", "stock_code", "description", "customer_id", "country",
+                       "source_file"):
+            if column in frame and not isinstance(frame[column].dtype, pd.CategoricalDtype):
+                frame[column] = frame[column].astype("category")
+        self._transactions = (key, frame)
+        return frame
+
+    def cached(self, key: str, load: Callable[[], Any]) -> Any:
+        """What `load` returns, computed once per folder object (stages of one process share
+        it: the stability curve asks for a source table at six cuts). Reset by `start`."""
+        if key not in self._cache:
+            self._cache[key] = load()
+        return self._cache[key]
+
+    # ------------------------------------------------------------------ documents
+
+    def read_json(self, name: str) -> dict:
+        return json.loads((self.path / DATASETS[name].path).read_text())
+
+    def write_json(self, name: str, data: dict) -> Path:
+        return _write_json(self.path_of(name), data)
+
+    def stage(self, name: str) -> dict:
+        """What a stage reported (its `work/<stage>.json`)."""
+        return json.loads((self.path / STAGE_RESULT.format(name=name)).read_text())
+
+    def has_stage(self, name: str) -> bool:
+        return (self.path / STAGE_RESULT.format(name=name)).exists()
+
+    def save_stage(self, name: str, result: dict) -> Path:
+        return _write_json(self._file(STAGE_RESULT.format(name=name)), result)
+
+    def stages(self, names: tuple[str, ...]) -> dict[str, dict]:
+        return {n: self.stage(n) for n in names}
+
+    # ------------------------------------------------------------------ source tables
+
+    def source_table_path(self, name: str) -> Path:
+        return self._file(SOURCE_TABLE.format(name=name))
+
+    def read_source_table(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.read_parquet(self.path / SOURCE_TABLE.format(name=name), columns=columns)
+
+    def write_source_table(self, name: str, frame: pd.DataFrame) -> Path:
+        return _write_parquet(self.source_table_path(name), frame)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, description: dict) -> None:
+        """Begin a run here: remove what an earlier run left, then mark the folder as ours.
+
+        Only files this catalog names and the `work/` folder are removed, and only from a
+        folder that is empty or was marked by an earlier run, so pointing `--out` at a
+        folder of one's own never deletes anything in it.
+        """
+        if self.path.exists() and any(self.path.iterdir()) and not (self.path / MARKER).exists():
+            known = {Path(d.path).parts[0] for d in DATASETS.values()}
+            foreign = sorted(p.name for p in self.path.iterdir() if p.name not in known)
+            if foreign:
+                from .errors import InputError
+
+                raise InputError(
+                    f"{self.path} holds files that no run wrote ({', '.join(foreign[:3])}"
+                    f"{', ...' if len(foreign) > 3 else ''}): choose an empty or new folder "
+                    "for the outputs")
+        for dataset in DATASETS.values():
+            (self.path / dataset.path).unlink(missing_ok=True)
+        shutil.rmtree(self.path / "work", ignore_errors=True)
+        self._transactions = None
+        self._cache.clear()
+        _write_json(self._file(MARKER), description)
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _write_parquet(path: Path, frame: pd.DataFrame) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def _write_json(path: Path, data: dict) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(clean_floats(data), indent=2, default=json_default,
+                              allow_nan=False))
+    tmp.replace(path)
+    return path
+
+
+def json_default(value: object) -> object:
+    """Numpy scalars, timestamps and sets as JSON (dates without a time as YYYY-MM-DD)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, pd.Timestamp):
+        return str(value.date()) if value == value.normalize() else value.isoformat()
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def clean_floats(data: Any) -> Any:
+    """NaN and infinities become None so JSON stays strict (documents and files alike)."""
+    import numpy as np
+
+    if isinstance(data, dict):
+        return {k: clean_floats(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [clean_floats(v) for v in data]
+    if isinstance(data, (float, np.floating)):
+        return None if not math.isfinite(float(data)) else float(data)
+    if isinstance(data, np.integer):
+        return int(data)
+    if isinstance(data, np.bool_):
+        return bool(data)
+    return data

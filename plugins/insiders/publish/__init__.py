@@ -1,0 +1,1 @@
+"""Publishing: the answers, the report, the documents and the SQL store, from a finished run."""

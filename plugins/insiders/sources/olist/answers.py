@@ -1,0 +1,161 @@
+"""Olist's amendments to the answers: satisfaction, what does not apply, and question 5.
+
+Deep-merged into the nine answers by `publish.answers.build`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ...publish.answers import guarantee_text
+from .experience import EXPERIENCE_DESCRIPTIONS, satisfaction_figures
+
+if TYPE_CHECKING:
+    from ...catalog import RunFolder
+
+NO_RETURNS = ("Olist records no returns (a cancelled order is not a purchase, not a return), "
+              "so return figures are 0 by construction and say nothing about these customers.")
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def extra_answers(folder: RunFolder, stages: dict, customers: pd.DataFrame) -> dict:
+    """Olist's additions to answers.json: a satisfaction answer and what does not apply."""
+    as_of = pd.Timestamp(stages["quality"]["as_of"])
+    start = pd.Timestamp(stages["features"]["period_start"])
+    fig = satisfaction_figures(folder, as_of, start, customers)
+    ins, rest = fig["insiders"], fig["rest"]
+    when_late = fig["low_review_share_when_late"]
+    on_time = fig["low_review_share_when_on_time"]
+    verdict = ("Late deliveries drive the bad reviews"
+               if when_late is not None and on_time is not None and when_late >= 2 * on_time
+               else "Late deliveries do not explain the bad reviews on their own")
+    text = (
+        f"Customers rated {_fmt(fig['reviewed_share'], '.0%')} of the period's "
+        f"{fig['purchases']:,} purchases, {_fmt(fig['review_score_mean'], '.2f')}/5 on average, "
+        f"with {_fmt(fig['low_review_share'], '.0%')} at 1-2 stars. {verdict}: "
+        f"{_fmt(fig['low_review_share_when_late'], '.0%')} of late purchases got "
+        f"1-2 stars against {_fmt(fig['low_review_share_when_on_time'], '.0%')} of those on "
+        f"time ({_fmt(fig['late_share'], '.0%')} of deliveries were late). The Insiders rate "
+        f"us {_fmt(ins['review_score_mean'], '.2f')}/5 against "
+        f"{_fmt(rest['review_score_mean'], '.2f')} for the rest, and "
+        f"{_fmt(ins['late_share'], '.0%')} of their deliveries were late against "
+        f"{_fmt(rest['late_share'], '.0%')}."
+    )
+    vs = stages["evaluate"]["insiders_vs_rest"]
+    m, f = vs["monetary"], vs["frequency"]
+    personas_count = customers.loc[customers["is_insider"], "persona"].value_counts()
+    top = personas_count.index[0] if len(personas_count) else "n/a"
+    characteristics = (
+        f"The typical Insider spent {_fmt(m['insiders_median'], ',.0f')} BRL in the period "
+        f"against {_fmt(m['rest_median'], ',.0f')} for other customers and placed "
+        f"{_fmt(f['insiders_mean'], '.2f')} orders on average against "
+        f"{_fmt(f['rest_mean'], '.2f')} ({_fmt(fig['repeat_share'], '.1%')} of customers "
+        f"ordered more than once). They rated their purchases "
+        f"{_fmt(ins['review_score_mean'], '.1f')}/5 against "
+        f"{_fmt(rest['review_score_mean'], '.1f')}. Most are {top}. Returns do not apply: "
+        "Olist records none."
+    )
+    not_applicable = {
+        "characteristics.return_rate": NO_RETURNS,
+        "guarantee.insiders_vs_rest.return_rate": NO_RETURNS,
+        "characteristics.top_countries": ("Olist customers all live in Brazil: the 'country' "
+                                          "of the figures is the customer's state."),
+    }
+    answers = {
+        "satisfaction": {"text": text, **fig,
+                         "feature_descriptions": EXPERIENCE_DESCRIPTIONS},
+        "characteristics": {
+            "text": characteristics,
+            "not_applicable": ["return_rate"],
+            "not_applicable_text": NO_RETURNS,
+            "top_countries_are": "Brazilian states",
+        },
+        "guarantee": {"not_applicable": ["return_rate"], "not_applicable_text": NO_RETURNS},
+        "not_applicable": not_applicable,
+        "data_quality": {"policy": (
+            "Only delivered orders are purchases: cancelled and undelivered ones are set aside "
+            "as order_not_delivered (per-table accounting in work/extract.json)."),
+            "tables": stages["extract"].get("tables", {})},
+        "marketing_actions": {"insiders_action": (
+            "Recognition over discounts, and a flawless next order: free shipping with a "
+            "guaranteed delivery date, priority customer care and a personal apology when a "
+            f"delivery is late ({_fmt(ins['late_share'], '.0%')} of theirs were); the goal is a "
+            f"second purchase ({_fmt(ins['repeat_share'], '.0%')} of them have made one).")},
+        "questions": {"satisfaction": "How satisfied are the customers, and what upsets them?"},
+        "source": {"kind": "olist", "person": "customer_unique_id",
+                   "purchase": "a delivered order (order_status = delivered)",
+                   "currency": "BRL", "tables": stages["extract"].get("tables", {})},
+    }
+    n_members = int(customers["is_insider"].sum())
+    _merge_future(answers, stages, n_members, fig["repeat_share"])
+    return answers
+
+
+def _merge_future(answers: dict, stages: dict, n_members: int, repeat_share: float | None
+                  ) -> None:
+    """Say plainly what the Insiders' past spend does and does not promise on a marketplace.
+
+    Prophet extrapolates the members' past monthly revenue, which assumes they keep
+    buying; on Olist almost nobody buys twice, so the measured out-of-time spend of a
+    group chosen the same way is the honest expectation, and the forecast is shown as
+    not applicable.
+    """
+    oot = stages["evaluate"]["out_of_time"]
+    fc = stages["forecast"]
+    prophet_total = round(float(sum(m["revenue"] for m in fc["months"])), 2)
+    repeat = _fmt(repeat_share, ".1%")
+    if not oot.get("available"):
+        answers["expected_revenue"] = {
+            "text": (f"{fc['method']} projects about {prophet_total:,.0f} BRL over the next "
+                     f"{len(fc['months'])} months from the members' past revenue, but only "
+                     f"{repeat} of Olist customers ordered more than once: treat it as an upper "
+                     "bound (no out-of-time check was possible to measure what such a group "
+                     "really spends next)."),
+            "not_applicable": ["forecast as an expectation"],
+        }
+        answers["not_applicable"]["expected_revenue.forecast"] = (
+            "Without an out-of-time check, the forecast is an upper bound only.")
+        return
+    g, rest = oot["insiders"], oot["rest"]
+    per_member = float(g["revenue_per_customer"])
+    estimate = round(per_member * n_members, 2)
+    months = [{"month": m["month"], "revenue": round(estimate / max(len(fc["months"]), 1), 2),
+               "lower": None, "upper": None} for m in fc["months"]]
+    answers["expected_revenue"] = {
+        "text": (f"About {estimate:,.0f} BRL over the next {oot['months']} months: the group "
+                 f"chosen the same way on {oot['chosen_on']} spent {per_member:,.2f} BRL per "
+                 f"member in the {oot['months']} months after ({g['bought_again']:.1%} bought "
+                 f"again), times today's {n_members:,} members. {fc['method'].capitalize()}'s "
+                 f"{prophet_total:,.0f} BRL does not apply: it extrapolates the members' past "
+                 f"revenue as if they kept buying, while only {repeat} of Olist customers "
+                 "ordered more than once."),
+        "total": estimate,
+        "months": months,
+        "method": "out-of-time spend per member",
+        "not_applicable": [fc["method"]],
+        "not_applicable_text": (f"The {fc['method']} forecast of the members' revenue assumes "
+                                "repeat purchases that Olist customers rarely make."),
+        "forecast_not_applicable": {"method": fc["method"], "total": prophet_total,
+                                    "months": fc["months"]},
+    }
+    answers["not_applicable"]["expected_revenue.forecast"] = (
+        answers["expected_revenue"]["not_applicable_text"])
+    significant = oot.get("insiders_vs_rest", {}).get("significant")
+    base = guarantee_text(stages["evaluate"]["insiders_vs_rest"], oot)
+    answers["guarantee"]["text"] = (
+        f"{base} On a marketplace where {repeat} of customers "
+        f"order more than once, that is past spend, not a promise: the Insiders chosen on "
+        f"{oot['chosen_on']} spent {per_member:,.2f} BRL each over the next {oot['months']} "
+        f"months against {rest['revenue_per_customer']:,.2f} for the rest"
+        + (" (a difference that is not statistically significant)" if significant is False
+           else "")
+        + ". The program's job here is to turn them into repeat buyers, and the satisfaction "
+        "figures say where to start."
+    ).strip()
+
+

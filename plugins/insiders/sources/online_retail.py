@@ -1,0 +1,75 @@
+"""Online Retail layout: one invoice line per row, from files or a SQL table.
+
+The layout of the UCI "Online Retail" data set (InvoiceNo, StockCode,
+Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country) and the
+forms users bring it in (see `extract`): CSV, gzip, zip, xlsx, folders, globs
+and SQL queries. It knows nothing beyond transactions, so every optional part of
+the protocol keeps its default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .base import Source
+
+if TYPE_CHECKING:
+    from ..catalog import RunFolder
+    from ..config import Settings
+
+
+class OnlineRetail(Source):
+    kind = "online_retail"
+
+    def extract(self, location: str, folder: RunFolder, settings: Settings,
+                progress: Callable[[int], None] | None = None) -> dict:
+        """Read the input in chunks into `raw` (text) and `rejects` (unsplittable lines)."""
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .. import extract
+        from ..errors import InputError
+        from ..log import info
+
+        stats = extract.ExtractStats()
+        raw_path, rejects_path = folder.path_of("raw"), folder.path_of("rejects")
+        writer = None
+        rejects = []
+        seen = 0
+        schema = pa.schema([(c, pa.string()) for c in extract.RAW_COLUMNS]
+                           + [("source_file", pa.string()), ("source_row", pa.int64())])
+        try:
+            for chunk in extract.read_source(location, settings.chunk_rows, stats,
+                                             settings.source_query):
+                table = pa.Table.from_pandas(chunk.frame, schema=schema, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(raw_path, schema)
+                writer.write_table(table)
+                if len(chunk.rejects):
+                    rejects.append(chunk.rejects)
+                seen += len(chunk.frame) + len(chunk.rejects)
+                if progress:
+                    progress(len(chunk.frame) + len(chunk.rejects))
+                info("extract: %s rows read so far", f"{seen:,}")
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            pq.write_table(schema.empty_table(), raw_path)
+        frame = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(
+            {"source_file": pd.Series([], dtype="str"),
+             "source_row": pd.Series([], dtype="int64"),
+             "raw_text": pd.Series([], dtype="str")})
+        frame.to_parquet(rejects_path, index=False)
+        total = stats.rows + stats.rejects
+        if total == 0:
+            raise InputError(f"{location}: the file has a header but no transaction rows")
+        info("extract: %s rows from %d file(s); %s could not be split into columns",
+             f"{total:,}", len(stats.files), f"{stats.rejects:,}")
+        for note in stats.notes:
+            info("extract: %s", note)
+        return {"rows": total, "rows_parsed": stats.rows, "rejects": stats.rejects,
+                "files": stats.files, "notes": stats.notes,
+                "source": extract.redact_url(str(location))}

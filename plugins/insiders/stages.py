@@ -1,0 +1,463 @@
+"""The stages, once: the one list that `insiders run`, `insiders backfill` and the DAG run.
+
+Each stage is a function of a `Run` (context.py): it reads what earlier stages
+left in the run folder (catalog.py), calls pure functions of `models/`,
+`publish/` or the source adapter, writes its outputs back and returns its
+figures, which are saved as `work/<stage>.json` and logged. Nothing else
+passes between stages, so each can run in its own process (an Airflow task)
+or all in one (the CLI).
+
+    ANALYSIS = extract, quality, features, segment, insiders, evaluate,
+               forecast, stability, report          (insiders run)
+    MONTHLY  = ANALYSIS + write_documents, sync_sql (DAG, insiders backfill)
+
+Modules with heavy imports (scikit-learn, scipy, Prophet, plotly, the stores)
+are imported inside the stage that needs them: the DAG file parses in a
+fraction of a second and bad input is reported before seconds of imports.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from .catalog import clean_floats
+from .errors import InputError
+from .log import info
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .context import Run
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A named step: `func(run)` returns its figures; `summary` names those worth a log line
+    and an XCom (the rest stays in `work/<name>.json`)."""
+
+    name: str
+    func: Callable[[Run], dict]
+    summary: tuple[str, ...] = ()
+
+    def __call__(self, run: Run) -> dict:
+        started = time.perf_counter()
+        result = self.func(run)
+        result = clean_floats({**result, "seconds": round(time.perf_counter() - started, 3)})
+        run.folder.save_stage(self.name, result)
+        return {k: result[k] for k in (*self.summary, "seconds") if k in result}
+
+
+def single_threaded(func: Callable) -> Callable:
+    """Run a modelling stage with one OpenMP/BLAS thread.
+
+    The models here are small (thousands to a few hundred thousand rows): threads buy
+    little, and on a shared 2-core machine OpenMP's spinning threads made one gradient
+    boosting fit 40x slower (24 s instead of 0.6 s on the Olist customers).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        # threadpoolctl limits the libraries already loaded: load OpenMP (scikit-learn's
+        # compiled estimators) and BLAS (scipy) before setting the limit
+        import scipy.linalg  # noqa: F401
+        import sklearn.cluster  # noqa: F401
+        import sklearn.ensemble  # noqa: F401
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _source_name(run: Run) -> str:
+    """The input as the user named it, for error messages."""
+    return run.folder.stage("extract").get("source", "the input") \
+        if run.folder.has_stage("extract") else "the input"
+
+
+# --------------------------------------------------------------------------- extract
+
+
+def _extract(run: Run) -> dict:
+    """Read the source into the folder's raw lines (text) and the unsplittable lines."""
+    run.folder.start({"source": run.source.kind, "month": run.month})
+    result = run.source.extract(run.location, run.folder, run.settings, run.progress)
+    return {**result, "kind": run.source.kind}
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def _quality(run: Run) -> dict:
+    """Typed transactions and a quarantine that accounts for every set-aside row.
+
+    Text is read back block by block; the typed lines that pass are compact
+    (categorical text), so holding them until duplicates are decided keeps
+    memory proportional to the kept data, not to the raw text.
+    """
+    import pyarrow.parquet as pq
+
+    from . import quality
+    from .quarantine import QuarantineWriter, concat_categorical, raw_rows
+
+    as_of, folder = run.day, run.folder
+    report = quality.QualityReport()
+    parser = quality.DateParser()
+    quarantine_path = folder.path_of("quarantine")
+    raw_path = folder.path_of("raw")
+    blocks: list[pd.DataFrame] = []
+    with QuarantineWriter(quarantine_path) as set_aside:
+        rejects = folder.read("rejects")
+        if len(rejects):
+            set_aside(quality.malformed_to_quarantine(rejects))
+            report.add("malformed_row", len(rejects))
+            report.rows_in += len(rejects)
+        for batch in pq.ParquetFile(raw_path).iter_batches(batch_size=250_000):
+            raw = batch.to_pandas()
+            kept, aside = quality.clean_chunk(raw, as_of, parser)
+            report.rows_in += len(raw)
+            for reason, count in aside["reason"].value_counts().items():
+                report.add(str(reason), int(count))
+            set_aside(aside)
+            blocks.append(kept)
+            del raw, aside
+        kept = concat_categorical(blocks)
+        del blocks
+        # exact duplicates may sit in different blocks: decide on all hashes at once
+        dup = quality.duplicate_mask(kept["row_hash"].to_numpy())
+        if dup.any():
+            set_aside(raw_rows(raw_path, kept.loc[dup, ["source_file", "source_row"]],
+                               "duplicate"))
+            report.add("duplicate", int(dup.sum()))
+        kept = kept.loc[~dup].drop(columns="row_hash").reset_index(drop=True)
+    report.rows_kept = len(kept)
+    folder.write("transactions", kept)
+    if not report.balanced:  # a bug, never a data problem: refuse to go on with lost rows
+        raise RuntimeError(f"row accounting does not balance: {report.as_dict()}")
+    if len(kept):
+        several = quality.customers_with_several_countries(kept)
+        if several:
+            report.notes.append(f"{several} customer(s) appear under several countries; each "
+                                "is shown with the country of most of their lines")
+    aside_text = ", ".join(f"{k} {v:,}" for k, v in report.set_aside.items() if v) or "none"
+    info("quality: %s rows in, %s kept, set aside: %s", f"{report.rows_in:,}",
+         f"{report.rows_kept:,}", aside_text)
+    if not len(kept):
+        raise InputError(
+            f"{_source_name(run)}: every one of the {report.rows_in:,} rows was set aside "
+            f"({aside_text}); see {quarantine_path} for each row and its reason")
+    return {**report.as_dict(), "as_of": str(as_of.date())}
+
+
+# --------------------------------------------------------------------------- features
+
+
+@single_threaded
+def _features(run: Run) -> dict:
+    from .models import features
+
+    windows = run.settings.windows
+    table = features.customer_features(run.folder.transactions(), run.day,
+                                       windows.lookback_months)
+    table = run.source.add_features(run.folder, table, run.day, windows.lookback_months)
+    run.folder.write("features", table)
+    active = int(table["has_purchase"].sum())
+    info("features: %s customers with a line in the period, %s with a purchase",
+         f"{len(table):,}", f"{active:,}")
+    if active == 0:
+        raise InputError(f"{_source_name(run)}: no customer made a purchase in the "
+                         f"{windows.lookback_months} months before {run.day.date()}; "
+                         "choose a later --as-of")
+    return {"customers": len(table), "active": active,
+            "period_start": str(features.period_start(run.day, windows.lookback_months).date())}
+
+
+# --------------------------------------------------------------------------- segment
+
+
+def _transforms(run: Run) -> dict[str, str]:
+    from .models import segmentation
+
+    return {**segmentation.TRANSFORMS, **run.source.feature_transforms}
+
+
+@single_threaded
+def _segment(run: Run) -> dict:
+    import pandas as pd
+
+    from .models import segmentation
+
+    table = run.folder.read("features")
+    active = table[table["has_purchase"]].reset_index(drop=True)
+    model_features = run.source.model_features
+    try:
+        seg = segmentation.segment(active, run.settings.segmentation, run.settings.seed,
+                                   model_features=model_features,
+                                   persona_fn=run.source.persona_fn,
+                                   transforms=_transforms(run))
+    except ValueError as exc:
+        raise InputError(f"{_source_name(run)}: {exc}") from None
+    assigned = pd.DataFrame({"customer_id": active["customer_id"], "segment": seg.labels})
+    assigned = assigned.merge(seg.profiles[["segment", "persona"]], on="segment")
+    run.folder.write("segments", assigned)
+    profiles = seg.profiles.drop(columns=["persona_base"])
+    info("segment: %d candidates; chosen %s k=%d (%s)", len(seg.candidates),
+         seg.chosen.algorithm, seg.chosen.k,
+         ", ".join(f"{p} {n:,}" for p, n in zip(profiles["persona"], profiles["customers"],
+                                                strict=True)))
+    return {
+        "chosen": {"algorithm": seg.chosen.algorithm, "k": seg.chosen.k},
+        "why": seg.why,
+        "candidates": [c.as_dict() for c in seg.candidates],
+        "profiles": profiles.to_dict(orient="records"),
+        "model_features": model_features or segmentation.MODEL_FEATURES,
+        "personas": [str(p) for p in profiles["persona"]],
+    }
+
+
+# --------------------------------------------------------------------------- insiders
+
+
+def previous_members(run: Run) -> frozenset[str]:
+    """The Insiders of the previous run: given (one-off runs), or the latest complete
+    earlier month in the document store (monthly runs)."""
+    if run.previous_members is not None:
+        return run.previous_members
+    from . import documents
+
+    with documents.store_from(run.settings) as store:
+        members = frozenset(store.previous_members(run.month))
+    info("insiders: %d members in the previous complete run", len(members))
+    return members
+
+
+@single_threaded
+def _insiders(run: Run) -> dict:
+    """Value, select (with hysteresis against the previous members), explain."""
+    import numpy as np
+
+    from .models import insiders as ins
+
+    s, folder = run.settings, run.folder
+    previous = previous_members(run)
+    tx = folder.transactions()
+    table = folder.read("features")
+    segments = folder.read("segments")
+    contest = ins.compare_value_methods(tx, run.day, s.windows, s.selection, s.seed)
+    model = ins.fit_value_model(tx, run.day, s.windows, s.seed, method=contest["winner"])
+    table["expected_value"] = np.where(table["has_purchase"], model.predict(table), 0.0)
+    chosen, selection = ins.select(table, set(previous), s.selection)
+    chosen = chosen.merge(segments, on="customer_id", how="left")
+    chosen["segment"] = chosen["segment"].fillna(-1).astype("int64")
+    chosen["persona"] = chosen["persona"].fillna("No purchase in the period").astype("str")
+    conditions = ins.derive_conditions(chosen, selection, s.windows, s.seed)
+    folder.write("customers", chosen)
+    counts = chosen["membership"].value_counts().to_dict()
+    # previous members with no line at all in the period have left too
+    gone = sorted(set(previous) - set(chosen["customer_id"].astype("str")))
+    counts["left"] = counts.get("left", 0) + len(gone)
+    n = int(chosen["is_insider"].sum())
+    info("insiders: %s members (%.1f%% of %s active); value method %s; entered %d, stayed %d, "
+         "left %d", f"{n:,}", 100 * n / max(selection.active, 1), f"{selection.active:,}",
+         model.method, counts.get("entered", 0), counts.get("stayed", 0), counts.get("left", 0))
+    return {
+        "count": n,
+        "active": selection.active,
+        "selection": asdict(selection),
+        "value_model": model.as_dict(),
+        "value_contest": contest,
+        "conditions": asdict(conditions),
+        "membership": {k: int(counts.get(k, 0)) for k in ("entered", "stayed", "left")},
+        "previous_members": len(previous),
+        "previous_member_ids": sorted(previous),
+    }
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@single_threaded
+def _evaluate(run: Run) -> dict:
+    from .models import evaluation
+
+    s, folder = run.settings, run.folder
+    tx = folder.transactions()
+    customers = folder.read("customers")
+    method = folder.stage("insiders")["value_model"]["method"]
+    today = evaluation.insiders_vs_rest(customers, s.bootstrap, s.seed)
+    oot = evaluation.out_of_time(tx, run.day, s.windows, s.selection, s.bootstrap, s.seed,
+                                 method)
+    members = oot.pop("member_ids", [])
+    folder.write_json("out_of_time_members", {"cut": oot.get("chosen_on"), "members": members})
+    cohort = evaluation.cohorts(tx, run.day, s.lookback_months)
+    cohort.columns = [str(c) for c in cohort.columns]
+    cohort.to_parquet(folder.path_of("cohorts"))
+    info("evaluate: Insiders vs rest net revenue x%s; out-of-time: %s",
+         today["monetary"]["ratio"], oot["text"])
+    return {"insiders_vs_rest": today, "out_of_time": oot}
+
+
+# --------------------------------------------------------------------------- forecast
+
+
+@single_threaded
+def _forecast(run: Run) -> dict:
+    import pandas as pd
+
+    from .models import forecast
+
+    s, folder, as_of = run.settings, run.folder, run.day
+    tx = folder.transactions()
+    customers = folder.read("customers")
+    members = set(customers.loc[customers["is_insider"], "customer_id"].astype("str"))
+    daily = forecast.daily_revenue(tx, members, as_of)
+    months, method = forecast.forecast(daily, as_of, s.horizon_months, s.seed)
+    history_starts = forecast.periods(as_of, s.lookback_months, before=True)
+    history = [
+        {"month": str(start.date()), "revenue": round(v, 2)}
+        for start, v in zip(history_starts, forecast.period_totals(daily, history_starts),
+                            strict=True)
+        if start >= daily.index.min().normalize() - pd.DateOffset(months=1)
+    ] if len(daily) else []
+    oot = folder.read_json("out_of_time_members")
+    if oot.get("cut") and oot.get("members"):
+        oot_daily = forecast.daily_revenue(tx, set(oot["members"]), as_of)
+        back = forecast.backtest(oot_daily, pd.Timestamp(oot["cut"]), s.horizon_months, s.seed)
+    else:
+        back = {"available": False, "text": "No out-of-time group to backtest the forecast on."}
+    rows = [{"month": str(r.month.date()), "revenue": round(r.revenue, 2),
+             "lower": None if pd.isna(r.lower) else round(r.lower, 2),
+             "upper": None if pd.isna(r.upper) else round(r.upper, 2)}
+            for r in months.itertuples()]
+    info("forecast: %s next %d months %s", method, s.horizon_months,
+         ", ".join(f"{r['month']} {r['revenue']:,.0f}" for r in rows))
+    return {"method": method, "months": rows, "history": history, "backtest": back}
+
+
+# --------------------------------------------------------------------------- stability
+
+
+@single_threaded
+def _stability(run: Run) -> dict:
+    """ARI curve of the chosen segmentation over the last months, and the refresh advice."""
+    from .models import stability
+
+    s, folder = run.settings, run.folder
+    tx = folder.transactions()
+    seg = folder.stage("segment")
+    result = stability.ari_curve(
+        tx, run.day, seg["chosen"]["algorithm"], seg["chosen"]["k"], s.stability,
+        s.lookback_months, seg.get("model_features"), s.cluster_sample, s.seed,
+        feature_fn=run.source.feature_function(folder, tx, s.lookback_months),
+        transforms=_transforms(run))
+    info("stability: %s", result["text"])
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+# the stages whose figures the answers and the documents are built from
+REPORTED = ("extract", "quality", "features", "segment", "insiders", "evaluate", "forecast")
+INSIDERS_COLUMNS = [
+    "customer_id", "value_rank", "segment", "persona", "country", "expected_value", "monetary",
+    "frequency", "recency_days", "avg_ticket", "revenue_90d", "tenure_days", "return_rate",
+    "membership", "membership_reason",
+]
+
+
+def membership_history(run: Run) -> pd.DataFrame | None:
+    """Entered / stayed / left of the earlier complete months and this one (monthly runs)."""
+    if run.month is None:
+        return None
+    import pandas as pd
+
+    from . import documents
+
+    with documents.store_from(run.settings) as store:
+        history = store.membership_history()
+    history = history[history["run_id"] < run.month]
+    ins = run.folder.stage("insiders")
+    now = {"run_id": run.month, **ins["membership"], "members": ins["count"]}
+    return pd.concat([history, pd.DataFrame([now])], ignore_index=True)
+
+
+def _report(run: Run) -> dict:
+    """answers.json, insiders.csv and report.html from the stages' outputs."""
+    from .publish import answers as answers_mod
+    from .publish import report
+
+    s, folder = run.settings, run.folder
+    stages = folder.stages(REPORTED)
+    customers = folder.read("customers")
+    extra = run.source.amend_answers(folder, stages, customers)
+    if "stability" not in extra and folder.has_stage("stability"):
+        # timings live in the run's `timings`, never in the answers (same data, same answers)
+        extra["stability"] = {k: v for k, v in folder.stage("stability").items()
+                              if k != "seconds"}
+    answers = answers_mod.build(run.day, stages, customers, extra)
+    answers["how_many"]["bounds"] = {"min_share": s.min_share, "max_share": s.max_share}
+    answers = clean_floats(answers)
+    folder.write_json("answers", answers)
+    members = customers[customers["is_insider"]].sort_values("value_rank")
+    members[INSIDERS_COLUMNS].to_csv(folder.path_of("insiders_csv"), index=False,
+                                     float_format="%.2f")
+    cohorts = folder.read("cohorts") if folder.exists("cohorts") else None
+    report.write(folder.path_of("report"), answers, customers, cohorts,
+                 membership_history(run), run.source.title)
+    info("report: answers.json, insiders.csv, report.html written in %s", folder.path)
+    return {"answers": str(folder.path_of("answers")), "report": str(folder.path_of("report")),
+            "insiders": str(folder.path_of("insiders_csv"))}
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def _write_documents(run: Run) -> dict:
+    """Replace the month's documents; the run is visible to readers only once complete."""
+    from . import documents
+
+    built_run, docs = documents.build(run.folder, run.month)
+    with documents.store_from(run.settings) as store:
+        result = store.write_run(built_run, docs)
+        kind = store.kind
+    info("write_documents: run %s complete in the %s store: %s", run.month, kind,
+         ", ".join(f"{k} {v:,}" for k, v in result["counts"].items()))
+    return result
+
+
+def _sync_sql(run: Run) -> dict:
+    """Copy complete runs that are new or changed to the SQL store (one transaction each),
+    then the source's own tables (Olist's customer experience)."""
+    from . import documents
+    from .publish import sql_sync
+
+    url = run.settings.sql_url_or_default
+    with documents.store_from(run.settings) as store:
+        result = sql_sync.sync(store, url)
+    extra = run.source.sync_sql(run.folder, url)
+    if extra:
+        result["source_tables"] = extra
+    return result
+
+
+extract = Stage("extract", _extract, ("rows", "rejects", "source"))
+quality = Stage("quality", _quality, ("rows_in", "rows_kept", "set_aside"))
+features = Stage("features", _features, ("customers", "active", "period_start"))
+segment = Stage("segment", _segment, ("chosen", "personas"))
+insiders = Stage("insiders", _insiders, ("count", "active", "membership"))
+evaluate = Stage("evaluate", _evaluate)
+forecast = Stage("forecast", _forecast, ("method", "months"))
+stability = Stage("stability", _stability, ("recommended_refresh_months", "min_ari", "text"))
+report = Stage("report", _report, ("answers", "report", "insiders"))
+write_documents = Stage("write_documents", _write_documents, ("run_id", "counts", "version"))
+sync_sql = Stage("sync_sql", _sync_sql, ("synced", "unchanged", "source_tables"))
+
+ANALYSIS: tuple[Stage, ...] = (extract, quality, features, segment, insiders, evaluate,
+                               forecast, stability, report)
+PUBLISH: tuple[Stage, ...] = (write_documents, sync_sql)
+MONTHLY: tuple[Stage, ...] = ANALYSIS + PUBLISH
