@@ -6,6 +6,7 @@ A failed task does not make dag.test() raise: the tests assert the run's state.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -85,6 +86,19 @@ def test_a_dag_run_succeeds_end_to_end_and_publishes_the_month(dag, demo_file, t
     assert synced["customer_segments"] == counts["customers"]
     assert synced["membership"] == counts["membership"]
     assert (home / "runs" / "2011-11" / "report.html").exists()
+
+    # `insiders run` for the same month, with no previous run: the same Insiders and the same
+    # row accounting as the DAG (both run the one stage list)
+    from insiders import pipeline
+
+    cli = pipeline.run(Settings(home=tmp_path / "cli-home", stability_months=2), demo_file,
+                       "2011-12-01", tmp_path / "cli")
+    by_dag = json.loads((home / "runs" / "2011-11" / "answers.json").read_text())
+    by_cli = json.loads(Path(cli["answers"]).read_text())
+    assert by_cli["who"]["customer_ids"] == by_dag["who"]["customer_ids"]
+    assert by_cli["data_quality"]["rows_in"] == by_dag["data_quality"]["rows_in"]
+    assert by_cli["data_quality"]["set_aside"] == by_dag["data_quality"]["set_aside"]
+    assert by_cli["data_quality"]["rows_kept"] == by_dag["data_quality"]["rows_kept"]
 
 
 def test_bad_input_fails_the_run_at_once_without_retries(dag, tmp_path, monkeypatch):
