@@ -8,15 +8,20 @@ and for tests.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
-from . import pipeline, stages
+from . import stages
 from .config import Settings
 from .context import Run, as_of_date
+
+if TYPE_CHECKING:  # the DAG file imports this module: it parses without pandas
+    import pandas as pd
 
 
 def run_month(as_of: object, settings: Settings | None = None) -> dict[str, dict]:
     """Every task of the DAG for one month, in order, in this process: each stage's figures."""
+    from . import pipeline
+
     _, outputs = pipeline.run_stages(Run.monthly(settings or Settings.from_env(), as_of),
                                      stages.MONTHLY)
     return outputs
@@ -24,6 +29,8 @@ def run_month(as_of: object, settings: Settings | None = None) -> dict[str, dict
 
 def months(start: object, end: object) -> list[pd.Timestamp]:
     """As-of dates of the monthly runs from `start` to `end` (first days of months)."""
+    import pandas as pd
+
     return list(pd.date_range(as_of_date(start), as_of_date(end), freq="MS"))
 
 

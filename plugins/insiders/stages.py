@@ -198,7 +198,7 @@ def _segment(run: Run) -> dict:
     try:
         seg = segmentation.segment(active, run.settings.segmentation, run.settings.seed,
                                    model_features=model_features,
-                                   persona_fn=run.source.persona_fn,
+                                   persona_fn=run.source.personas,
                                    transforms=_transforms(run))
     except ValueError as exc:
         raise InputError(f"{_source_name(run)}: {exc}") from None

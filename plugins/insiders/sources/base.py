@@ -82,13 +82,12 @@ class Source:
 
         return at
 
-    def personas(self, profile: pd.DataFrame) -> pd.DataFrame | None:
-        """Persona names for segment profiles; None: the transaction personas."""
-        return None
+    def personas(self, profile: pd.DataFrame) -> pd.DataFrame:
+        """Name segment profiles (persona, description, action); default: the transaction
+        personas of `models.segmentation.personas`."""
+        from ..models import segmentation
 
-    @property
-    def persona_fn(self) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
-        return self.personas if type(self).personas is not Source.personas else None
+        return segmentation.personas(profile)
 
     def amend_answers(self, folder: RunFolder, stages: dict[str, dict],
                       customers: pd.DataFrame) -> dict:

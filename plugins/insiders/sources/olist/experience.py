@@ -53,28 +53,27 @@ def _purchases(folder: RunFolder) -> _Purchases:
 
 
 def _read_purchases(folder: RunFolder) -> _Purchases:
-    if True:
-        orders = folder.read_source_table("orders", columns=[
-            "order_id", "customer_unique_id", "is_purchase", "purchase_at", "delivered_at",
-            "estimated_at"])
-        orders = orders[orders["is_purchase"]].reset_index(drop=True)
-        reviews = folder.read_source_table("reviews",
-                                           columns=["order_id", "review_score", "created_at"])
-        reviews = reviews.dropna(subset=["review_score", "created_at"])
-        position = pd.Index(orders["order_id"]).get_indexer(reviews["order_id"])
-        reviews = reviews.assign(position=position)[position >= 0]
-        reviews = reviews.sort_values("created_at", kind="stable")
-        codes, customers = pd.factorize(orders["customer_unique_id"])
-        return _Purchases(
-            customers=pd.Index(customers),
-            customer_code=codes,
-            purchase_at=orders["purchase_at"].to_numpy("datetime64[us]"),
-            delivered_at=orders["delivered_at"].to_numpy("datetime64[us]"),
-            estimated_at=orders["estimated_at"].to_numpy("datetime64[us]"),
-            review_order=reviews["position"].to_numpy(np.int64),
-            review_score=reviews["review_score"].to_numpy(dtype=float, na_value=np.nan),
-            review_created_at=reviews["created_at"].to_numpy("datetime64[us]"),
-        )
+    orders = folder.read_source_table("orders", columns=[
+        "order_id", "customer_unique_id", "is_purchase", "purchase_at", "delivered_at",
+        "estimated_at"])
+    orders = orders[orders["is_purchase"]].reset_index(drop=True)
+    reviews = folder.read_source_table("reviews",
+                                       columns=["order_id", "review_score", "created_at"])
+    reviews = reviews.dropna(subset=["review_score", "created_at"])
+    position = pd.Index(orders["order_id"]).get_indexer(reviews["order_id"])
+    reviews = reviews.assign(position=position)[position >= 0]
+    reviews = reviews.sort_values("created_at", kind="stable")
+    codes, customers = pd.factorize(orders["customer_unique_id"])
+    return _Purchases(
+        customers=pd.Index(customers),
+        customer_code=codes,
+        purchase_at=orders["purchase_at"].to_numpy("datetime64[us]"),
+        delivered_at=orders["delivered_at"].to_numpy("datetime64[us]"),
+        estimated_at=orders["estimated_at"].to_numpy("datetime64[us]"),
+        review_order=reviews["position"].to_numpy(np.int64),
+        review_score=reviews["review_score"].to_numpy(dtype=float, na_value=np.nan),
+        review_created_at=reviews["created_at"].to_numpy("datetime64[us]"),
+    )
 
 
 def order_facts(folder: RunFolder, as_of: pd.Timestamp, start: pd.Timestamp
