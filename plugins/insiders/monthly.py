@@ -60,7 +60,7 @@ def extract(as_of: object, settings: Settings | None = None) -> dict:
 
 def quality(as_of: object, settings: Settings | None = None) -> dict:
     s = _settings(settings)
-    result = tasks.quality_stage(run_folder(s, as_of), as_of_date(as_of))
+    result = tasks.quality_stage(run_folder(s, as_of), as_of_date(as_of), s)
     return _summary(result, ("rows_in", "rows_kept", "set_aside", "seconds"))
 
 

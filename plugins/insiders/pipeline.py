@@ -59,7 +59,7 @@ def run(
          settings.chunk_rows)
     as_of_ts = pd.Timestamp(as_of) if as_of is not None else tasks.default_as_of(out)
     info("as-of date: %s", as_of_ts.date())
-    step("quality", tasks.quality_stage, out, as_of_ts)
+    step("quality", tasks.quality_stage, out, as_of_ts, settings)
     step("features", tasks.features_stage, out, as_of_ts, settings)
     step("segment", tasks.segment_stage, out, settings)
     step("insiders", tasks.insiders_stage, out, as_of_ts, settings, previous_members)

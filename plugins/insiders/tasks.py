@@ -226,41 +226,22 @@ def _line_days(run_dir: Path | str) -> pd.Series:
     return (counts if counts is not None else pd.Series(dtype="int64")).sort_index()
 
 
-def default_as_of(run_dir: Path | str, support: float = 0.005) -> pd.Timestamp:
-    """The day after the last line, ignoring stray lines dated far past the real data.
-
-    A single typo (2031 instead of 2011) must not move the run decades ahead: the
-    last day counts only if the month up to it holds at least `support` of all
-    lines. Lines after the as-of are set aside (after_as_of), never dropped.
-    """
+def default_as_of(run_dir: Path | str) -> pd.Timestamp:
+    """The day after the last real line; the rule is `quality.default_as_of` (pure)."""
     extracted = read_json(run_dir, "work/extract.json")
     if extracted.get("default_as_of"):  # a source adapter knows better (Olist: last delivery)
         return pd.Timestamp(extracted["default_as_of"])
-    days = _line_days(run_dir)
-    if days.empty:
-        raise InputError("no row has a readable invoice date, so there is no default as-of date; "
-                         "check the InvoiceDate column or pass --as-of YYYY-MM-DD")
-    total = float(days.sum())
-    index = days.index
-    cum = days.cumsum().to_numpy()
-    start = index.searchsorted(index - pd.Timedelta(days=30), side="left")
-    before = [cum[i - 1] if i > 0 else 0.0 for i in start]
-    window = cum - before
-    supported = window >= max(1.0, support * total)
-    last = index[supported.nonzero()[0][-1]] if supported.any() else index[-1]
-    stray = int(days[days.index > last].sum())
-    if stray:
-        note = (f"{stray:,} line(s) dated after {last.date()} stand alone (e.g. a typo in the "
-                "year): the default as-of ignores them and they are set aside as after_as_of; "
-                "pass --as-of to include them")
-        info("as-of: %s", note)
-        extracted = read_json(run_dir, "work/extract.json")
-        extracted["notes"] = [*extracted.get("notes", []), note]
+    choice = quality.default_as_of(_line_days(run_dir), pd.Timestamp.now())
+    if choice.note:  # the stray lines are set aside as stray_date by the quality stage
+        info("as-of: %s", choice.note)
+        extracted["notes"] = [*extracted.get("notes", []), choice.note]
+        extracted["stray_from"] = str(choice.stray_from)
         write_json(run_dir, "work/extract.json", extracted)
-    return last + pd.Timedelta(days=1)
+    return choice.as_of
 
 
-def quality_stage(run_dir: Path | str, as_of: pd.Timestamp) -> dict:
+def quality_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings | None = None
+                  ) -> dict:
     """Typed transactions and a quarantine that accounts for every set-aside row.
 
     Text is read back block by block; the typed lines that pass are compact
@@ -271,6 +252,10 @@ def quality_stage(run_dir: Path | str, as_of: pd.Timestamp) -> dict:
     as_of = pd.Timestamp(as_of)
     report = quality.QualityReport()
     parser = quality.DateParser()
+    stray_from = read_json(run_dir, "work/extract.json").get("stray_from") if (
+        Path(run_dir) / "work/extract.json").exists() else None
+    non_products = quality.NonProductTally(quality.NonProductCodes.parse(
+        settings.non_product_codes if settings else None))
     quarantine_path = _path(run_dir, QUARANTINE)
     blocks: list[pd.DataFrame] = []
     with QuarantineWriter(quarantine_path) as set_aside:
@@ -282,13 +267,15 @@ def quality_stage(run_dir: Path | str, as_of: pd.Timestamp) -> dict:
         parquet = pq.ParquetFile(Path(run_dir) / RAW)
         for batch in parquet.iter_batches(batch_size=250_000):
             raw = batch.to_pandas()
-            kept, aside = quality.clean_chunk(raw, as_of, parser)
+            kept, aside = quality.clean_chunk(raw, as_of, parser, pd.Timestamp.now(),
+                                              stray_from, non_products)
             report.rows_in += len(raw)
             for reason, count in aside["reason"].value_counts().items():
                 report.add(str(reason), int(count))
             set_aside(aside)
             blocks.append(kept)
             del raw, aside
+        non_products.check(source_name(run_dir))
         kept = _concat_categorical(blocks)
         del blocks
         # exact duplicates may sit in different blocks: decide on all hashes at once
@@ -311,9 +298,11 @@ def quality_stage(run_dir: Path | str, as_of: pd.Timestamp) -> dict:
     info("quality: %s rows in, %s kept, set aside: %s", f"{report.rows_in:,}",
          f"{report.rows_kept:,}", aside_text)
     if not len(kept):
+        late = report.set_aside.get("after_as_of", 0) * 2 > report.rows_in
         raise InputError(
             f"{source_name(run_dir)}: every one of the {report.rows_in:,} rows was set aside "
-            f"({aside_text}); see {quarantine_path} for each row and its reason")
+            f"({aside_text}); see {quarantine_path} for each row and its reason"
+            + ("; most are dated on or after the as-of: choose a later --as-of" if late else ""))
     result = {**report.as_dict(), "as_of": str(as_of.date())}
     return _stage(run_dir, "quality", result, started)
 
@@ -417,9 +406,11 @@ def features_stage(run_dir: Path | str, as_of: pd.Timestamp, settings: Settings)
     info("features: %s customers with a line in the period, %s with a purchase",
          f"{len(table):,}", f"{active:,}")
     if active == 0:
+        dates = tx["invoice_date"] if len(tx) else pd.Series(dtype="datetime64[us]")
         raise InputError(f"{source_name(run_dir)}: no customer made a purchase in the "
                          f"{settings.lookback_months} months before "
-                         f"{pd.Timestamp(as_of).date()}; choose a later --as-of")
+                         f"{pd.Timestamp(as_of).date()}; " + quality.as_of_advice(
+                             as_of, dates.min(), dates.max(), settings.lookback_months))
     return _stage(run_dir, "features", {"customers": len(table), "active": active,
                                         "period_start": str(features.period_start(
                                             pd.Timestamp(as_of), settings.lookback_months)
