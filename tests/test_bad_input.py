@@ -44,7 +44,8 @@ def _load_corpus_module():
 corpus_mod = _load_corpus_module()
 NAMES = corpus_mod.names()
 CSV_RUNS = ["renamed_columns", "wrong_delimiter", "non_numeric", "mixed_dates",
-            "impossible_dates", "future_dates", "future_typo_no_as_of", "bad_prices",
+            "impossible_dates", "future_dates", "future_typo_no_as_of", "misdated_invoice",
+            "word_codes", "column_aliases", "bad_prices",
             "huge_quantities", "duplicates",
             "malformed_lines", "latin1_bytes", "several_countries", "one_customer",
             "all_rows_bad"]
@@ -482,3 +483,55 @@ def test_case_lists_match_the_corpus(corpus: dict) -> None:
     assert set(CSV_RUNS) == {n for n, c in corpus.items()
                              if c.path.suffix == ".csv" and c.rows_in is not None}
 
+
+
+# --------------------------------------------------------------------------- issue 13 (input)
+
+
+@pytest.mark.parametrize("name", ["future_typo_no_as_of", "misdated_invoice"])
+def test_stray_dates_do_not_move_the_default_as_of(name: str, corpus: dict,
+                                                   stage_runs: dict[str, StageRun],
+                                                   cli_runs: dict[str, CliRun]) -> None:
+    """A line (or a whole invoice) typed 2031 or 2021 for 2011 is set aside as stray_date and
+    said in data_quality; the as-of stays the day after the real last line."""
+    case, run = corpus[name], stage_runs[name]
+    assert run.quality["as_of"] == case.facts["as_of"]
+    assert run.quality["set_aside"]["stray_date"] == case.set_aside["stray_date"]
+    answers = json.loads((cli_runs[name].out / tasks.ANSWERS).read_text())
+    assert answers["as_of"] == case.facts["as_of"]
+    notes = " ".join(answers["data_quality"]["notes"])
+    assert "look like typos" in notes and "stray_date" in notes
+
+
+def test_column_aliases_and_unused_columns_are_noted(corpus: dict,
+                                                     cli_runs: dict[str, CliRun]) -> None:
+    case, run = corpus["column_aliases"], cli_runs["column_aliases"]
+    notes = " ".join(json.loads((run.out / tasks.ANSWERS).read_text())["data_quality"]["notes"])
+    for alias, canonical in case.facts["aliases"].items():
+        assert f"{alias!r} as {canonical}" in notes, notes
+    for column in case.facts["ignored"]:
+        assert f"column(s) not used: {column!r}" in notes, notes
+
+
+def test_renamed_columns_note_the_unnamed_columns(stage_runs: dict[str, StageRun]) -> None:
+    notes = " ".join(stage_runs["renamed_columns"].extract["notes"])
+    assert "column(s) not used: an unnamed column, 'Unnamed: 9'" in notes
+    assert "another name" not in notes  # Invoice, Price, Customer ID are Online Retail II's
+
+
+def test_out_of_time_without_anyone_to_compare_does_not_crash() -> None:
+    """The issue's crash: as of 2031-01-02 nobody had bought in the year before the cut, but a
+    2031 line brought revenue after it; the text formatted a None spend per customer."""
+    from insiders import evaluation
+
+    rows = [(str(c), f"2011-{m:02d}-01 10:00:00", 10.0 + c) for c in range(30) for m in (3, 6, 9)]
+    rows.append(("5", "2031-01-01 10:00:00", 99.0))
+    tx = pd.DataFrame(rows, columns=["customer_id", "invoice_date", "revenue"])
+    tx["invoice_date"] = pd.to_datetime(tx["invoice_date"])
+    tx = tx.assign(invoice=[f"I{i}" for i in range(len(tx))], stock_code="85123A",
+                   description="X", quantity=1, unit_price=tx["revenue"], country="UK",
+                   is_return=False, is_cancellation=False)
+    tx["customer_id"] = tx["customer_id"].astype("category")
+    result = evaluation.out_of_time(tx, pd.Timestamp("2031-01-02"), n_boot=50)
+    assert result["available"] is False
+    assert result["text"].startswith("Chosen on 2030-10-02, no customer had a purchase")
