@@ -15,6 +15,7 @@ selected ones run in parallel once per session.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -535,3 +536,139 @@ def test_out_of_time_without_anyone_to_compare_does_not_crash() -> None:
     result = evaluation.out_of_time(tx, pd.Timestamp("2031-01-02"), n_boot=50)
     assert result["available"] is False
     assert result["text"].startswith("Chosen on 2030-10-02, no customer had a purchase")
+
+
+# --------------------------------------------------------------------------- CLI arguments
+
+
+def _cli(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDERS_")}
+    env["INSIDERS_HOME"] = str(home)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(name, "1")
+    return subprocess.run([*_cli_command(), *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("text", ["01-09-2011", "9/1/2011", "1.9.2011", "2011/09/01",
+                                  "Sept 1 2011", "20110901"])
+def test_as_of_in_another_form_is_refused(text: str) -> None:
+    """`01-09-2011` was read as 2011-01-09 on UK data: any form but YYYY-MM-DD is refused."""
+    from insiders import cli
+
+    with pytest.raises(InsidersError, match=r"write the date as YYYY-MM-DD"):
+        cli.parse_as_of(text, dt.date(2026, 12, 1))
+
+
+def test_as_of_checks() -> None:
+    from insiders import cli
+
+    today = dt.date(2026, 12, 1)
+    assert cli.parse_as_of(" 2011-09-01 ", today) == "2011-09-01"
+    assert cli.parse_as_of("2026-12-01", today) == "2026-12-01"
+    with pytest.raises(InsidersError, match="not a day of the calendar"):
+        cli.parse_as_of("2011-02-30", today)
+    with pytest.raises(InsidersError, match=r"after today \(2026-12-01\).*choose an earlier"):
+        cli.parse_as_of("2030-01-01", today)
+
+
+def test_cli_as_of_messages_are_one_line_and_point_the_right_way(corpus: dict,
+                                                                 tmp_path: Path) -> None:
+    path = corpus["future_typo_no_as_of"].path
+    ambiguous = _cli(["run", "--input", str(path), "--as-of", "01-09-2011", "--quiet",
+                      "--out", str(tmp_path / "a")], tmp_path, tmp_path / "home")
+    assert ambiguous.returncode == 2
+    assert "YYYY-MM-DD" in _one_line(ambiguous.stderr)
+    future = _cli(["run", "--input", str(path), "--as-of", "2030-01-01", "--quiet",
+                   "--out", str(tmp_path / "b")], tmp_path, tmp_path / "home")
+    assert future.returncode == 2 and "choose an earlier --as-of" in _one_line(future.stderr)
+    # before today but years after the data: earlier, with the day after the last line
+    late = _cli(["run", "--input", str(path), "--as-of", "2015-01-01", "--quiet",
+                 "--out", str(tmp_path / "c")], tmp_path, tmp_path / "home")
+    line = _one_line(late.stderr)
+    assert late.returncode == 2 and "choose an earlier --as-of" in line, line
+    assert "later" not in line and "2011-12-10" in line
+    early = _cli(["run", "--input", str(path), "--as-of", "2009-01-01", "--quiet",
+                  "--out", str(tmp_path / "d")], tmp_path, tmp_path / "home")
+    line = _one_line(early.stderr)
+    assert early.returncode == 2 and "choose a later --as-of" in line, line
+
+
+def test_cli_non_product_codes_flag(corpus: dict, tmp_path: Path) -> None:
+    """The flag replaces the list: with `CD,LP` the word-coded shop's CD and LP lines go, and
+    POST (no longer listed) stays."""
+    case = corpus["word_codes"]
+    done = _cli(["run", "--input", str(case.path), "--quiet", "--out", str(tmp_path / "out"),
+                 "--non-product-codes", "CD,LP"], tmp_path, tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    quarantine = pd.read_csv(tmp_path / "out" / tasks.QUARANTINE, dtype="str")
+    aside = quarantine[quarantine["reason"] == "non_product_code"]
+    assert set(aside["stock_code"]) == {"CD", "LP"}
+    rows = _file_rows(case.path)[1:]
+    assert len(aside) == sum(1 for r in rows if r and r[1] in ("CD", "LP") and r[6])
+
+
+# --------------------------------------------------------------------------- the run folder
+
+
+def test_a_second_run_starts_from_a_clean_run_folder(tmp_path: Path) -> None:
+    from insiders import cli
+
+    out = tmp_path / "out"
+    cli.prepare_out(out)
+    # what an earlier (Olist) run left, and a file of the user's
+    (out / "work").mkdir()
+    (out / "work" / "experience_by_persona.parquet").write_bytes(b"old")
+    (out / "answers.json").write_text("{}")
+    (out / "my_notes.txt").write_text("mine")
+    cli.prepare_out(out)
+    assert sorted(p.name for p in out.iterdir()) == [".insiders-run", "my_notes.txt"]
+
+
+def test_a_folder_that_is_not_a_run_folder_is_never_emptied(tmp_path: Path) -> None:
+    from insiders import cli
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("x")
+    (home / "work").mkdir()  # a user's own work folder, not a run's
+    (home / "work" / "thesis.tex").write_text("y")
+    with pytest.raises(InsidersError, match=r"not an Insiders run folder.*\.bashrc"):
+        cli.prepare_out(home)
+    only_work = tmp_path / "only_work"
+    (only_work / "work").mkdir(parents=True)
+    (only_work / "work" / "thesis.tex").write_text("y")
+    with pytest.raises(InsidersError, match="not an Insiders run folder"):
+        cli.prepare_out(only_work)
+    assert (home / "work" / "thesis.tex").exists() and (only_work / "work" / "thesis.tex").exists()
+    # a run folder written before the marker existed is recognised by its record
+    legacy = tmp_path / "legacy"
+    (legacy / "work").mkdir(parents=True)
+    (legacy / "work" / "extract.json").write_text("{}")
+    (legacy / "report.html").write_text("old")
+    cli.prepare_out(legacy)
+    assert sorted(p.name for p in legacy.iterdir()) == [".insiders-run"]
+
+
+def test_cli_refuses_a_home_folder_as_out(corpus: dict, tmp_path: Path) -> None:
+    home = tmp_path / "user"
+    home.mkdir()
+    (home / "photo.jpg").write_bytes(b"\xff\xd8")
+    done = _cli(["run", "--input", str(corpus["future_typo_no_as_of"].path), "--quiet",
+                 "--out", str(home)], tmp_path, tmp_path / "home")
+    assert done.returncode == 2 and "photo.jpg" in _one_line(done.stderr)
+    assert sorted(p.name for p in home.iterdir()) == ["photo.jpg"]
+
+
+def test_dashboard_without_a_store_names_the_path(tmp_path: Path) -> None:
+    """Outside the repository: "unable to open database file" said neither where nor what to
+    do, and an existing home got an empty SQLite file as a side effect."""
+    home = tmp_path / "insiders-home"
+    done = _cli(["dashboard", "--out", str(tmp_path / "d.html")], tmp_path, home)
+    line = _one_line(done.stderr)
+    assert done.returncode == 2
+    assert f"no SQL store at {home / 'insiders.sqlite'}" in line and "make run" in line
+    home.mkdir()
+    done = _cli(["dashboard", "--out", str(tmp_path / "d.html")], tmp_path, home)
+    assert done.returncode == 2 and "no SQL store at" in _one_line(done.stderr)
+    assert not (home / "insiders.sqlite").exists()
