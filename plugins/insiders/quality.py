@@ -451,8 +451,9 @@ def default_as_of(
     future = int(stray[stray.index > today].sum())
     dates = ", ".join(str(d.date()) for d in stray.index[:3]) + (
         ", ..." if len(stray) > 3 else "")
-    why = (f"{future:,} of them after today ({today.date()})" if future else
-           "far after the rest of the data")
+    why = ("far after the rest of the data" if not future else
+           f"after today, {today.date()}" if future == count else
+           f"{future:,} of them after today, {today.date()}")
     note = (f"{count:,} line(s) dated after {last.date()} ({dates}; {why}) look like typos, "
             f"not the end of the data: set aside as stray_date; the default as-of is "
             f"{(last + pd.Timedelta(days=1)).date()} (pass --as-of YYYY-MM-DD to choose)")
