@@ -3,7 +3,7 @@
 Every case of the corpus (tests/data/bad/make_corpus.py, described in its
 README) goes two ways, as users and the scheduler meet it: through `insiders
 run` as a subprocess, and through the DAG's extract and quality tasks
-(`tasks.extract_stage`, `tasks.quality_stage`, called directly). A case ends
+(`stages.extract`, `stages.quality`, called directly). A case ends
 either in one clear line on stderr (non-zero exit, no traceback; `InputError`
 for the tasks) or in a run whose quarantine holds every set-aside row, with
 its file row and reason, exactly as the generator built it.
@@ -15,6 +15,7 @@ selected ones run in parallel once per session.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -28,6 +29,7 @@ import pandas as pd
 import pytest
 from conftest import default_as_of, run_stage
 from insiders import quality, stages
+from insiders.catalog import RunFolder
 from insiders.errors import InputError, InsidersError
 
 CORPUS_SCRIPT = Path(__file__).parent / "data" / "bad" / "make_corpus.py"
@@ -44,7 +46,8 @@ def _load_corpus_module():
 corpus_mod = _load_corpus_module()
 NAMES = corpus_mod.names()
 CSV_RUNS = ["renamed_columns", "wrong_delimiter", "non_numeric", "mixed_dates",
-            "impossible_dates", "future_dates", "future_typo_no_as_of", "bad_prices",
+            "impossible_dates", "future_dates", "future_typo_no_as_of", "misdated_invoice",
+            "word_codes", "column_aliases", "bad_prices",
             "huge_quantities", "duplicates",
             "malformed_lines", "latin1_bytes", "several_countries", "one_customer",
             "all_rows_bad"]
@@ -482,3 +485,189 @@ def test_case_lists_match_the_corpus(corpus: dict) -> None:
     assert set(CSV_RUNS) == {n for n, c in corpus.items()
                              if c.path.suffix == ".csv" and c.rows_in is not None}
 
+
+
+# --------------------------------------------------------------------------- issue 13 (input)
+
+
+@pytest.mark.parametrize("name", ["future_typo_no_as_of", "misdated_invoice"])
+def test_stray_dates_do_not_move_the_default_as_of(name: str, corpus: dict,
+                                                   stage_runs: dict[str, StageRun],
+                                                   cli_runs: dict[str, CliRun]) -> None:
+    """A line (or a whole invoice) typed 2031 or 2021 for 2011 is set aside as stray_date and
+    said in data_quality; the as-of stays the day after the real last line."""
+    case, run = corpus[name], stage_runs[name]
+    assert run.quality["as_of"] == case.facts["as_of"]
+    assert run.quality["set_aside"]["stray_date"] == case.set_aside["stray_date"]
+    answers = json.loads((cli_runs[name].out / "answers.json").read_text())
+    assert answers["as_of"] == case.facts["as_of"]
+    notes = " ".join(answers["data_quality"]["notes"])
+    assert "look like typos" in notes and "stray_date" in notes
+
+
+def test_column_aliases_and_unused_columns_are_noted(corpus: dict,
+                                                     cli_runs: dict[str, CliRun]) -> None:
+    case, run = corpus["column_aliases"], cli_runs["column_aliases"]
+    notes = " ".join(json.loads((run.out / "answers.json").read_text())["data_quality"]["notes"])
+    for alias, canonical in case.facts["aliases"].items():
+        assert f"{alias!r} as {canonical}" in notes, notes
+    for column in case.facts["ignored"]:
+        assert f"column(s) not used: {column!r}" in notes, notes
+
+
+def test_renamed_columns_note_the_unnamed_columns(stage_runs: dict[str, StageRun]) -> None:
+    notes = " ".join(stage_runs["renamed_columns"].extract["notes"])
+    assert "column(s) not used: an unnamed column, 'Unnamed: 9'" in notes
+    assert "another name" not in notes  # Invoice, Price, Customer ID are Online Retail II's
+
+
+def test_out_of_time_without_anyone_to_compare_does_not_crash() -> None:
+    """The issue's crash: as of 2031-01-02 nobody had bought in the year before the cut, but a
+    2031 line brought revenue after it; the text formatted a None spend per customer."""
+    from insiders.config import SelectionRules, Windows
+    from insiders.models import evaluation
+
+    rows = [(str(c), f"2011-{m:02d}-01 10:00:00", 10.0 + c) for c in range(30) for m in (3, 6, 9)]
+    rows.append(("5", "2031-01-01 10:00:00", 99.0))
+    tx = pd.DataFrame(rows, columns=["customer_id", "invoice_date", "revenue"])
+    tx["invoice_date"] = pd.to_datetime(tx["invoice_date"])
+    tx = tx.assign(invoice=[f"I{i}" for i in range(len(tx))], stock_code="85123A",
+                   description="X", quantity=1, unit_price=tx["revenue"], country="UK",
+                   is_return=False, is_cancellation=False)
+    tx["customer_id"] = tx["customer_id"].astype("category")
+    result = evaluation.out_of_time(tx, pd.Timestamp("2031-01-02"), Windows(), SelectionRules(),
+                                    n_boot=50, seed=42)
+    assert result["available"] is False
+    assert result["text"].startswith("Chosen on 2030-10-02, no customer had a purchase")
+
+
+# --------------------------------------------------------------------------- CLI arguments
+
+
+def _cli(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDERS_")}
+    env["INSIDERS_HOME"] = str(home)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(name, "1")
+    return subprocess.run([*_cli_command(), *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("text", ["01-09-2011", "9/1/2011", "1.9.2011", "2011/09/01",
+                                  "Sept 1 2011", "20110901"])
+def test_as_of_in_another_form_is_refused(text: str) -> None:
+    """`01-09-2011` was read as 2011-01-09 on UK data: any form but YYYY-MM-DD is refused."""
+    from insiders import cli
+
+    with pytest.raises(InsidersError, match=r"write the date as YYYY-MM-DD"):
+        cli.parse_as_of(text, dt.date(2026, 12, 1))
+
+
+def test_as_of_checks() -> None:
+    from insiders import cli
+
+    today = dt.date(2026, 12, 1)
+    assert cli.parse_as_of(" 2011-09-01 ", today) == "2011-09-01"
+    assert cli.parse_as_of("2026-12-01", today) == "2026-12-01"
+    with pytest.raises(InsidersError, match="not a day of the calendar"):
+        cli.parse_as_of("2011-02-30", today)
+    with pytest.raises(InsidersError, match=r"after today \(2026-12-01\).*choose an earlier"):
+        cli.parse_as_of("2030-01-01", today)
+
+
+def test_cli_as_of_messages_are_one_line_and_point_the_right_way(corpus: dict,
+                                                                 tmp_path: Path) -> None:
+    path = corpus["future_typo_no_as_of"].path
+    ambiguous = _cli(["run", "--input", str(path), "--as-of", "01-09-2011", "--quiet",
+                      "--out", str(tmp_path / "a")], tmp_path, tmp_path / "home")
+    assert ambiguous.returncode == 2
+    assert "YYYY-MM-DD" in _one_line(ambiguous.stderr)
+    future = _cli(["run", "--input", str(path), "--as-of", "2030-01-01", "--quiet",
+                   "--out", str(tmp_path / "b")], tmp_path, tmp_path / "home")
+    assert future.returncode == 2 and "choose an earlier --as-of" in _one_line(future.stderr)
+    # before today but years after the data: earlier, with the day after the last line
+    late = _cli(["run", "--input", str(path), "--as-of", "2015-01-01", "--quiet",
+                 "--out", str(tmp_path / "c")], tmp_path, tmp_path / "home")
+    line = _one_line(late.stderr)
+    assert late.returncode == 2 and "choose an earlier --as-of" in line, line
+    assert "later" not in line and "2011-12-10" in line
+    early = _cli(["run", "--input", str(path), "--as-of", "2009-01-01", "--quiet",
+                  "--out", str(tmp_path / "d")], tmp_path, tmp_path / "home")
+    line = _one_line(early.stderr)
+    assert early.returncode == 2 and "choose a later --as-of" in line, line
+
+
+def test_cli_non_product_codes_flag(corpus: dict, tmp_path: Path) -> None:
+    """The flag replaces the list: with `CD,LP` the word-coded shop's CD and LP lines go, and
+    POST (no longer listed) stays."""
+    case = corpus["word_codes"]
+    done = _cli(["run", "--input", str(case.path), "--quiet", "--out", str(tmp_path / "out"),
+                 "--non-product-codes", "CD,LP"], tmp_path, tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    quarantine = pd.read_csv(tmp_path / "out" / "quarantine.csv.gz", dtype="str")
+    aside = quarantine[quarantine["reason"] == "non_product_code"]
+    assert set(aside["stock_code"]) == {"CD", "LP"}
+    rows = _file_rows(case.path)[1:]
+    assert len(aside) == sum(1 for r in rows if r and r[1] in ("CD", "LP") and r[6])
+
+
+# --------------------------------------------------------------------------- the run folder
+
+
+def test_a_second_run_starts_from_a_clean_run_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    RunFolder(out).start()
+    # what an earlier (Olist) run left, and a file of the user's
+    (out / "work").mkdir()
+    (out / "work" / "experience_by_persona.parquet").write_bytes(b"old")
+    (out / "answers.json").write_text("{}")
+    (out / "my_notes.txt").write_text("mine")
+    RunFolder(out).start()
+    assert sorted(p.name for p in out.iterdir()) == [".insiders-run", "my_notes.txt"]
+
+
+def test_a_folder_that_is_not_a_run_folder_is_never_emptied(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("x")
+    (home / "work").mkdir()  # a user's own work folder, not a run's
+    (home / "work" / "thesis.tex").write_text("y")
+    with pytest.raises(InsidersError, match=r"not an Insiders run folder.*\.bashrc"):
+        RunFolder(home).start()
+    only_work = tmp_path / "only_work"
+    (only_work / "work").mkdir(parents=True)
+    (only_work / "work" / "thesis.tex").write_text("y")
+    with pytest.raises(InsidersError, match="not an Insiders run folder"):
+        RunFolder(only_work).start()
+    assert (home / "work" / "thesis.tex").exists() and (only_work / "work" / "thesis.tex").exists()
+    # a run folder written before the marker existed is recognised by its record
+    legacy = tmp_path / "legacy"
+    (legacy / "work").mkdir(parents=True)
+    (legacy / "work" / "extract.json").write_text("{}")
+    (legacy / "report.html").write_text("old")
+    RunFolder(legacy).start()
+    assert sorted(p.name for p in legacy.iterdir()) == [".insiders-run"]
+
+
+def test_cli_refuses_a_home_folder_as_out(corpus: dict, tmp_path: Path) -> None:
+    home = tmp_path / "user"
+    home.mkdir()
+    (home / "photo.jpg").write_bytes(b"\xff\xd8")
+    done = _cli(["run", "--input", str(corpus["future_typo_no_as_of"].path), "--quiet",
+                 "--out", str(home)], tmp_path, tmp_path / "home")
+    assert done.returncode == 2 and "photo.jpg" in _one_line(done.stderr)
+    assert sorted(p.name for p in home.iterdir()) == ["photo.jpg"]
+
+
+def test_dashboard_without_a_store_names_the_path(tmp_path: Path) -> None:
+    """Outside the repository: "unable to open database file" said neither where nor what to
+    do, and an existing home got an empty SQLite file as a side effect."""
+    home = tmp_path / "insiders-home"
+    done = _cli(["dashboard", "--out", str(tmp_path / "d.html")], tmp_path, home)
+    line = _one_line(done.stderr)
+    assert done.returncode == 2
+    assert f"no SQL store at {home / 'insiders.sqlite'}" in line and "make run" in line
+    home.mkdir()
+    done = _cli(["dashboard", "--out", str(tmp_path / "d.html")], tmp_path, home)
+    assert done.returncode == 2 and "no SQL store at" in _one_line(done.stderr)
+    assert not (home / "insiders.sqlite").exists()

@@ -237,3 +237,39 @@ def test_folder_and_glob_read_every_table_in_order(tmp_path: Path) -> None:
         # each file numbers its own rows from 2
         assert frame["source_row"].tolist() == [2, 3, 4, 2, 3]
         assert sorted(Path(f).name for f in stats.files) == ["2010-12.csv", "2011-01.csv.gz"]
+
+
+def test_column_notes_name_aliases_and_unread_columns() -> None:
+    """Aliases are guesses about someone else's export and unread columns may matter: both are
+    said. The Online Retail I and II spellings go without a note."""
+    header = ["order_id", "SKU", "qty", "date", "Price", "customer", "Quantity", "Warehouse", ""]
+    mapping = extract.map_columns(header, "shop.csv")
+    assert mapping["quantity"] == "Quantity"  # the first spelling in ALIASES order wins
+    notes = extract.column_notes(header, mapping, "shop.csv")
+    assert notes[0] == ("shop.csv: read column(s) by another name: 'order_id' as InvoiceNo, "
+                        "'SKU' as StockCode, 'date' as InvoiceDate, 'customer' as CustomerID; "
+                        "check that they mean this")
+    assert notes[1].startswith("shop.csv: column(s) not used: 'qty', 'Warehouse', an "
+                               "unnamed column (the product reads InvoiceNo")
+    standard = HEADER
+    assert extract.column_notes(standard, extract.map_columns(standard, "a.csv"), "a.csv") == []
+
+
+def test_xlsx_column_notes_reach_the_extract_notes(tmp_path: Path) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Sales"
+    sheet.append(["order_id", "sku", "Description", "qty", "date", "price", "customer",
+                  "Country", "channel"])
+    sheet.append(["536365", "85123A", "WHITE HANGING HEART", 6, "2010-12-01 08:26:00", 2.55,
+                  17850, "United Kingdom", "web"])
+    path = tmp_path / "shop.xlsx"
+    book.save(path)
+    stats = extract.ExtractStats()
+    chunks = list(extract.read_source(path, stats=stats))
+    assert len(chunks[0].frame) == 1
+    notes = " ".join(stats.notes)
+    assert f"{path}[Sales]: read column(s) by another name: 'order_id' as InvoiceNo" in notes
+    assert f"{path}[Sales]: column(s) not used: 'channel'" in notes

@@ -16,10 +16,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_stage
+from conftest import default_as_of, run_stage
 from insiders import extract, quality, stages
+from insiders.catalog import RunFolder
+from insiders.errors import InputError
 
 AS_OF = pd.Timestamp("2011-12-01")
+TODAY = pd.Timestamp("2012-06-01")  # the day of the run in the frames below
 GOOD = {"invoice": "536365", "stock_code": "85123A", "description": "WHITE HANGING HEART",
         "quantity": "6", "invoice_date": "2011-11-30 10:00:00", "unit_price": "2.55",
         "customer_id": "17850.0", "country": "United Kingdom"}
@@ -32,6 +35,7 @@ CASES: list[tuple[dict, str | None]] = [
     ({"invoice_date": "1989-12-31 10:00:00"}, "implausible_date"),
     ({"invoice_date": "2011-12-01 00:00:00"}, "after_as_of"),  # exactly on the as-of date
     ({"invoice_date": "2011-12-09 12:50:00"}, "after_as_of"),
+    ({"invoice_date": "2099-01-01 10:00:00"}, "stray_date"),  # after the day of the run
     ({"invoice_date": "2011-11-30 23:59:59"}, None),  # the last second before the cut
     ({"customer_id": ""}, "missing_customer_id"),
     ({"customer_id": "nan"}, "missing_customer_id"),
@@ -69,7 +73,7 @@ def _expected(cases: list[tuple[dict, str | None]]) -> list[str | None]:
 
 def test_each_line_gets_the_first_reason_that_applies() -> None:
     raw = _raw(CASES)
-    kept, aside = quality.clean_chunk(raw, AS_OF)
+    kept, aside = quality.clean_chunk(raw, AS_OF, today=TODAY)
     expected = _expected(CASES)
     assert len(kept) + len(aside) == len(raw)
     got = dict(zip(aside["source_row"], aside["reason"], strict=True))
@@ -85,10 +89,10 @@ def test_each_line_gets_the_first_reason_that_applies() -> None:
 def test_returns_and_cancellations_are_kept_with_negative_revenue() -> None:
     kept, _ = quality.clean_chunk(_raw(CASES), AS_OF)
     kept = kept.set_index("source_row")
-    ret = kept.loc[2 + 22]  # invoice 536366, -2 x 2.55: a return on an ordinary invoice
+    ret = kept.loc[2 + 23]  # invoice 536366, -2 x 2.55: a return on an ordinary invoice
     assert ret["is_return"] and not ret["is_cancellation"]
     assert ret["revenue"] == pytest.approx(-5.10)
-    canc = kept.loc[2 + 23]  # C536379, -1 x 2.55
+    canc = kept.loc[2 + 24]  # C536379, -1 x 2.55
     assert canc["is_return"] and canc["is_cancellation"]
     assert canc["revenue"] == pytest.approx(-2.55)
     assert canc["stock_code"] == "22423"
@@ -281,3 +285,173 @@ def test_stage_finds_duplicates_in_different_blocks(tmp_path: Path) -> None:
     assert sorted(aside["invoice"]) == ["536000", str(536_000 + n - 1)]
     tx = pd.read_parquet(tmp_path / "work/transactions.parquet", columns=["source_row"])
     assert tx["source_row"].min() == 2 and tx["source_row"].max() == n + 1
+
+
+# --------------------------------------------------------------------------- the default as-of
+
+
+def _days(spec: dict[str, int]) -> pd.Series:
+    """Lines per day, as `quality.lines_per_day` returns them."""
+    return pd.Series(spec, dtype="int64").rename(index=pd.Timestamp).sort_index()
+
+
+def _retail_days(total: int = 20_000) -> dict[str, int]:
+    """`total` lines spread over the trading days of Dec 2010 - 9 Dec 2011."""
+    days = pd.bdate_range("2010-12-01", "2011-12-09")
+    counts = np.full(len(days), total // len(days))
+    counts[: total - counts.sum()] += 1
+    return {str(d.date()): int(c) for d, c in zip(days, counts, strict=True)}
+
+
+def test_default_as_of_sets_a_line_after_today_aside() -> None:
+    """The issue: one 2031 line in a 20,000-line file moved the as-of to 2031-01-02."""
+    days = _days({**_retail_days(), "2031-01-01": 1})
+    choice = quality.default_as_of(days, today=pd.Timestamp("2026-12-01"))
+    assert choice.as_of == pd.Timestamp("2011-12-10")
+    assert choice.stray_from == pd.Timestamp("2031-01-01") and choice.stray_lines == 1
+    assert choice.note.startswith("1 line(s) dated after 2011-12-09 (2031-01-01; after today, "
+                                  "2026-12-01) look like typos")
+
+
+def test_default_as_of_sets_a_misdated_invoice_aside_even_before_today() -> None:
+    """A 169-line invoice typed 2031 for 2010 holds 0.8% of the file: more than the 0.5%
+    support the old rule asked for, so the old rule took 2031-01-02 as the as-of. Found
+    alone after a years-long gap, it is a typo whatever the day of the run."""
+    days = _days({**_retail_days(), "2031-01-01": 169})
+    choice = quality.default_as_of(days, today=pd.Timestamp("2040-01-01"))
+    assert choice.as_of == pd.Timestamp("2011-12-10")
+    assert choice.stray_lines == 169 and "far after the rest" in choice.note
+
+
+def test_default_as_of_in_thin_data_does_not_fall_back_to_the_last_date() -> None:
+    """One line a month for ten years: every day has the old rule's support of 1 line, so a
+    2031 typo counted as the end of the data."""
+    months = pd.date_range("2010-01-15", "2019-12-15", freq="MS") + pd.Timedelta(days=14)
+    days = _days({**{str(d.date()): 1 for d in months}, "2025-03-01": 1})
+    choice = quality.default_as_of(days, today=pd.Timestamp("2026-12-01"))
+    assert choice.as_of == months[-1] + pd.Timedelta(days=1)
+    assert choice.stray_lines == 1
+
+
+def test_default_as_of_keeps_real_data_to_its_last_day() -> None:
+    days = _days(_retail_days())
+    choice = quality.default_as_of(days, today=pd.Timestamp("2026-12-01"))
+    assert choice == quality.AsOfChoice(pd.Timestamp("2011-12-10"))
+    # a quiet last week and a Christmas closure are data, not typos
+    quiet = _days({**_retail_days(), "2011-12-20": 3, "2012-01-05": 40})
+    assert quality.default_as_of(quiet, pd.Timestamp("2026-12-01")).as_of == pd.Timestamp(
+        "2012-01-06")
+
+
+def test_default_as_of_a_lone_line_a_month_later_is_set_aside() -> None:
+    """No long gap, but the month up to it holds one line of 20,000: the support rule."""
+    days = _days({**_retail_days(), "2012-01-20": 1})
+    choice = quality.default_as_of(days, today=pd.Timestamp("2026-12-01"))
+    assert choice.as_of == pd.Timestamp("2011-12-10") and choice.stray_lines == 1
+
+
+def test_default_as_of_refuses_when_every_date_is_after_today() -> None:
+    with pytest.raises(InputError, match=r"after today \(2026-12-01\).*2031-01-01"):
+        quality.default_as_of(_days({"2031-01-01": 5, "2031-02-01": 5}),
+                              pd.Timestamp("2026-12-01"))
+    with pytest.raises(InputError, match="no row has a readable invoice date"):
+        quality.default_as_of(pd.Series(dtype="int64"), pd.Timestamp("2026-12-01"))
+
+
+def test_stage_sets_the_stray_lines_aside_with_their_reason(tmp_path: Path) -> None:
+    """Through the stages: the default as-of, then quality; the 2031 invoice is stray_date."""
+    days = pd.bdate_range("2010-12-01", "2011-12-09")
+    raw = _raw([({"invoice_date": f"{days[i % len(days)].date()} 10:00:00",
+                  "invoice": str(540_000 + i)}, None) for i in range(3_000)]
+               + [({"invoice_date": "2031-01-01 10:00:00", "invoice": "599999",
+                    "stock_code": str(20_000 + i)}, None) for i in range(40)])
+    _write_run(tmp_path, raw)
+    folder = RunFolder(tmp_path)
+    folder.save_stage("extract", {"source": "hand.csv", "notes": []})
+    as_of = default_as_of(tmp_path)
+    assert as_of == pd.Timestamp("2011-12-10")
+    notes = folder.stage("extract")["notes"]
+    assert len(notes) == 1 and "40 line(s) dated after 2011-12-09" in notes[0]
+    result = run_stage(stages.quality, tmp_path, as_of=as_of)
+    assert result["set_aside"] == {"stray_date": 40}
+    aside = pd.read_csv(tmp_path / "quarantine.csv.gz", dtype="str")
+    assert set(aside["invoice"]) == {"599999"} and set(aside["reason"]) == {"stray_date"}
+
+
+def test_as_of_advice_says_the_right_direction() -> None:
+    """`--as-of 2030-01-01` on 2011 data said "choose a later --as-of": it means earlier."""
+    first, last = pd.Timestamp("2010-12-01 08:26"), pd.Timestamp("2011-12-09 12:50")
+    late = quality.as_of_advice(pd.Timestamp("2030-01-01"), first, last, 12)
+    assert "choose an earlier --as-of" in late and "2011-12-10" in late
+    early = quality.as_of_advice(pd.Timestamp("2005-01-01"), first, last, 12)
+    assert "choose a later --as-of" in early and "2010-12-01" in early
+
+
+# --------------------------------------------------------------------------- non-product codes
+
+
+def test_a_catalogue_of_short_word_codes_is_kept() -> None:
+    """A music shop codes its products CD, LP, DVD, BOX: the old short-code rule set every
+    line aside as non_product_code."""
+    codes = ["CD", "LP", "DVD", "BOX", "VINYL", "MP3"]
+    kept, aside = quality.clean_chunk(_raw([({"stock_code": c}, None) for c in codes]), AS_OF)
+    assert kept["stock_code"].tolist() == codes and aside.empty
+
+
+def test_non_product_codes_are_configurable() -> None:
+    rule = quality.NonProductCodes.parse("cd, GIFT*")
+    assert rule.codes == frozenset({"CD"}) and rule.prefixes == ("GIFT",)
+    mask = rule.mask(pd.Series(["CD", " cd ", "LP", "GIFTCARD", "POST"]))
+    assert mask.tolist() == [True, True, False, True, False]
+    assert quality.NonProductCodes.parse("").mask(pd.Series(["POST"])).tolist() == [False]
+    # the default is the documented Online Retail list
+    assert quality.NonProductCodes.parse(None) == quality.DEFAULT_NON_PRODUCTS
+    assert quality.DEFAULT_NON_PRODUCTS.mask(pd.Series(["POST", "DCGS0003", "85123A"])
+                                             ).tolist() == [True, False, False]
+
+
+def test_settings_read_the_non_product_codes_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from insiders.config import Settings
+
+    monkeypatch.setenv("INSIDERS_NON_PRODUCT_CODES", "WRAP,POST")
+    settings = Settings.from_env(home=tmp_path)
+    assert settings.non_product_codes == "WRAP,POST"
+    raw = _raw([({}, None), ({"stock_code": "WRAP", "invoice": "2"}, None),
+                ({"stock_code": "DOT", "invoice": "3"}, None)])
+    _write_run(tmp_path / "run", raw)
+    result = run_stage(stages.quality, tmp_path / "run", as_of=AS_OF,
+                       non_product_codes=settings.non_product_codes)
+    assert result["set_aside"] == {"non_product_code": 1}  # WRAP; DOT is a product here
+
+
+def test_a_rule_that_would_discard_most_lines_stops(tmp_path: Path) -> None:
+    raw = _raw([({"stock_code": f"CD{i}", "invoice": str(i)}, None) for i in range(24)]
+               + [({"stock_code": "85123A", "invoice": "99"}, None)])
+    _write_run(tmp_path, raw)
+    with pytest.raises(InputError, match=r"would set aside 96% of the usable lines \(24 of 25\)"
+                                         r".*--non-product-codes.*now: CD\*"):
+        run_stage(stages.quality, tmp_path, as_of=AS_OF, non_product_codes="CD*")
+    # the same file with the default list goes through
+    assert run_stage(stages.quality, tmp_path, as_of=AS_OF)["rows_kept"] == 25
+
+
+def test_a_rule_that_would_discard_most_revenue_stops() -> None:
+    """Few lines but most of the money: a catalogue's big-ticket items coded like fees."""
+    tally = quality.NonProductTally(quality.NonProductCodes.parse("FEE"))
+    raw = _raw([({"stock_code": "FEE", "unit_price": "500"}, None)]
+               + [({"invoice": str(i)}, None) for i in range(24)])
+    quality.clean_chunk(raw, AS_OF, non_products=tally)
+    assert (tally.aside_lines, tally.kept_lines) == (1, 24)
+    assert tally.aside_revenue == pytest.approx(3000.0)  # against 24 x 15.30 = 367.20 kept
+    with pytest.raises(InputError, match=r"4% of the usable lines \(1 of 25\) and 89% of"):
+        tally.check("shop.csv")
+
+
+def test_the_guard_needs_enough_lines_to_judge() -> None:
+    """A handful of lines (the corpus' all_rows_bad file) is no evidence about a catalogue."""
+    tally = quality.NonProductTally()
+    quality.clean_chunk(_raw([({"stock_code": "POST"}, None), ({"stock_code": "DOT"}, None)]),
+                        AS_OF, non_products=tally)
+    assert tally.aside_lines == 2 and tally.kept_lines == 0
+    tally.check("tiny.csv")  # does not raise

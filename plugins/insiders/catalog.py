@@ -55,7 +55,9 @@ DATASETS: dict[str, Dataset] = {
 }
 STAGE_RESULT = "work/{name}.json"  # each stage's figures (what it logged and returned)
 SOURCE_TABLE = "work/source/{name}.parquet"  # tables a source adapter keeps for later stages
-MARKER = "work/run.json"  # written first: marks a folder the product owns
+MARKER = ".insiders-run"  # written first: marks a folder the product owns
+# what a run writes at the top of its folder (everything else there is the user's)
+OUTPUTS = tuple(sorted({d.path.split("/")[0] for d in DATASETS.values()}))
 
 
 class RunFolder:
@@ -157,29 +159,46 @@ class RunFolder:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, description: dict) -> None:
-        """Begin a run here: remove what an earlier run left, then mark the folder as ours.
+    def start(self, description: dict | None = None) -> None:
+        """Begin a run here: remove what an earlier run left, never what the product did not
+        write.
 
-        Only files this catalog names and the `work/` folder are removed, and only from a
-        folder that is empty or was marked by an earlier run, so pointing `--out` at a
-        folder of one's own never deletes anything in it.
+        A folder is a run folder when it holds the marker a run leaves (`.insiders-run`), or
+        only the files a run writes with its `work/extract.json` (a run from before the
+        marker). Then the earlier run's outputs are removed (an Olist run's source tables
+        would otherwise outlive it) and files the user put there stay. Any other non-empty
+        folder (a home directory!) is refused.
         """
-        if self.path.exists() and any(self.path.iterdir()) and not (self.path / MARKER).exists():
-            known = {Path(d.path).parts[0] for d in DATASETS.values()}
-            foreign = sorted(p.name for p in self.path.iterdir() if p.name not in known)
-            if foreign:
-                from .errors import InputError
+        from .errors import InputError
 
-                raise InputError(
-                    f"{self.path} holds files that no run wrote ({', '.join(foreign[:3])}"
-                    f"{', ...' if len(foreign) > 3 else ''}): choose an empty or new folder "
-                    "for the outputs")
-        for dataset in DATASETS.values():
-            (self.path / dataset.path).unlink(missing_ok=True)
-        shutil.rmtree(self.path / "work", ignore_errors=True)
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"{self.path} is a file, not a folder; choose a folder for the "
+                             "run's outputs")
+        if self.path.is_dir():
+            entries = sorted(p.name for p in self.path.iterdir())
+            marked = MARKER in entries
+            foreign = [e for e in entries if e not in OUTPUTS and e != MARKER]
+            # an unmarked folder is a run's only with a run's own record in it, not the names
+            legacy = not foreign and (self.path / STAGE_RESULT.format(name="extract")).is_file()
+            if entries and not marked and not legacy:
+                shown = ", ".join((foreign or entries)[:3]) + (
+                    ", ..." if len(foreign or entries) > 3 else "")
+                raise InputError(f"{self.path.resolve()} is not empty and is not an Insiders "
+                                 f"run folder (it holds {shown}); choose a new or empty "
+                                 "folder, e.g. --out insiders-out")
+            for name in OUTPUTS:
+                path = self.path / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.exists() or path.is_symlink():
+                    path.unlink()
+        self.path.mkdir(parents=True, exist_ok=True)
         self._transactions = None
         self._cache.clear()
-        _write_json(self._file(MARKER), description)
+        (self.path / MARKER).write_text(
+            "written by Insiders: the files listed below are replaced by the next run into "
+            "this folder\n" + "\n".join(OUTPUTS) + "\n"
+            + "".join(f"{k}: {v}\n" for k, v in (description or {}).items()))
 
 
 # --------------------------------------------------------------------------- JSON

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -13,14 +15,54 @@ from .errors import InsidersError
 from .sources import DEFAULT as DEFAULT_SOURCE
 from .sources import SOURCES
 
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+# what a run writes into --out: only these are ever deleted, and only from a run folder
+def parse_as_of(text: str, today: dt.date) -> str:
+    """`--as-of` as YYYY-MM-DD only, and not after today.
 
-def _date(text: str) -> str:
-    import pandas as pd
+    `01-09-2011` is 1 September in the UK and 9 January in the US: a date library
+    guesses (it read 2011-01-09), so any other form is refused with one line. A day
+    after today has no data yet: the advice is an earlier as-of, not a later one.
+    """
+    value = text.strip()
+    if not ISO_DAY.fullmatch(value):
+        raise InsidersError(f"--as-of {text!r}: write the date as YYYY-MM-DD (e.g. 2011-09-01); "
+                            "forms like 01-09-2011 or 9/1/2011 read differently in the UK "
+                            "and the US")
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise InsidersError(f"--as-of {text!r} is not a day of the calendar; write a real "
+                            "date as YYYY-MM-DD") from None
+    if day > today:
+        raise InsidersError(f"--as-of {day} is after today ({today}): no line dated after "
+                            "today can be known; choose an earlier --as-of (at most "
+                            f"{today + dt.timedelta(days=1)}, to include today's lines)")
+    return str(day)
+
+
+def check_sql_store(url: str, settings: Settings) -> None:
+    """A SQLite store that is not there: name the path and what to do.
+
+    SQLite would otherwise create an empty file (or fail with "unable to open database
+    file" when its folder is missing), which says neither where it looked nor why.
+    """
+    import sqlalchemy as sa
 
     try:
-        return str(pd.Timestamp(text).date())
-    except (ValueError, TypeError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (use YYYY-MM-DD)") from None
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise InsidersError(f"{url!r} is not a SQLAlchemy URL (e.g. sqlite:////abs/path.sqlite "
+                            "or postgresql+psycopg://user@host/db)") from None
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    if not path.is_file():
+        raise InsidersError(
+            f"no SQL store at {path.resolve()} (INSIDERS_HOME is {settings.home}): run the "
+            "monthly flow first (`make run` in the repository, or `insiders backfill "
+            "--first-month 2011-11 --last-month 2011-11`), or point --sql-url, "
+            "INSIDERS_SQL_URL or INSIDERS_HOME at an existing store")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,10 +79,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--source", choices=sorted(SOURCES), default=None,
                      help=f"the layout of the input (default: {DEFAULT_SOURCE})")
     run.add_argument("--query", help="table name or SELECT when --input is a database URL")
-    run.add_argument("--as-of", type=_date, help="use only lines dated before this day "
-                                                  "(default: the day after the last line)")
-    run.add_argument("--out", default="insiders-out", help="output folder (default: "
-                                                           "./insiders-out)")
+    run.add_argument("--as-of", help="use only lines dated before this day, YYYY-MM-DD "
+                                      "(default: the day after the last line)")
+    run.add_argument("--non-product-codes", default=None,
+                     help="stock codes that are not products, comma separated, NAME* for a "
+                          "prefix; '' for none (default: INSIDERS_NON_PRODUCT_CODES or the "
+                          "Online Retail list: POST, DOT, M, D, BANK CHARGES, GIFT_*, ...)")
+    run.add_argument("--out", default="insiders-out",
+                     help="output folder, new or from an earlier run, whose outputs are "
+                          "replaced (default: ./insiders-out)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     demo = sub.add_parser("demo", help="write the deterministic demo data set")
@@ -121,6 +168,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from . import dashboard
 
         settings = Settings.from_env()
+        check_sql_store(args.sql_url or settings.sql_url_or_default, settings)
         path = dashboard.render_dashboard(
             args.sql_url or settings.sql_url_or_default, Path(args.out),
             Path(args.definitions) if args.definitions else None)
@@ -150,7 +198,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from . import pipeline, stages
 
-    settings = Settings.from_env(source_query=args.query)
+    settings = Settings.from_env(source_query=args.query,
+                                 non_product_codes=args.non_product_codes)
+    as_of = parse_as_of(args.as_of, dt.date.today()) if args.as_of else None
     started = time.perf_counter()
     bar = None
     if not args.quiet:
@@ -166,7 +216,7 @@ def _run(args: argparse.Namespace) -> int:
             bar.set_description(name)
 
     try:
-        result = pipeline.run(settings, args.input, args.as_of, args.out, kind=args.source,
+        result = pipeline.run(settings, args.input, as_of, args.out, kind=args.source,
                               on_stage=on_stage)
     finally:
         if bar is not None:

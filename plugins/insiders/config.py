@@ -89,6 +89,9 @@ class Settings:
     stability_months: int = StabilityRules.months
     seed: int = DEFAULT_SEED
     chunk_rows: int = 250_000
+    # stock codes that are not products: comma separated, `NAME*` a prefix; None = the Online
+    # Retail list (quality.DEFAULT_NON_PRODUCT_CODES), "" from the CLI = none
+    non_product_codes: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.home, Path):  # a plain string from a caller is fine

@@ -78,6 +78,39 @@ def map_columns(header: Iterable[object], where: str) -> dict[str, str]:
     return mapping
 
 
+# the spellings of the Online Retail (I and II) files: read without a note
+STANDARD_SPELLINGS = frozenset({"invoiceno", "invoice", "stockcode", "description", "quantity",
+                                "invoicedate", "unitprice", "price", "customerid", "country"})
+
+
+def column_notes(header: Iterable[object], mapping: dict[str, str], where: str) -> list[str]:
+    """What a user should know about the columns: aliases read and columns left unread.
+
+    `sku` read as StockCode or `date` as InvoiceDate is a guess about someone else's
+    export; a column the product does not read may hold something that matters (a
+    second quantity, a currency). Both are said, not done silently.
+    """
+    names = [str(h) if h is not None else "" for h in header]
+    notes = []
+    aliases = [f"{orig!r} as {DISPLAY[canon]}" for canon, orig in mapping.items()
+               if _norm(orig) not in STANDARD_SPELLINGS]
+    if aliases:
+        notes.append(f"{where}: read column(s) by another name: {', '.join(aliases)}; check "
+                     "that they mean this")
+    used = set(mapping.values())
+    ignored, seen = [], set()
+    for name in names:
+        if name in used and name not in seen:
+            seen.add(name)  # the first column of a name is read; a repeat is not
+            continue
+        ignored.append(repr(name) if name.strip() else "an unnamed column")
+    if ignored:
+        notes.append(f"{where}: column(s) not used: {', '.join(ignored)} (the product reads "
+                     "InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, "
+                     "CustomerID, Country)")
+    return notes
+
+
 @dataclass
 class ExtractStats:
     """What was read: rows per file, rows that could not be split into fields, notes."""
@@ -207,6 +240,7 @@ def _read_delimited(
     line, delimiter = _header_line(opener, where)
     names = next(csv.reader([line], delimiter=delimiter), [])
     mapping = map_columns(names, where)
+    stats.notes.extend(column_notes(names, mapping, where))
     bad: list[tuple[int, str]] = []
     swallowed: list[tuple[int, int]] = []  # (row, lines): an unclosed quote ran over lines
 
@@ -396,6 +430,7 @@ def _read_xlsx(fh, where: str, chunk_rows: int, stats: ExtractStats) -> Iterator
                 continue
             used += 1
             names = [str(h) if h is not None else "" for h in header]
+            stats.notes.extend(column_notes(names, mapping, sheet_where))
             index = {canon: names.index(orig) for canon, orig in mapping.items()}
             buffer: list[tuple] = []
             done = kept = 0
@@ -491,6 +526,7 @@ def read_sql(url: str, query: str | None, chunk_rows: int, stats: ExtractStats
             result = conn.execution_options(stream_results=True).execute(statement)
             mapping = map_columns(result.keys(), where)
             keys = list(result.keys())
+            stats.notes.extend(column_notes(keys, mapping, where))
             done = 0
             while True:
                 rows = result.fetchmany(chunk_rows)

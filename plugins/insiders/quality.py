@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import InputError
 from .extract import RAW_COLUMNS
 
 # reason -> what it means, in the order reasons are checked
@@ -22,6 +23,8 @@ REASONS: dict[str, str] = {
     "order_not_delivered": "the order was cancelled or not delivered (yet): not a purchase",
     "unparseable_date": "the invoice date is not a date (or an impossible one, e.g. 30 Feb)",
     "implausible_date": "the invoice date is before 1990",
+    "stray_date": ("dated after the day of the run, or alone far after the rest of the data: a "
+                   "typo (e.g. 2031 for 2011), not the end of the data"),
     "after_as_of": "dated on or after the as-of date: not yet known on the day of the run",
     "missing_customer_id": "no customer id: the line cannot be attributed to a customer",
     "unparseable_quantity": "the quantity is not a whole number",
@@ -33,14 +36,98 @@ REASONS: dict[str, str] = {
     "duplicate": "an exact copy of an earlier line",
 }
 
-# Stock codes that are not products in the Online Retail data and its look-alikes.
-NON_PRODUCT_CODES = frozenset(
-    {"POST", "DOT", "D", "M", "C2", "C3", "CRUK", "BANK CHARGES", "AMAZONFEE", "S", "PADS", "B",
-     "ADJUST", "ADJUST2", "TEST001", "TEST002", "GIFT", "CARRIAGE", "SAMPLES", "FEE",
-     "DISCOUNT", "POSTAGE", "SHIPPING"}
+# Stock codes that are not products (postage, fees, discounts, manual lines, tests) in the
+# Online Retail data; `NAME*` is a prefix. Another catalogue brings its own list through
+# Settings.non_product_codes (INSIDERS_NON_PRODUCT_CODES, `insiders run --non-product-codes`).
+# DCGS... codes are real products (party bags, dog collars) and stay in.
+DEFAULT_NON_PRODUCT_CODES = (
+    "POST,DOT,D,M,C2,C3,CRUK,BANK CHARGES,AMAZONFEE,S,PADS,B,ADJUST*,TEST*,GIFT_*,AMAZON*,BANK*,"
+    "GIFT,CARRIAGE,SAMPLES,FEE,DISCOUNT,POSTAGE,SHIPPING"
 )
-# DCGS... codes are real products (party bags, dog collars) and stay in
-NON_PRODUCT_PREFIXES = ("GIFT_", "TEST", "ADJUST", "AMAZON", "BANK")
+# a non-product rule that would set aside more than this share of the usable lines or of their
+# revenue describes the catalogue wrongly: stop and say so rather than discard the file
+MAX_NON_PRODUCT_SHARE = 0.5
+MIN_LINES_FOR_THE_GUARD = 20  # below this many usable lines a share says little
+
+
+@dataclass(frozen=True)
+class NonProductCodes:
+    """Which stock codes are not products a customer chose to buy: exact codes and prefixes.
+
+    A list, not a pattern: a rule like "short codes without digits" fits one catalogue
+    only (a shop coding CDs as `CD` lost every line to it).
+    """
+
+    codes: frozenset[str]
+    prefixes: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str | None) -> NonProductCodes:
+        """`POST, DOT, GIFT_*`: comma separated, case-insensitive; None = the default list."""
+        text = DEFAULT_NON_PRODUCT_CODES if text is None else text
+        items = [item.strip().upper() for item in text.split(",") if item.strip()]
+        return cls(frozenset(i for i in items if not i.endswith("*")),
+                   tuple(i[:-1] for i in items if i.endswith("*") and len(i) > 1))
+
+    def mask(self, codes: pd.Series) -> np.ndarray:
+        upper = codes.astype("str").str.strip().str.upper()
+        out = upper.isin(self.codes)
+        if self.prefixes:
+            out |= upper.str.startswith(self.prefixes)
+        return out.to_numpy(dtype=bool)
+
+    def describe(self) -> str:
+        if self == NonProductCodes.parse(None):
+            return "the Online Retail list, POST, DOT, M, D, BANK CHARGES, GIFT_*, ..."
+        return ",".join(sorted(self.codes) + [p + "*" for p in self.prefixes]) or "none"
+
+
+DEFAULT_NON_PRODUCTS = NonProductCodes.parse(None)
+
+
+@dataclass
+class NonProductTally:
+    """Lines and revenue the non-product rule sets aside against those kept, across blocks.
+
+    Only lines that pass every other check count, so the shares say what the rule alone
+    would discard.
+    """
+
+    rule: NonProductCodes = DEFAULT_NON_PRODUCTS
+    aside_lines: int = 0
+    aside_revenue: float = 0.0
+    kept_lines: int = 0
+    kept_revenue: float = 0.0
+    codes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, aside_codes: pd.Series, aside_revenue: float, kept_lines: int,
+            kept_revenue: float) -> None:
+        self.aside_lines += len(aside_codes)
+        self.aside_revenue += float(aside_revenue)
+        self.kept_lines += int(kept_lines)
+        self.kept_revenue += float(kept_revenue)
+        for code, count in aside_codes.astype("str").str.strip().value_counts().items():
+            self.codes[code] = self.codes.get(code, 0) + int(count)
+
+    def check(self, where: str) -> None:
+        """Raise InputError when the rule would discard most of the usable lines or revenue."""
+        lines = self.aside_lines + self.kept_lines
+        revenue = self.aside_revenue + self.kept_revenue
+        line_share = self.aside_lines / lines if lines else 0.0
+        revenue_share = self.aside_revenue / revenue if revenue > 0 else 0.0
+        if lines < MIN_LINES_FOR_THE_GUARD or max(line_share, revenue_share) <= \
+                MAX_NON_PRODUCT_SHARE:
+            return
+        top = sorted(self.codes.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        shown = ", ".join(f"{code} ({count:,})" for code, count in top)
+        raise InputError(
+            f"{where}: the non-product codes would set aside {line_share:.0%} of the usable "
+            f"lines ({self.aside_lines:,} of {lines:,}) and {revenue_share:.0%} of their "
+            f"revenue, most coded {shown}; these look like this catalogue's products. List "
+            "the codes that are not products with --non-product-codes or "
+            f"INSIDERS_NON_PRODUCT_CODES (now: {self.rule.describe()})")
+
+
 MISSING_IDS = frozenset({"", "nan", "none", "null", "na", "n/a", "-", "?"})
 
 ISO_FORMAT = "ISO8601"
@@ -131,13 +218,10 @@ def normalise_customer_id(values: pd.Series) -> pd.Series:
     return text.where(~missing, None)
 
 
-def is_non_product(codes: pd.Series) -> pd.Series:
+def is_non_product(codes: pd.Series, rule: NonProductCodes = DEFAULT_NON_PRODUCTS
+                   ) -> pd.Series:
     """Postage, fees, discounts, manual lines: not products a customer chose to buy."""
-    upper = codes.astype("str").str.strip().str.upper()
-    digits = upper.str.count(r"\d")
-    # short codes with hardly a digit (POST, DOT, PADS, C2, M) are services, not products
-    return (upper.isin(NON_PRODUCT_CODES) | upper.str.startswith(NON_PRODUCT_PREFIXES)
-            | (digits < 3) & (upper.str.len() <= 5))
+    return pd.Series(rule.mask(codes), index=codes.index)
 
 
 def to_number(values: pd.Series) -> pd.Series:
@@ -186,14 +270,20 @@ def _combine(hashes: list[np.ndarray]) -> np.ndarray:
 
 
 def clean_chunk(
-    raw: pd.DataFrame, as_of: pd.Timestamp, parse_dates: DateParser | None = None
+    raw: pd.DataFrame, as_of: pd.Timestamp, parse_dates: DateParser | None = None,
+    today: pd.Timestamp | None = None, stray_from: pd.Timestamp | None = None,
+    non_products: NonProductTally | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Typed transactions and set-aside lines (with `reason`) for one block of text lines.
 
     Duplicates are not decided here (they may span blocks): kept lines carry a
-    `row_hash` of their raw text for `duplicate_mask`.
+    `row_hash` of their raw text for `duplicate_mask`. `today`: the day of the run
+    (lines dated after it are typos); `stray_from`: the first day of lines found alone
+    far after the rest (`default_as_of`); `non_products`: the non-product rule and the
+    tally its guard reads (default: the Online Retail codes, not tallied).
     """
     parse_dates = parse_dates or DateParser()
+    tally = non_products or NonProductTally()
     as_of = pd.Timestamp(as_of)
     cols = {c: _Column(raw[c]) for c in RAW_COLUMNS}
     dates = cols["invoice_date"].map(parse_dates.parse_unique).astype("datetime64[us]")
@@ -201,12 +291,19 @@ def clean_chunk(
     customer_missing = customer_clean.isna().to_numpy()[cols["customer_id"].codes]
     quantity = cols["quantity"].map(to_number)
     price = cols["unit_price"].map(to_number)
+    stray = np.zeros(len(raw), dtype=bool)
     with np.errstate(invalid="ignore"):
+        if today is not None:
+            stray |= dates >= (pd.Timestamp(today).normalize() + pd.Timedelta(days=1)
+                               ).to_datetime64()
+        if stray_from is not None:
+            stray |= dates >= pd.Timestamp(stray_from).to_datetime64()
         whole = np.isfinite(quantity) & (quantity == np.round(quantity))
         nat = np.isnat(dates)
         checks = [
             ("unparseable_date", nat),
             ("implausible_date", ~nat & (dates < np.datetime64("1990-01-01"))),
+            ("stray_date", ~nat & stray),
             ("after_as_of", ~nat & (dates >= as_of.to_datetime64())),
             ("missing_customer_id", customer_missing),
             ("unparseable_quantity", ~whole),
@@ -214,7 +311,7 @@ def clean_chunk(
             ("zero_quantity", quantity == 0),
             ("unparseable_price", ~np.isfinite(price)),
             ("non_positive_price", price <= 0),
-            ("non_product_code", cols["stock_code"].map(is_non_product).astype(bool)),
+            ("non_product_code", cols["stock_code"].map(tally.rule.mask).astype(bool)),
         ]
     # a source adapter may already know a line is not a purchase (Olist: undelivered orders)
     if "source_reason" in raw:
@@ -229,6 +326,12 @@ def clean_chunk(
     for i, (_, mask) in enumerate(checks):
         reason_code[(reason_code < 0) & mask] = i
     keep = reason_code < 0
+    if non_products is not None:
+        only_code = reason_code == len(checks) - 1  # every other check passed
+        with np.errstate(invalid="ignore"):
+            value = np.abs(np.nan_to_num(quantity * price))
+        non_products.add(raw.loc[only_code, "stock_code"], value[only_code].sum(),
+                         int(keep.sum()), value[keep].sum())
     names = np.array([name for name, _ in checks], dtype=object)[reason_code[~keep]]
     if source_reason is not None:
         from_source = reason_code[~keep] == 0
@@ -306,15 +409,93 @@ def lines_per_day(raw_path: Path | str, since: str = "1990-01-01") -> pd.Series:
     return (counts if counts is not None else pd.Series(dtype="int64")).sort_index()
 
 
-def last_supported_day(days: pd.Series, support: float) -> tuple[pd.Timestamp, int]:
-    """The last day whose 30 days up to it hold at least `support` of all lines, and how
-    many lines lie after it (stray dates, such as a typo in the year)."""
-    total = float(days.sum())
-    index = days.index
-    cum = days.cumsum().to_numpy()
-    start = index.searchsorted(index - pd.Timedelta(days=30), side="left")
-    before = [cum[i - 1] if i > 0 else 0.0 for i in start]
-    window = cum - before
-    supported = window >= max(1.0, support * total)
-    last = index[supported.nonzero()[0][-1]] if supported.any() else index[-1]
-    return last, int(days[days.index > last].sum())
+# --------------------------------------------------------------------------- the default as-of
+
+
+@dataclass(frozen=True)
+class AsOfChoice:
+    """The default as-of and the lines it leaves out as typos (set aside as `stray_date`)."""
+
+    as_of: pd.Timestamp
+    stray_from: pd.Timestamp | None = None  # first day of the stray lines, if any
+    stray_lines: int = 0
+    note: str | None = None
+
+
+def default_as_of(
+    days: pd.Series, today: pd.Timestamp, support: float = 0.005, max_gap_days: int = 60,
+    tail_share: float = 0.02,
+) -> AsOfChoice:
+    """The day after the last real line, from the lines per calendar day (index: days).
+
+    Stray lines are typos, not the end of the data, and are left out:
+    - a line dated after `today` (the day of the run) is never real;
+    - a tail after a gap of more than `max_gap_days` holding at most `tail_share` of
+      the lines (one 2031 line, or a misdated 169-line invoice, in a 2011 file);
+    - days whose 30 days up to them hold less than `support` of the lines.
+    The support rule alone missed a typo whose day held more lines than `support`
+    of the file (a whole misdated invoice) and, finding no supported day in thin
+    data, fell back to the very last date; the gap and today rules do not depend on it.
+    """
+    today = pd.Timestamp(today).normalize()
+    days = days[days > 0].sort_index()
+    if days.empty:
+        raise InputError("no row has a readable invoice date, so there is no default as-of "
+                         "date; check the InvoiceDate column or pass --as-of YYYY-MM-DD")
+    real = days[days.index <= today]
+    if real.empty:
+        first = days.index[0].date()
+        raise InputError(f"every readable invoice date is after today ({today.date()}), the "
+                         f"first on {first}: the dates are wrong (a typo in the year?); fix "
+                         "the InvoiceDate column")
+    index = real.index
+    total = float(real.sum())
+    last = index[-1]
+    # gap rule: the first long gap after which only a small tail of lines follows
+    tail = total - real.cumsum().to_numpy()
+    gaps = np.diff(index.to_numpy()).astype("timedelta64[D]").astype(np.int64)
+    cut = np.nonzero((gaps > max_gap_days) & (tail[:-1] <= tail_share * total))[0]
+    if len(cut):
+        last = index[cut[0]]
+    # support rule: the last day whose 30 days hold a fair share of the lines
+    kept = real[real.index <= last]
+    cum = kept.cumsum().to_numpy()
+    start = kept.index.searchsorted(kept.index - pd.Timedelta(days=30), side="left")
+    window = cum - np.where(start > 0, cum[np.maximum(start - 1, 0)], 0.0)
+    supported = np.nonzero(window >= max(1.0, support * total))[0]
+    if len(supported):
+        last = kept.index[supported[-1]]
+    stray = days[days.index > last]
+    if stray.empty:
+        return AsOfChoice(last + pd.Timedelta(days=1))
+    count = int(stray.sum())
+    future = int(stray[stray.index > today].sum())
+    dates = ", ".join(str(d.date()) for d in stray.index[:3]) + (
+        ", ..." if len(stray) > 3 else "")
+    why = ("far after the rest of the data" if not future else
+           f"after today, {today.date()}" if future == count else
+           f"{future:,} of them after today, {today.date()}")
+    note = (f"{count:,} line(s) dated after {last.date()} ({dates}; {why}) look like typos, "
+            f"not the end of the data: set aside as stray_date; the default as-of is "
+            f"{(last + pd.Timedelta(days=1)).date()} (pass --as-of YYYY-MM-DD to choose)")
+    return AsOfChoice(last + pd.Timedelta(days=1), stray.index[0], count, note)
+
+
+def as_of_advice(as_of: pd.Timestamp, first_day: pd.Timestamp | None,
+                 last_day: pd.Timestamp | None, lookback_months: int) -> str:
+    """Which way to move an as-of that finds no purchase in its period: say the right one.
+
+    `first_day`/`last_day`: the readable dates of the input. Data that ends before the
+    period starts needs an earlier as-of; data that starts on or after it, a later one.
+    """
+    as_of = pd.Timestamp(as_of)
+    start = as_of - pd.DateOffset(months=lookback_months)
+    if last_day is not None and pd.Timestamp(last_day) < start:
+        after_last = pd.Timestamp(last_day).normalize() + pd.Timedelta(days=1)
+        return (f"the data ends on {pd.Timestamp(last_day).date()}, before the "
+                f"{lookback_months} months up to {as_of.date()} begin: choose an earlier "
+                f"--as-of (e.g. {after_last.date()}, the day after the last line)")
+    if first_day is not None and pd.Timestamp(first_day) >= as_of:
+        return (f"the data starts on {pd.Timestamp(first_day).date()}, on or after "
+                f"{as_of.date()}: choose a later --as-of")
+    return "choose another --as-of, or check the dates and customer ids of the input"

@@ -100,6 +100,7 @@ def _quality(run: Run) -> dict:
     (categorical text), so holding them until duplicates are decided keeps
     memory proportional to the kept data, not to the raw text.
     """
+    import pandas as pd
     import pyarrow.parquet as pq
 
     from . import quality
@@ -108,6 +109,11 @@ def _quality(run: Run) -> dict:
     as_of, folder = run.day, run.folder
     report = quality.QualityReport()
     parser = quality.DateParser()
+    today = pd.Timestamp.now()
+    stray_from = folder.stage("extract").get("stray_from") if folder.has_stage("extract") \
+        else None
+    non_products = quality.NonProductTally(
+        quality.NonProductCodes.parse(run.settings.non_product_codes))
     quarantine_path = folder.path_of("quarantine")
     raw_path = folder.path_of("raw")
     blocks: list[pd.DataFrame] = []
@@ -119,13 +125,15 @@ def _quality(run: Run) -> dict:
             report.rows_in += len(rejects)
         for batch in pq.ParquetFile(raw_path).iter_batches(batch_size=250_000):
             raw = batch.to_pandas()
-            kept, aside = quality.clean_chunk(raw, as_of, parser)
+            kept, aside = quality.clean_chunk(raw, as_of, parser, today, stray_from,
+                                              non_products)
             report.rows_in += len(raw)
             for reason, count in aside["reason"].value_counts().items():
                 report.add(str(reason), int(count))
             set_aside(aside)
             blocks.append(kept)
             del raw, aside
+        non_products.check(_source_name(run))
         kept = concat_categorical(blocks)
         del blocks
         # exact duplicates may sit in different blocks: decide on all hashes at once
@@ -148,9 +156,11 @@ def _quality(run: Run) -> dict:
     info("quality: %s rows in, %s kept, set aside: %s", f"{report.rows_in:,}",
          f"{report.rows_kept:,}", aside_text)
     if not len(kept):
+        late = report.set_aside.get("after_as_of", 0) * 2 > report.rows_in
         raise InputError(
             f"{_source_name(run)}: every one of the {report.rows_in:,} rows was set aside "
-            f"({aside_text}); see {quarantine_path} for each row and its reason")
+            f"({aside_text}); see {quarantine_path} for each row and its reason"
+            + ("; most are dated on or after the as-of: choose a later --as-of" if late else ""))
     return {**report.as_dict(), "as_of": str(as_of.date())}
 
 
@@ -159,20 +169,24 @@ def _quality(run: Run) -> dict:
 
 @single_threaded
 def _features(run: Run) -> dict:
+    from . import quality
     from .models import features
 
     windows = run.settings.windows
-    table = features.customer_features(run.folder.transactions(), run.day,
-                                       windows.lookback_months)
+    tx = run.folder.transactions()
+    table = features.customer_features(tx, run.day, windows.lookback_months)
     table = run.source.add_features(run.folder, table, run.day, windows.lookback_months)
     run.folder.write("features", table)
     active = int(table["has_purchase"].sum())
     info("features: %s customers with a line in the period, %s with a purchase",
          f"{len(table):,}", f"{active:,}")
     if active == 0:
+        dates = tx["invoice_date"]
         raise InputError(f"{_source_name(run)}: no customer made a purchase in the "
                          f"{windows.lookback_months} months before {run.day.date()}; "
-                         "choose a later --as-of")
+                         + quality.as_of_advice(run.day, dates.min() if len(tx) else None,
+                                                dates.max() if len(tx) else None,
+                                                windows.lookback_months))
     return {"customers": len(table), "active": active,
             "period_start": str(features.period_start(run.day, windows.lookback_months).date())}
 

@@ -153,6 +153,16 @@ def out_of_time(
         "member_ids": chosen.loc[in_group, "customer_id"].astype("str").tolist(),
     }
     g, t, r = result["insiders"], result["top_spenders"], result["rest"]
+    if not n or not (~in_group).any():
+        # nobody (or everybody) had a purchase in the year before the cut: no group to measure
+        rest = int((~in_group).sum())
+        who = ("no customer had a purchase" if not n and not rest else
+               f"{n:,} Insiders and {rest:,} other customers had a purchase")
+        result["text"] = (f"Chosen on {cut.date()}, {who} in the {lookback_months} months "
+                          "before: the out-of-time check needs both groups, so it cannot be "
+                          "made.")
+        result["available"] = False  # readers (answers, report) then show only the text
+        return result
     if not total_next:
         result["text"] = (f"Chosen on {cut.date()}, the {n:,} Insiders - like every other customer "
                           f"- bought nothing in the {horizon_months} months that followed, so "

@@ -11,10 +11,6 @@ if TYPE_CHECKING:
     from ..catalog import RunFolder
     from ..config import Settings
 
-# a line counts as the end of the data only if the 30 days up to it hold this share of all lines
-AS_OF_SUPPORT = 0.005
-
-
 class Source:
     """A source of invoice lines. Subclasses set `kind` and implement `extract`.
 
@@ -39,32 +35,23 @@ class Source:
         raise NotImplementedError
 
     def default_as_of(self, folder: RunFolder) -> pd.Timestamp:
-        """The day after the last line, ignoring stray lines dated far past the real data.
-
-        A single typo (2031 instead of 2011) must not move the run decades ahead: the
-        last day counts only if the 30 days up to it hold at least AS_OF_SUPPORT of all
-        lines. Lines after the as-of are set aside (after_as_of), never dropped.
-        """
-        from .. import quality
-        from ..errors import InputError
-        from ..log import info
-
-        days = quality.lines_per_day(folder.path_of("raw"))
-        if days.empty:
-            raise InputError("no row has a readable invoice date, so there is no default as-of "
-                             "date; check the InvoiceDate column or pass --as-of YYYY-MM-DD")
-        last, stray = quality.last_supported_day(days, AS_OF_SUPPORT)
-        if stray:
-            note = (f"{stray:,} line(s) dated after {last.date()} stand alone (e.g. a typo in "
-                    "the year): the default as-of ignores them and they are set aside as "
-                    "after_as_of; pass --as-of to include them")
-            info("as-of: %s", note)
-            extracted = folder.stage("extract")
-            extracted["notes"] = [*extracted.get("notes", []), note]
-            folder.save_stage("extract", extracted)
+        """The day after the last real line; stray lines (typos: after today, or alone far
+        after the rest) do not move it and are set aside as `stray_date` by the quality
+        stage. The rule is `quality.default_as_of`."""
         import pandas as pd
 
-        return last + pd.Timedelta(days=1)
+        from .. import quality
+        from ..log import info
+
+        choice = quality.default_as_of(quality.lines_per_day(folder.path_of("raw")),
+                                       pd.Timestamp.now())
+        if choice.note:
+            info("as-of: %s", choice.note)
+            extracted = folder.stage("extract")
+            extracted["notes"] = [*extracted.get("notes", []), choice.note]
+            extracted["stray_from"] = str(choice.stray_from)
+            folder.save_stage("extract", extracted)
+        return choice.as_of
 
     def add_features(self, folder: RunFolder, table: pd.DataFrame, as_of: pd.Timestamp,
                      lookback_months: int) -> pd.DataFrame:

@@ -410,22 +410,74 @@ def case_impossible_dates(out: Path, rng: random.Random) -> Case:
 
 def case_future_dates(out: Path, rng: random.Random) -> Case:
     lines = base_lines(rng)
-    bad = ["12/10/2011 9:00", "1/5/2012 10:00", "12/9/2031 12:00"]
-    for ln, text in zip(clean_purchases(lines, len(bad), rng), bad, strict=True):
-        ln.date, ln.reason = text, "after_as_of"
+    bad = [("12/10/2011 9:00", "after_as_of"), ("1/5/2012 10:00", "after_as_of"),
+           ("12/9/2031 12:00", "stray_date")]  # after the day of any run of these tests
+    for ln, (text, reason) in zip(clean_purchases(lines, len(bad), rng), bad, strict=True):
+        ln.date, ln.reason = text, reason
     return write_case(out, "future_dates", "future_dates.csv", lines, as_of=DEFAULT_AS_OF,
                       about=f"run --as-of {DEFAULT_AS_OF}; lines dated on that day, in 2012 and "
-                            "in 2031 (a typo for 2011)")
+                            "in 2031 (a typo for 2011, after today: stray_date)")
 
 
 def case_future_typo_no_as_of(out: Path, rng: random.Random) -> Case:
     lines = base_lines(rng)
     typo = clean_purchases(lines, 1, rng)[0]
-    typo.date, typo.reason = us_date(typo.when.replace(year=2031)), "after_as_of"
+    typo.date, typo.reason = us_date(typo.when.replace(year=2031)), "stray_date"
     case = write_case(out, "future_typo_no_as_of", "future_typo_no_as_of.csv", lines,
                       about="no --as-of; one line dated 2031 (a typo for 2011) among lines of "
                             "Dec 2010 - Dec 2011")
     return replace(case, facts={"as_of": DEFAULT_AS_OF})
+
+
+def case_misdated_invoice(out: Path, rng: random.Random) -> Case:
+    """A whole invoice typed 2021 for 2011: before today, so only its lonely date gives it
+    away. Its 4 lines are 0.8% of the file, more than the 0.5% support the old default
+    as-of rule asked for: it took 2021 as the end of the data."""
+    lines = base_lines(rng)
+    first = clean_purchases(lines, 1, rng)[0]
+    when = first.when.replace(year=2021)
+    extra = [replace(first, code=code, description=desc, quantity="2", price=price_text(price),
+                     date=us_date(when), when=when, reason="stray_date")
+             for code, desc, price in CATALOGUE[:4]]
+    lines = [ln for ln in lines if ln.invoice != first.invoice] + extra
+    for ln in lines:
+        if ln.invoice == first.invoice:
+            ln.reason = "stray_date"
+    case = write_case(out, "misdated_invoice", "misdated_invoice.csv", lines,
+                      about="no --as-of; one 4-line invoice dated 2021 (a typo for 2011), "
+                            "alone ten years after the rest")
+    return replace(case, facts={"as_of": DEFAULT_AS_OF})
+
+
+WORD_CODES = ["CD", "LP", "DVD", "BOX", "TAPE", "MUG", "BAG", "PEN", "CAP", "KIT", "INK", "MAP"]
+
+
+def case_word_codes(out: Path, rng: random.Random) -> Case:
+    """A shop whose products are coded by short words: the old short-code rule set every
+    line aside as non_product_code."""
+    lines = base_lines(rng)
+    for ln in lines:
+        if ln.code != "POST":
+            ln.code = WORD_CODES[CATALOGUE.index(next(c for c in CATALOGUE if c[0] == ln.code))
+                                 % len(WORD_CODES)]
+    return write_case(out, "word_codes", "word_codes.csv", lines,
+                      about="products coded CD, LP, DVD, BOX, ...; the postage line stays POST")
+
+
+def case_column_aliases(out: Path, rng: random.Random) -> Case:
+    """Another shop's export: order_id, sku, qty, date, price, customer, and a warehouse
+    column the product does not use. Both are read, and both are said in the notes."""
+    lines = base_lines(rng)
+    header = ["order_id", "sku", "Description", "qty", "date", "price", "customer", "Country",
+              "warehouse"]
+    case = write_case(out, "column_aliases", "column_aliases.csv", lines, header=header,
+                      shape=lambda row, values: [*values, "LEEDS"],
+                      about="columns order_id, sku, qty, date, price, customer and an "
+                            "unrecognised warehouse column")
+    return replace(case, facts={"aliases": {"order_id": "InvoiceNo", "sku": "StockCode",
+                                            "qty": "Quantity", "date": "InvoiceDate",
+                                            "customer": "CustomerID"},
+                                "ignored": ["warehouse"]})
 
 
 def case_bad_prices(out: Path, rng: random.Random) -> Case:
@@ -650,7 +702,8 @@ def case_all_rows_bad(out: Path, rng: random.Random) -> Case:
 BUILDERS = [
     case_empty, case_header_only, case_not_a_table, case_missing_column, case_renamed_columns,
     case_wrong_delimiter, case_non_numeric, case_mixed_dates, case_impossible_dates,
-    case_future_dates, case_future_typo_no_as_of, case_bad_prices, case_huge_quantities,
+    case_future_dates, case_future_typo_no_as_of, case_misdated_invoice, case_word_codes,
+    case_column_aliases, case_bad_prices, case_huge_quantities,
     case_duplicates,
     case_malformed_lines, case_unclosed_quote, case_truncated_gzip, case_zip_two_files,
     case_xlsx_sheets, case_latin1_bytes, case_several_countries, case_one_customer,

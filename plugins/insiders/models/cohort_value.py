@@ -1,0 +1,118 @@
+"""Lifetime value by acquisition cohort: cumulative net revenue per customer, month by month.
+
+A cohort is the calendar month of a customer's first purchase. For each cohort and
+each month since that first purchase (0 = the month of the first purchase), the
+value is the cohort's net revenue (purchases minus returns) from its first month up
+to and including that month, divided by the cohort's size.
+
+Two things a chart must not misread:
+- months a cohort has not lived through yet are unknown, not zero: they are NaN
+  (absent from the long table, blank in the matrix);
+- the as-of month is partial when the as-of is not the 1st (data to 9 December
+  covers a third of December): its cells are flagged `partial`, so a flattening
+  curve there is read as "month not over", never as customers leaving.
+The cohort of the data's first month holds every customer already there when the
+data begins, not only new ones: it is flagged `left_censored`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class CohortValue:
+    """The long table (one row per observable cohort x month) and what it covers."""
+
+    table: pd.DataFrame
+    last_month: str  # YYYY-MM, the last month with data
+    last_month_partial: bool  # the as-of falls inside it
+
+    def matrix(self, column: str = "value_per_customer") -> pd.DataFrame:
+        """Cohorts x months since the first purchase; NaN where not observable yet."""
+        if self.table.empty:
+            return pd.DataFrame()
+        wide = self.table.pivot(index="cohort", columns="months_since_first", values=column)
+        wide = wide.reindex(columns=range(int(self.table["months_since_first"].max()) + 1))
+        wide.columns.name = "months_since_first"
+        return wide
+
+
+def cohort_value(transactions: pd.DataFrame, as_of: pd.Timestamp,
+                 first_cohort: pd.Timestamp | None = None) -> CohortValue:
+    """Cumulative net revenue per customer by months since first purchase, per cohort.
+
+    `transactions`: kept lines (customer_id, invoice_date, quantity, revenue,
+    is_cancellation); only lines before `as_of` count. `first_cohort`: leave out
+    cohorts before this month (e.g. the analysed period's start).
+    """
+    as_of = pd.Timestamp(as_of)
+    tx = transactions[transactions["invoice_date"] < as_of]
+    last = _month(as_of - pd.Timedelta(microseconds=1))
+    partial = as_of != as_of.normalize().replace(day=1)
+    empty = CohortValue(_empty(), _label(last), bool(partial))
+    buys = tx[(tx["quantity"] > 0) & ~tx["is_cancellation"].astype(bool)]
+    if buys.empty:
+        return empty
+    ids = tx["customer_id"].astype("str").to_numpy()
+    first = pd.Series(_month(buys["invoice_date"]).to_numpy(),
+                      index=buys["customer_id"].astype("str").to_numpy()).groupby(level=0).min()
+    data_start = int(first.min())
+    frame = pd.DataFrame({"customer": ids, "month": _month(tx["invoice_date"]).to_numpy(),
+                          "revenue": tx["revenue"].astype(float).to_numpy()})
+    frame["cohort"] = first.reindex(frame["customer"]).to_numpy()
+    # returns by customers who never bought in the data belong to no cohort
+    frame = frame[frame["cohort"].notna()]
+    frame["cohort"] = frame["cohort"].astype(np.int64)
+    frame = frame[frame["month"] >= frame["cohort"]]  # nothing before the first purchase
+    if first_cohort is not None:
+        frame = frame[frame["cohort"] >= _month(pd.Timestamp(first_cohort))]
+        first = first[first >= _month(pd.Timestamp(first_cohort))]
+    if first.empty:
+        return empty
+    sizes = first.value_counts().sort_index()
+    monthly = frame.groupby(["cohort", "month"])["revenue"].sum()
+    rows = []
+    for cohort, size in sizes.items():
+        cohort = int(cohort)
+        months = np.arange(cohort, last + 1)
+        revenue = monthly.reindex(pd.MultiIndex.from_product([[cohort], months]),
+                                  fill_value=0.0).to_numpy()
+        cumulative = np.cumsum(revenue)
+        for offset, month in enumerate(months):
+            rows.append({
+                "cohort": _label(cohort), "months_since_first": offset,
+                "calendar_month": _label(int(month)), "customers": int(size),
+                "revenue": round(float(revenue[offset]), 2),
+                "cumulative_revenue": round(float(cumulative[offset]), 2),
+                "value_per_customer": round(float(cumulative[offset]) / int(size), 4),
+                "partial": bool(partial and month == last),
+                "left_censored": cohort == data_start,
+            })
+    return CohortValue(pd.DataFrame(rows), _label(last), bool(partial))
+
+
+def _month(values):
+    """Months as integers (year * 12 + month - 1): contiguous, easy to subtract."""
+    if isinstance(values, pd.Timestamp):
+        return values.year * 12 + values.month - 1
+    return values.dt.year * 12 + values.dt.month - 1
+
+
+def _label(month: int) -> str:
+    return f"{month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({"cohort": pd.Series(dtype="str"),
+                         "months_since_first": pd.Series(dtype="int64"),
+                         "calendar_month": pd.Series(dtype="str"),
+                         "customers": pd.Series(dtype="int64"),
+                         "revenue": pd.Series(dtype="float64"),
+                         "cumulative_revenue": pd.Series(dtype="float64"),
+                         "value_per_customer": pd.Series(dtype="float64"),
+                         "partial": pd.Series(dtype="bool"),
+                         "left_censored": pd.Series(dtype="bool")})
