@@ -20,9 +20,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from insiders import olist, segmentation, tasks
-from insiders.dashboard import render_page, run_card_sql
+from insiders.dashboards.page import render_page, run_card_sql
+from insiders.dashboards.provision import provision, provision_from_env
+from insiders.dashboards.spec import load_definition
 from insiders.errors import InputError
-from insiders.metabase import load_definition, provision, provision_from_env
 from sqlstore_fixture import build_synthetic_store, postgres_schema_url
 
 ROOT = Path(__file__).resolve().parents[1]

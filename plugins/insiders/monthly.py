@@ -159,13 +159,13 @@ def refresh_metabase(settings: Settings | None = None) -> dict:
 
     An Olist source also gets the customer-experience dashboard (metabase/experience).
     """
-    from . import metabase
+    from .dashboards import provision
 
     s = _settings(settings)
-    out = {"insiders": str(metabase.provision_from_env(s.metabase_url))}
+    out = {"insiders": str(provision.provision_configured(s))}
     if s.source_kind == "olist":
-        out["experience"] = str(metabase.provision_from_env(
-            s.metabase_url, metabase.default_definition_dir() / "experience"))
+        out["experience"] = str(provision.provision_configured(
+            s, definition_dir=provision.definition_dir_for(s) / "experience"))
     return out
 
 

@@ -1,0 +1,145 @@
+"""What every HTML page of the product shares: escaping, base CSS and plotly embedding.
+
+Used by the report (`insiders.report`) and the static dashboard page (`page.py`).
+
+Pages must work offline (no CDN is reachable where they are opened), so plotly.js is
+inlined. The whole plotly.min.js is 4.8 MB; the pages use only bar, pie, scatter and
+heatmap traces, so they carry plotly's official *cartesian* partial bundle instead
+(`assets/plotly-cartesian-4.1.1.min.js`, npm `plotly.js-cartesian-dist-min@4.1.1`, MIT,
+the same plotly.js version plotly.py 7.1 writes figures for), gzip-compressed and base64
+encoded: 1.5 MB of JavaScript become 0.66 MB of page. A small loader unpacks it with the
+browser's `DecompressionStream` (Chrome 80+, Firefox 113+, Safari 16.4+) and draws
+every figure once the page is parsed. Figures travel as plotly JSON in
+`<script type="application/json">` blocks, never as code.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import html
+import json
+from importlib import resources
+from typing import Any
+
+import plotly.graph_objects as go
+
+PLOTLY_JS_VERSION = "4.1.1"
+PLOTLY_ASSET = f"plotly-cartesian-{PLOTLY_JS_VERSION}.min.js"
+# the trace modules in that bundle (its README): anything else would not draw
+BUNDLE_TRACES = frozenset({
+    "bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour",
+    "image", "pie", "scatter", "scatterternary", "violin",
+})
+PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
+
+BASE_CSS = (
+    "*{box-sizing:border-box}"
+    ".plot-missing{padding:18px;color:#8a4b0f;background:#fff4e5;border-radius:6px;"
+    "font-size:13px}"
+)
+
+# Runs once per page. It waits for the whole page to be parsed, so the figures after it
+# exist, then unpacks plotly.js, runs it and draws each figure into its div.
+_LOADER = """(function () {
+  function fail(text) {
+    document.querySelectorAll("div[data-plot]").forEach(function (div) {
+      div.innerHTML = '<div class="plot-missing"></div>';
+      div.firstChild.textContent = text;
+    });
+  }
+  async function draw() {
+    if (typeof DecompressionStream === "undefined") {
+      fail("Charts need a current browser (Chrome 80+, Firefox 113+, Safari 16.4+).");
+      return;
+    }
+    var packed = document.getElementById("insiders-plotly").textContent;
+    var bytes = Uint8Array.from(atob(packed), function (c) { return c.charCodeAt(0); });
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    var code = await new Response(stream).text();
+    var script = document.createElement("script");
+    script.textContent = code;
+    document.head.appendChild(script);
+    document.querySelectorAll("script[data-figure]").forEach(function (node) {
+      var fig = JSON.parse(node.textContent);
+      var div = document.getElementById(node.getAttribute("data-figure"));
+      Plotly.newPlot(div, fig.data, fig.layout || {}, fig.config || {});
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", draw);
+  } else {
+    draw();
+  }
+})();"""
+
+
+def esc(value: object) -> str:
+    """Text as HTML (attributes too): data is shown, never run or parsed as markup."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def label(text: object, width: int = 16) -> str:
+    """A chart label: escaped (plotly renders its own markup in labels) and wrapped."""
+    words, lines, line = esc(text).split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line]) if line else ""
+
+
+@functools.cache
+def plotly_bundle() -> bytes:
+    """The plotly.js partial bundle shipped with the package (1.5 MB, read once)."""
+    return resources.files("insiders").joinpath("assets", PLOTLY_ASSET).read_bytes()
+
+
+@functools.cache
+def packed_plotly() -> str:
+    """The bundle gzip-compressed (fixed mtime: the same bytes every time) and base64-encoded."""
+    return base64.b64encode(gzip.compress(plotly_bundle(), compresslevel=9, mtime=0)).decode()
+
+
+def _script_json(value: Any) -> str:
+    """JSON that is safe inside a <script> element: no `<` can close or open a tag."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+class Figures:
+    """Embeds plotly figures in one page; the first figure also brings plotly.js.
+
+    One instance per page. `html()` returns a figure's div and its JSON; the bundle and
+    the loader come with the first figure, so a page without charts carries neither.
+    """
+
+    def __init__(self, prefix: str = "fig") -> None:
+        self.prefix = prefix
+        self.count = 0
+
+    def html(self, fig: go.Figure, *, height: str = "100%", width: str = "100%",
+             config: dict | None = None) -> str:
+        kinds = {trace.type for trace in fig.data}
+        missing = sorted(kinds - BUNDLE_TRACES)
+        if missing:
+            raise ValueError(
+                f"plotly trace type(s) {', '.join(missing)} are not in the page's plotly.js "
+                f"bundle ({PLOTLY_ASSET}); use one of {', '.join(sorted(BUNDLE_TRACES))}"
+            )
+        self.count += 1
+        ident = f"{self.prefix}-{self.count}"
+        spec = json.loads(fig.to_json())
+        spec["config"] = {**PLOT_CONFIG, **(config or {})}
+        out = ""
+        if self.count == 1:
+            out += (f'<script id="insiders-plotly" type="application/octet-stream">'
+                    f"{packed_plotly()}</script><script>{_LOADER}</script>")
+        out += (f'<div id="{ident}" data-plot="1" class="plot" '
+                f'style="height:{esc(height)};width:{esc(width)}"></div>'
+                f'<script type="application/json" data-figure="{ident}">'
+                f"{_script_json(json.dumps(spec, separators=(',', ':')))}</script>")
+        return out

@@ -1,0 +1,434 @@
+"""Render the Metabase dashboard's cards into one static HTML page.
+
+The page runs the very SQL files that `insiders metabase provision` puts into Metabase,
+against the SQL store, and lays the cards out on the same 24-column grid with the same
+titles. So the dashboard can be checked (by a person, a test or a headless browser)
+without running Metabase. The page is self-contained: plotly.js is inlined once (see
+`htmlkit.py`), since no CDN may be reachable where it is opened. Every text from the
+store or the definition is HTML-escaped: a persona or description is data, never markup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import sqlalchemy as sa
+
+from insiders.dashboards.htmlkit import BASE_CSS, Figures
+from insiders.dashboards.htmlkit import esc as _esc
+from insiders.dashboards.spec import CardSpec, DashboardSpec, DefinitionError, load_definition
+from insiders.errors import InsidersError
+
+ROW_PX = 52  # height of one grid row; Metabase's rows are about this tall
+GAP_PX = 14
+TABLE_ROW_LIMIT = 500
+PALETTE = ["#509EE3", "#88BF4D", "#A989C5", "#EF8C8C", "#F9D45C", "#F2A86F", "#98D9D9",
+           "#7172AD"]  # Metabase's default series colours, so both dashboards look alike
+FONT = "Inter, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+DASHES = {"dashed": "dash", "dotted": "dot", "solid": "solid"}
+
+
+class DashboardError(InsidersError):
+    """The static dashboard could not be built (one line, names the card at fault)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+# --------------------------------------------------------------------------- data
+
+
+def run_card_sql(conn: sa.Connection, sql: str) -> pd.DataFrame:
+    """Run a card's SQL verbatim through the DBAPI cursor, as Metabase does.
+
+    Going through SQLAlchemy's `text()` or pandas would treat `:name` or `%` in the SQL
+    (e.g. an alias like "Share (%)") as bind parameters; the raw cursor does not.
+    """
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql)
+        columns = [d[0] for d in cursor.description or []]
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    frame = pd.DataFrame.from_records([tuple(r) for r in rows], columns=columns)
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, Decimal)).any():
+            frame[column] = frame[column].map(lambda v: float(v) if v is not None else None)
+    return frame
+
+
+def query_cards(sql_url: str, spec: DashboardSpec) -> dict[str, pd.DataFrame]:
+    """Each card's result, keyed by card name; fails naming the first card that breaks."""
+    try:
+        engine = sa.create_engine(sql_url)
+    except Exception as exc:  # bad URL or missing driver
+        raise DashboardError(f"Cannot open the SQL store: {exc}") from None
+    results: dict[str, pd.DataFrame] = {}
+    try:
+        with engine.connect() as conn:
+            for card in spec.cards:
+                try:
+                    results[card.name] = run_card_sql(conn, card.sql)
+                except Exception as exc:
+                    conn.rollback()
+                    message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+                    raise DashboardError(
+                        f"Card {card.file} ({card.name!r}) fails on the SQL store: {message}"
+                    ) from None
+            latest = None
+            try:
+                latest = run_card_sql(conn, "SELECT MAX(run_id) FROM runs").iloc[0, 0]
+            except Exception:
+                conn.rollback()
+            results["__latest_run__"] = pd.DataFrame({"run": [latest]})
+    except sa.exc.OperationalError as exc:
+        raise DashboardError(
+            f"Cannot connect to the SQL store: {str(exc.orig).splitlines()[0]}"
+        ) from None
+    finally:
+        engine.dispose()
+    return results
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def format_value(value: Any, column: str = "") -> str:
+    """A number or text as a marketer reads it: thousands separators, %, few decimals."""
+    if _is_missing(value):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime | dt.date | pd.Timestamp):
+        return value.isoformat()[:10] if not getattr(value, "hour", 0) else str(value)[:16]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()  # numpy scalar
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if "%" in column:
+            return f"{value:,.1f}%"
+        magnitude = abs(value)
+        if magnitude >= 1000:
+            return f"{value:,.0f}"
+        if magnitude >= 100:
+            return f"{value:,.1f}"
+        if value == int(value):
+            return f"{value:,.0f}"
+        return f"{value:,.2f}" if magnitude >= 1 else f"{value:.3f}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- cards
+
+
+def _card_height_px(card: CardSpec) -> int:
+    return card.position.size_y * ROW_PX + (card.position.size_y - 1) * GAP_PX
+
+
+def _render_scalar(card: CardSpec, frame: pd.DataFrame) -> str:
+    if frame.empty or not len(frame.columns):
+        return '<div class="scalar"><div class="scalar-value">–</div></div>'
+    column = str(frame.columns[0])
+    value = format_value(frame.iloc[0, 0], column)
+    return (
+        '<div class="scalar">'
+        f'<div class="scalar-value">{_esc(value)}</div>'
+        f'<div class="scalar-label">{_esc(column)}</div>'
+        "</div>"
+    )
+
+
+def _render_table(card: CardSpec, frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return '<div class="empty">No rows</div>'
+    shown = frame.head(TABLE_ROW_LIMIT)
+    classes = []
+    for column in frame.columns:
+        values = shown[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            classes.append("num")
+        else:  # short labels (run keys, ids, countries) read better on one line
+            longest = max((len(format_value(v)) for v in values), default=0)
+            classes.append("txt short" if longest <= 22 else "txt")
+    head = "".join(
+        f'<th class="{k}">{_esc(c)}</th>' for c, k in zip(frame.columns, classes, strict=True)
+    )
+    body = []
+    for row in shown.itertuples(index=False):
+        cells = "".join(
+            f'<td class="{k}">{_esc(format_value(v, str(c)))}</td>'
+            for v, c, k in zip(row, frame.columns, classes, strict=True)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    note = ""
+    if len(frame) > TABLE_ROW_LIMIT:
+        note = (f'<div class="table-note">Showing the first {TABLE_ROW_LIMIT:,} of '
+                f"{len(frame):,} rows</div>")
+    return (
+        f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
+        f'<tbody>{"".join(body)}</tbody></table></div>{note}'
+    )
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _axis_values(series: pd.Series) -> tuple[list, str]:
+    """X values and the axis type: real dates on a date axis, everything else as categories.
+
+    Run keys like "2011-03" would be read as dates by plotly; Metabase shows them as
+    labels, and so does this page. Text is escaped because plotly renders labels as
+    (a subset of) HTML.
+    """
+    values = series.tolist()
+    present = [v for v in values if not _is_missing(v)]
+    if present and all(
+        isinstance(v, dt.date | pd.Timestamp) or (isinstance(v, str) and _ISO_DATE.match(v))
+        for v in present
+    ):
+        return [v.isoformat() if isinstance(v, dt.date) else v for v in values], "date"
+    return [_esc(format_value(v)) if isinstance(v, str) else v for v in values], "category"
+
+
+def _figure(card: CardSpec, frame: pd.DataFrame) -> go.Figure:
+    settings = card.visualization_settings
+    columns = [str(c) for c in frame.columns]
+    dims = [d for d in settings.get("graph.dimensions") or columns[:1] if d in columns]
+    metrics = [m for m in settings.get("graph.metrics") or [] if m in columns]
+    if not dims:
+        dims = columns[:1]
+    if not metrics:
+        metrics = [c for c in columns if c not in dims
+                   and pd.api.types.is_numeric_dtype(frame[c])][:4]
+    series_settings = settings.get("series_settings") or {}
+    stacked = settings.get("stackable.stack_type") in ("stacked", "normalized")
+    fig = go.Figure()
+    x_name = dims[0]
+
+    if card.display == "pie":
+        labels, _ = _axis_values(frame[x_name])
+        fig.add_trace(go.Pie(labels=labels, values=frame[metrics[0]].tolist(), hole=0.45,
+                             marker={"colors": PALETTE}, sort=False))
+        return fig
+
+    # (name, x, y, settings) for each series; a second dimension splits one metric
+    series: list[tuple[str, list, list, dict]] = []
+    if len(dims) >= 2 and metrics:
+        split = dims[1]
+        for value in pd.unique(frame[split]):
+            part = frame[frame[split] == value]
+            x, _ = _axis_values(part[x_name])
+            series.append((format_value(value), x, part[metrics[0]].tolist(),
+                           series_settings.get(str(value), {})))
+    else:
+        for metric in metrics:
+            x, _ = _axis_values(frame[x_name])
+            series.append((metric, x, frame[metric].tolist(), series_settings.get(metric, {})))
+    _, axis_type = _axis_values(frame[x_name])
+    default = {"combo": "line", "row": "bar"}.get(card.display, card.display)
+    if card.display == "combo" and series:
+        default = "bar"
+    right_axis = False
+    for index, (name, x, y, opts) in enumerate(series):
+        color = PALETTE[index % len(PALETTE)]
+        kind = opts.get("display") or default
+        if card.display == "combo" and index > 0 and not opts.get("display"):
+            kind = "line"
+        axis = "y2" if opts.get("axis") == "right" else "y"
+        right_axis = right_axis or axis == "y2"
+        label = _esc(name)
+        if kind == "bar":
+            horizontal = card.display == "row"
+            fig.add_trace(go.Bar(
+                x=y if horizontal else x, y=x if horizontal else y, name=label, yaxis=axis,
+                orientation="h" if horizontal else "v", marker={"color": color},
+            ))
+        else:
+            dash = DASHES.get(str(opts.get("line.style", "solid")), "solid")
+            fig.add_trace(go.Scatter(
+                x=x, y=y, name=label, yaxis=axis, mode="lines+markers",
+                line={"color": color, "width": 2.5, "dash": dash, "shape": "spline",
+                      "smoothing": 0.4},
+                marker={"size": 5}, connectgaps=False,
+                fill="tozeroy" if kind == "area" else None,
+            ))
+    fig.update_layout(barmode="stack" if stacked else "group")
+    x_title = settings.get("graph.x_axis.title_text")
+    y_title = settings.get("graph.y_axis.title_text")
+    category_axis = {"type": axis_type} if card.display != "row" else {}
+    fig.update_xaxes(title_text=_esc(x_title) if x_title else None, **category_axis)
+    fig.update_yaxes(title_text=_esc(y_title) if y_title else None)
+    if not settings.get("graph.y_axis.unpin_from_zero") and card.display != "row":
+        fig.update_layout(yaxis={"rangemode": "tozero"})  # Metabase pins y to zero too
+    if right_axis:
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "showgrid": False,
+                                  "rangemode": "tozero", "tickmode": "auto", "nticks": 6})
+    return fig
+
+
+def _render_chart(card: CardSpec, frame: pd.DataFrame, figures: Figures) -> str:
+    if frame.empty:
+        return '<div class="empty">No rows</div>'
+    fig = _figure(card, frame)
+    fig.update_layout(
+        template="plotly_white",
+        font={"family": FONT, "size": 12, "color": "#4C5773"},
+        margin={"l": 8, "r": 8, "t": 8, "b": 8},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0,
+                "font": {"size": 11}},
+        hoverlabel={"font": {"family": FONT}},
+        colorway=PALETTE,
+        bargap=0.25,
+        autosize=True,
+    )
+    fig.update_xaxes(automargin=True, showgrid=False, linecolor="#DCE1E8",
+                     title_font={"size": 11})
+    fig.update_yaxes(automargin=True, gridcolor="#EEF0F4", zeroline=False,
+                     title_font={"size": 11})
+    if "yaxis2" in fig.layout and fig.layout.yaxis2.overlaying:
+        fig.update_layout(margin={"r": 44})  # room for the right axis' labels
+    return f"<div>{figures.html(fig)}</div>"
+
+
+def render_card(card: CardSpec, frame: pd.DataFrame, figures: Figures) -> str:
+    """One card's HTML: title, description and its visualisation, placed on the grid."""
+    p = card.position
+    if card.display in ("scalar", "smartscalar", "progress", "gauge"):
+        body, kind = _render_scalar(card, frame), "scalar-card"
+    elif card.display in ("table", "object", "pivot"):
+        body, kind = _render_table(card, frame), "table-card"
+    else:
+        body, kind = _render_chart(card, frame, figures), "chart-card"
+    description = (
+        f'<p class="card-desc" title="{_esc(card.description)}">{_esc(card.description)}</p>'
+        if card.description else ""
+    )
+    return (
+        f'<section class="card {kind}" data-card="{_esc(card.file)}" '
+        f'style="grid-column: {p.col + 1} / span {p.size_x}; '
+        f'grid-row: {p.row + 1} / span {p.size_y};">'
+        f'<header><h2 class="card-title">{_esc(card.name)}</h2>{description}</header>'
+        f'<div class="card-body">{body}</div>'
+        "</section>"
+    )
+
+
+CSS = BASE_CSS + """
+:root { --ink:#2E353B; --muted:#696E7B; --line:#E4E7EC; --bg:#F6F8FA; --brand:#509EE3; }
+html, body { margin: 0; background: var(--bg); color: var(--ink);
+  font-family: @FONT@; -webkit-font-smoothing: antialiased; }
+.page { max-width: 1480px; margin: 0 auto; padding: 28px 32px 40px; }
+.top { display: flex; justify-content: space-between; align-items: flex-end; gap: 24px;
+  margin-bottom: 22px; }
+.top h1 { margin: 0; font-size: 26px; font-weight: 700; letter-spacing: -0.01em; }
+.top h1 .badge { display: inline-block; vertical-align: middle; margin-left: 10px;
+  padding: 3px 9px; border-radius: 999px; background: #E6F1FC; color: #2B6CB0;
+  font-size: 12px; font-weight: 600; letter-spacing: 0; }
+.top p { margin: 6px 0 0; color: var(--muted); font-size: 14px; max-width: 880px;
+  line-height: 1.45; }
+.meta { color: var(--muted); font-size: 12px; text-align: right; white-space: nowrap;
+  line-height: 1.6; }
+.grid { display: grid; grid-template-columns: repeat(24, minmax(0, 1fr));
+  grid-auto-rows: @ROW@px; gap: @GAP@px; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 10px;
+  box-shadow: 0 1px 2px rgba(16, 24, 40, .05); display: flex; flex-direction: column;
+  min-width: 0; min-height: 0; overflow: hidden; }
+.card header { padding: 14px 16px 6px; }
+.card-title { margin: 0; font-size: 15px; font-weight: 650; line-height: 1.3; }
+.card-desc { margin: 4px 0 0; color: var(--muted); font-size: 12.5px; line-height: 1.4;
+  display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical;
+  overflow: hidden; }
+.card-body { flex: 1; min-height: 0; position: relative; padding: 0 10px 10px; }
+.chart-card .card-body > div { position: absolute; inset: 0 10px 10px 10px; }
+.scalar-card header { padding-bottom: 0; }
+.scalar-card .card-desc { -webkit-line-clamp: 1; }
+.scalar { height: 100%; display: flex; flex-direction: column; justify-content: center;
+  padding: 0 6px; }
+.scalar-value { font-size: 36px; font-weight: 700; color: var(--brand); line-height: 1.1;
+  font-variant-numeric: tabular-nums; letter-spacing: -0.02em; }
+.scalar-label { margin-top: 2px; color: var(--muted); font-size: 12px; }
+.table-wrap { position: absolute; inset: 0 10px 10px 10px; overflow: auto;
+  border: 1px solid var(--line); border-radius: 6px; }
+table { border-collapse: separate; border-spacing: 0; width: 100%; font-size: 12.5px; }
+thead th { position: sticky; top: 0; background: #F9FAFB; color: var(--muted);
+  font-weight: 600; text-align: left; padding: 8px 10px; border-bottom: 1px solid var(--line);
+  vertical-align: bottom; line-height: 1.25; }
+th.num { text-align: right; }
+td { padding: 7px 10px; border-bottom: 1px solid #F0F2F5; vertical-align: top;
+  line-height: 1.35; }
+tbody tr:nth-child(even) td { background: #FCFCFD; }
+tbody tr:hover td { background: #F2F7FD; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, td.short { white-space: nowrap; }
+td.txt:not(.short) { min-width: 140px; }
+.table-note { position: absolute; right: 18px; bottom: 14px; font-size: 11px;
+  color: var(--muted); background: rgba(255,255,255,.9); padding: 2px 6px; }
+.empty { height: 100%; display: flex; align-items: center; justify-content: center;
+  color: var(--muted); font-size: 13px; }
+footer { margin-top: 22px; color: var(--muted); font-size: 12px; }
+@media (max-width: 900px) {
+  .grid { display: flex; flex-direction: column; }
+  .card { min-height: 320px; }
+  .scalar-card { min-height: 150px; }
+}
+""".replace("@FONT@", FONT).replace("@ROW@", str(ROW_PX)).replace("@GAP@", str(GAP_PX))
+
+
+def render_page(spec: DashboardSpec, results: dict[str, pd.DataFrame]) -> str:
+    """The whole page as a string, from the definition and each card's query result."""
+    figures = Figures(prefix="card")
+    sections = [render_card(card, results[card.name], figures) for card in spec.cards]
+    latest_frame = results.get("__latest_run__")
+    latest = latest_frame.iloc[0, 0] if latest_frame is not None else None
+    rendered = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    badge = (f'<span class="badge">latest run {_esc(latest)}</span>'
+             if not _is_missing(latest) else "")
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_esc(spec.name)}</title><style>{CSS}</style></head><body>"
+        '<div class="page">'
+        f'<div class="top"><div><h1>{_esc(spec.name)}{badge}</h1>'
+        f"<p>{_esc(spec.description)}</p></div>"
+        f'<div class="meta">Collection: {_esc(spec.collection)}<br>'
+        f"{len(spec.cards)} cards · rendered {_esc(rendered)}</div></div>"
+        f'<main class="grid">{"".join(sections)}</main>'
+        "<footer>Static copy of the Metabase dashboard: the same SQL files "
+        f"({_esc(spec.directory.name)}/cards), run against the SQL store.</footer>"
+        "</div></body></html>\n"
+    )
+
+
+def render_dashboard(sql_url: str, out: Path, definition_dir: Path | None = None) -> Path:
+    """Run every card's SQL against the store at `sql_url` and write one static page to `out`.
+
+    Raises `DashboardError` (one line) when the definition is wrong or a card's SQL fails,
+    naming the card file.
+    """
+    try:
+        spec = load_definition(definition_dir)
+    except DefinitionError as exc:
+        raise DashboardError(str(exc)) from None
+    results = query_cards(sql_url, spec)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_page(spec, results), encoding="utf-8")
+    return out
