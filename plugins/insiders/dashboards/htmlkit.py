@@ -49,29 +49,43 @@ _LOADER = """(function () {
       div.firstChild.textContent = text;
     });
   }
+  function parsed() {
+    return new Promise(function (resolve) {
+      if (document.readyState === "loading") {
+        document.addEventListener("DOMContentLoaded", resolve);
+      } else {
+        resolve();
+      }
+    });
+  }
+  async function unpack() {
+    var packed = document.getElementById("insiders-plotly").textContent;
+    var data = await fetch("data:application/gzip;base64," + packed);
+    var stream = data.body.pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).text();
+  }
   async function draw() {
     if (typeof DecompressionStream === "undefined") {
+      await parsed();
       fail("Charts need a current browser (Chrome 80+, Firefox 113+, Safari 16.4+).");
       return;
     }
-    var packed = document.getElementById("insiders-plotly").textContent;
-    var bytes = Uint8Array.from(atob(packed), function (c) { return c.charCodeAt(0); });
-    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
-    var code = await new Response(stream).text();
+    var code = await unpack();
+    performance.mark("insiders:plotly-unpacked");
     var script = document.createElement("script");
     script.textContent = code;
     document.head.appendChild(script);
-    document.querySelectorAll("script[data-figure]").forEach(function (node) {
-      var fig = JSON.parse(node.textContent);
-      var div = document.getElementById(node.getAttribute("data-figure"));
-      Plotly.newPlot(div, fig.data, fig.layout || {}, fig.config || {});
-    });
+    performance.mark("insiders:plotly-ready");
+    await parsed();
+    var nodes = document.querySelectorAll("script[data-figure]");
+    for (var i = 0; i < nodes.length; i++) {
+      var fig = JSON.parse(nodes[i].textContent);
+      var div = document.getElementById(nodes[i].getAttribute("data-figure"));
+      await Plotly.newPlot(div, fig.data, fig.layout || {}, fig.config || {});
+    }
+    performance.mark("insiders:drawn");
   }
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", draw);
-  } else {
-    draw();
-  }
+  draw();
 })();"""
 
 
