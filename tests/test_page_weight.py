@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.offline
 import pytest
@@ -24,6 +25,13 @@ from test_pipeline import run_demo_pipeline
 
 MAX_PAGE_BYTES = 1_500_000
 FIGURE = re.compile(r'<script type="application/json" data-figure="[^"]+">(.*?)</script>')
+
+
+def values(array: object) -> np.ndarray:
+    """A trace's array as plotly.py writes it: a list, or typed base64 (`bdata`)."""
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array, dtype=float)
 
 
 def figure_types(html: str) -> set[str]:
@@ -79,3 +87,22 @@ def test_dashboard_page_is_light(tmp_path: Path) -> None:
     html = page.read_text(encoding="utf-8")
     assert html.count('id="insiders-plotly"') == 1
     assert figure_types(html) <= htmlkit.BUNDLE_TRACES
+
+
+def test_long_lines_are_thinned_to_real_points_and_keep_their_shape() -> None:
+    rng = np.random.default_rng(7)
+    x = np.arange(100_000, dtype=float)
+    y = np.cumsum(rng.normal(size=x.size))
+    y[31_337] += 500  # a spike must survive
+    fig = go.Figure([go.Scatter(x=x, y=y, mode="lines", name="long"),
+                     go.Scatter(x=x[:9000], y=y[:9000], mode="lines+markers", name="dots")])
+    out = htmlkit.Figures().html(fig)
+    (raw,) = FIGURE.findall(out)
+    long, dots = json.loads(raw)["data"]
+    kept_x, kept_y = values(long["x"]), values(long["y"])
+    assert len(kept_x) <= htmlkit.MAX_LINE_POINTS
+    assert (kept_x[0], kept_x[-1]) == (0, 99_999)
+    assert np.array_equal(kept_y, y[kept_x.astype(int)])  # real points, in order
+    assert kept_y.max() == y.max() and kept_y.min() == y.min()
+    assert len(values(dots["x"])) == 9000  # markers show every point: left alone
+    assert len(fig.data[0].x) == 100_000  # the caller's figure is not changed
