@@ -425,3 +425,22 @@ def test_hand_added_tabs_survive_a_layout_change(fake: FakeMetabase, store_path:
     fake.clear_log()
     assert not run(fake, store_path, definition_dir=definitions).changed
     assert fake.mutations == []
+
+
+def test_the_dag_task_provisions_with_the_settings_it_is_given(store_path: Path,
+                                                               tmp_path: Path) -> None:
+    """monthly.refresh_metabase takes its Settings (no environment): URL, admin, store."""
+    from insiders import monthly
+    from insiders.config import Settings
+
+    with FakeMetabase() as fake:
+        settings = Settings(home=tmp_path, sql_url=f"sqlite:///{store_path}",
+                            metabase_url=fake.url, metabase_user=EMAIL,
+                            metabase_password=PASSWORD)
+        out = monthly.refresh_metabase(settings)
+        assert "created" in out["insiders"] and fake.violations == []
+        (db,) = fake.databases.values()
+        assert db["details"] == {"db": str(store_path)}
+        assert not provision(fake.url, email=EMAIL, password=PASSWORD,
+                             database={"engine": "sqlite", "path": str(store_path)},
+                             poll_interval=0.01).changed

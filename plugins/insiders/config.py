@@ -43,7 +43,7 @@ class MetabaseSettings:
     db_port: int | None = None
     db_name: str | None = None
     db_user: str | None = None
-    db_password: str | None = None
+    db_password: str | None = field(default=None, repr=False)  # never in logs
     db_path: str | None = None  # SQLite file, as a path on the Metabase server
     db_display_name: str | None = None  # the database's name in Metabase
 
