@@ -204,6 +204,7 @@ class FakeMetabase:
         self._sync_seen: dict[int, int] = {}
         if admin_email:
             self._create_user(admin_email, admin_password or "", "Existing", "Admin")
+            self.setup_token = None
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -382,8 +383,10 @@ class FakeMetabase:
                           {"first_name": _maybe(_non_blank), "last_name": _maybe(_non_blank),
                            "site_name": _maybe(_non_blank)}, closed=False)
         check_body("POST /api/setup prefs", body["prefs"], {"site_name": _non_blank},
-                   {"site_locale": _maybe(_str), "allow_tracking": _maybe(_bool)}, closed=False)
-        if body["token"] != self.setup_token:
+                   {"site_locale": _maybe(_str),
+                    "allow_tracking": _maybe(lambda v: isinstance(v, bool | str))},
+                   closed=False)
+        if self.setup_token is None or body["token"] != self.setup_token:
             raise ApiError(400, {"errors": {"token": "Token does not match the setup token."}},
                          "POST /api/setup: wrong setup token")
         if self.users:
@@ -402,6 +405,7 @@ class FakeMetabase:
                               user["email"], "anon-tracking-enabled": True})
         if body["prefs"].get("site_locale"):
             self.settings["site-locale"] = body["prefs"]["site_locale"]
+        self.setup_token = None  # setup/clear-token!: it can never be used again
         return 200, {"id": self._new_session(created)}
 
     # ---- settings
@@ -414,7 +418,7 @@ class FakeMetabase:
     def _put_setting(self, key: str, *, body: Any, **_: Any) -> tuple[int, Any]:
         if key not in SETTINGS:
             raise ApiError(404, "Not found.", f"PUT /api/setting/{key}: unknown setting")
-        check_body(f"PUT /api/setting/{key}", body, {"value": _anything})
+        check_body(f"PUT /api/setting/{key}", body, {"value": _anything}, closed=False)
         self.settings[key] = body["value"]
         return 204, None
 
