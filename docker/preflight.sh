@@ -7,6 +7,10 @@
 #   PREFLIGHT_URL_SECRETS  subset that is pasted into connection URLs (must be URL-safe)
 #   PREFLIGHT_FERNET_KEYS  subset that must be an Airflow Fernet key (32 url-safe base64 bytes)
 #   PREFLIGHT_MIN_LENGTH   shortest accepted secret (default 16)
+#   PREFLIGHT_METABASE_PASSWORDS  Metabase user passwords (default INSIDERS_METABASE_PASSWORD):
+#                          Metabase's own rule (MB_PASSWORD_COMPLEXITY=normal, the default)
+#                          also needs a digit, else first-run setup answers 400 and nothing
+#                          gets provisioned
 # It prints the names of the offending variables and why, never their values.
 # POSIX sh: runs in any image (the stack uses the postgres image, already pulled).
 
@@ -75,6 +79,18 @@ for name in ${PREFLIGHT_SECRETS:-}; do
         fi
     done
     seen="$seen $name=$sum"
+done
+
+# Metabase (src/metabase/util/password.clj, complexity :normal): at least 6 characters and
+# one digit, and not one of its ~12,000 common passwords (the length rule above and the
+# weak list cover those here).
+for name in ${PREFLIGHT_METABASE_PASSWORDS:-INSIDERS_METABASE_PASSWORD}; do
+    load "$name"
+    [ -z "$value" ] && continue
+    case $value in
+        *[0-9]*) ;;
+        *) fail "$name needs at least one digit: Metabase refuses passwords without one (first-run setup would fail); use e.g. openssl rand -hex 24" ;;
+    esac
 done
 
 for name in ${PREFLIGHT_URL_SECRETS:-}; do

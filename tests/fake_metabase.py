@@ -1,17 +1,33 @@
-"""A local stand-in for Metabase's REST API, strict enough to catch a wrong request.
+"""A local stand-in for Metabase's REST API, as strict as Metabase where provisioning goes.
 
-It serves the endpoints provisioning uses, on 127.0.0.1 in a thread, and checks every
-request as Metabase v0.64 does (body schemas from `setup/api.clj`, `session/api.clj`,
-`warehouses_rest/api.clj`, `collections_rest/api.clj`, `queries_rest/api/card.clj` and
-`dashboards_rest/api.clj`; the card and dashboard schemas there are closed maps, so an
-unknown key is an error). An unknown endpoint answers 404, a malformed body 400, a
-missing or wrong `X-Metabase-Session` 401; each of these is also kept in `violations`.
+It mirrors Metabase v0.64.1.5 (`MIRRORS`, the same version `insiders.dashboards.metabase`
+pins): the endpoints provisioning uses, on 127.0.0.1 in a thread, each request checked
+as Metabase's source checks it. Read against the source: `setup/api.clj`,
+`session/api.clj`, `util/password.clj`, `warehouses_rest/api.clj`,
+`collections_rest/api.clj`, `queries_rest/api/card.clj`, `dashboards_rest/api.clj`,
+`query_processor/api.clj`, `settings_rest/api.clj`. Where Metabase is strict, so is this:
 
-State (users, sessions, databases, collections, cards, dashboards with dashcards) lives
-in plain dicts that tests can read. Every request is recorded; `mutations` are the ones
-that changed content (login and ad-hoc queries are not). Like Metabase since v0.57,
-cards come back with `dataset_query` in MBQL 5. `POST /api/dataset` really runs the SQL
-when the database is SQLite, so a broken card fails the way Metabase reports it.
+- first-run setup applies Metabase's default password rule (`:normal`: at least 6
+  characters and one digit, and not one of the ~12,000 common passwords it ships;
+  here a sample of that list) and ignores `prefs.allow_tracking`: setup turns
+  `anon-tracking-enabled` on whatever it is sent;
+- `POST` and `PUT /api/database`, `POST /api/card`, `PUT /api/card/:id`,
+  `POST`/`PUT /api/dashboard` take closed maps: an unknown key is a 400;
+- `GET /api/database` masks passwords; a `PUT` merges the details it is sent into the
+  stored ones and keeps the stored password where it is sent the mask;
+- a failing native query answers HTTP 500 from `POST /api/dataset` (Metabase since late
+  2025); `query_error_status=202` gives the older answer (202 with `status: failed`);
+- `PUT /api/dashboard/:id` with `dashcards` and without `tabs` deletes every tab and the
+  cards on them; with tabs, every dashcard needs its `dashboard_tab_id` (a single tab is
+  filled in).
+
+An unknown endpoint answers 404, a malformed body 400, a missing or wrong
+`X-Metabase-Session` 401; each of these is also kept in `violations`. State (users,
+sessions, settings, databases, collections, cards, dashboards with tabs and dashcards)
+lives in plain dicts that tests can read. Every request is recorded; `mutations` are
+the ones that changed content (login and ad-hoc queries are not). Like Metabase since
+v0.57, cards come back with `dataset_query` in MBQL 5. `POST /api/dataset` really runs
+the SQL when the database is SQLite, so a broken card fails the way Metabase reports it.
 """
 
 from __future__ import annotations
@@ -28,9 +44,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-VERSION = "v0.64.2"
+MIRRORS = "v0.64.1.5"  # the Metabase release whose API this fake follows
+VERSION = MIRRORS
 ENGINES = {"postgres", "sqlite", "h2", "mysql"}
-COMMON_PASSWORDS = {"password", "123456", "12345678", "metabase", "qwerty", "admin"}
+MASK = "**MetabasePass**"  # what Metabase shows instead of a stored password
+# A sample of resources/common_passwords.txt (zxcvbn's list, lower case, ~12,000 entries),
+# restricted to entries that pass the length and digit rule, so only the list refuses them.
+COMMON_PASSWORDS = {"123456", "12345678", "123456789", "1234567890", "111111", "123123",
+                    "654321", "666666", "696969", "abc123", "password1", "trustno1",
+                    "1qaz2wsx", "passw0rd", "qwerty123", "iloveyou1", "letmein1"}
+SETTINGS = {"anon-tracking-enabled", "site-name", "site-locale", "admin-email",
+            "site-url", "report-timezone", "enable-embedding"}
 ITEM_MODELS = {"card", "dataset", "document", "metric", "collection", "dashboard", "pulse",
                "snippet", "no_models", "timeline", "table"}
 DISPLAYS = {"scalar", "smartscalar", "line", "area", "bar", "row", "combo", "pie", "table",
@@ -116,6 +140,15 @@ MESSAGES = {
 }
 
 
+def password_problem(password: str) -> str | None:
+    """Why Metabase's default rule (`:normal` in util/password.clj) refuses it, or None."""
+    if len(password) < 6 or not any(c.isdigit() for c in password):
+        return "password is too common."  # Metabase says this for every refusal
+    if password.lower() in COMMON_PASSWORDS:
+        return "password is too common."
+    return None
+
+
 def check_body(where: str, body: Any, required: dict, optional: dict | None = None,
                closed: bool = True) -> dict:
     """Validate a JSON object like Metabase's malli schemas; 400 with `errors` if not."""
@@ -149,8 +182,14 @@ class FakeMetabase:
     """Metabase's REST API for provisioning tests. Use as a context manager."""
 
     def __init__(self, *, admin_email: str | None = None, admin_password: str | None = None,
-                 sync_polls: int = 1) -> None:
+                 sync_polls: int = 1, query_error_status: int = 500,
+                 postgres_users: dict[str, str] | None = None) -> None:
         self.lock = threading.RLock()
+        # PostgreSQL roles and passwords the fake "server" accepts; None: any
+        self.postgres_users = postgres_users
+        self.query_error_status = query_error_status
+        self.settings: dict[str, Any] = {"anon-tracking-enabled": False,
+                                         "site-name": "Metabase"}
         self.setup_token = str(uuid.uuid4())
         self.users: dict[str, dict] = {}
         self.sessions: dict[str, int] = {}
@@ -165,6 +204,7 @@ class FakeMetabase:
         self._sync_seen: dict[int, int] = {}
         if admin_email:
             self._create_user(admin_email, admin_password or "", "Existing", "Admin")
+            self.setup_token = None
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -175,12 +215,15 @@ class FakeMetabase:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms stalls
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 status, payload = fake.handle(self.command, self.path, raw, dict(self.headers))
                 data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+                if status == 204:  # No Content: a body would break the connection
+                    data = b""
                 self.send_response(status)
                 kind = "text/plain" if isinstance(payload, str) else "application/json"
                 self.send_header("Content-Type", f"{kind}; charset=utf-8")
@@ -284,6 +327,8 @@ class FakeMetabase:
         ("POST", r"/api/dashboard", "create_dashboard", True),
         ("GET", r"/api/dashboard/(\d+)", "get_dashboard", True),
         ("PUT", r"/api/dashboard/(\d+)", "update_dashboard", True),
+        ("GET", r"/api/setting/([a-z0-9-]+)", "get_setting", True),
+        ("PUT", r"/api/setting/([a-z0-9-]+)", "put_setting", True),
     ]
 
     def _route(self, method: str, path: str, query: dict, body: Any,
@@ -298,7 +343,7 @@ class FakeMetabase:
                     if session not in self.sessions:
                         raise ApiError(401, "Unauthenticated",
                                      f"{method} {path}: no valid X-Metabase-Session")
-                args = [int(g) for g in match.groups()]
+                args = [int(g) if g.isdigit() else g for g in match.groups()]
                 return getattr(self, f"_{name}")(*args, query=query, body=body)
         raise ApiError(404, "API endpoint does not exist.", f"{method} {path}: unknown endpoint")
 
@@ -338,8 +383,10 @@ class FakeMetabase:
                           {"first_name": _maybe(_non_blank), "last_name": _maybe(_non_blank),
                            "site_name": _maybe(_non_blank)}, closed=False)
         check_body("POST /api/setup prefs", body["prefs"], {"site_name": _non_blank},
-                   {"site_locale": _maybe(_str), "allow_tracking": _maybe(_bool)}, closed=False)
-        if body["token"] != self.setup_token:
+                   {"site_locale": _maybe(_str),
+                    "allow_tracking": _maybe(lambda v: isinstance(v, bool | str))},
+                   closed=False)
+        if self.setup_token is None or body["token"] != self.setup_token:
             raise ApiError(400, {"errors": {"token": "Token does not match the setup token."}},
                          "POST /api/setup: wrong setup token")
         if self.users:
@@ -347,11 +394,33 @@ class FakeMetabase:
                                           "first user, however a user currently exists."},
                          "POST /api/setup: a user already exists")
         password = user["password"]
-        if len(password) < 6 or password.lower() in COMMON_PASSWORDS:
-            raise ApiError(400, {"errors": {"password": "password is too common."}})
+        problem = password_problem(password)
+        if problem:
+            raise ApiError(400, {"errors": {"password": problem},
+                                 "specific-errors": {"password": [problem]}})
         created = self._create_user(user["email"], password, user.get("first_name"),
                                     user.get("last_name"))
+        # setup-set-settings!: site name, admin e-mail, and tracking on, whatever prefs say
+        self.settings.update({"site-name": body["prefs"]["site_name"], "admin-email":
+                              user["email"], "anon-tracking-enabled": True})
+        if body["prefs"].get("site_locale"):
+            self.settings["site-locale"] = body["prefs"]["site_locale"]
+        self.setup_token = None  # setup/clear-token!: it can never be used again
         return 200, {"id": self._new_session(created)}
+
+    # ---- settings
+
+    def _get_setting(self, key: str, **_: Any) -> tuple[int, Any]:
+        if key not in SETTINGS:
+            raise ApiError(404, "Not found.", f"GET /api/setting/{key}: unknown setting")
+        return 200, self.settings.get(key)
+
+    def _put_setting(self, key: str, *, body: Any, **_: Any) -> tuple[int, Any]:
+        if key not in SETTINGS:
+            raise ApiError(404, "Not found.", f"PUT /api/setting/{key}: unknown setting")
+        check_body(f"PUT /api/setting/{key}", body, {"value": _anything}, closed=False)
+        self.settings[key] = body["value"]
+        return 204, None
 
     def _login(self, *, body: Any, **_: Any) -> tuple[int, Any]:
         check_body("POST /api/session", body,
@@ -365,8 +434,8 @@ class FakeMetabase:
 
     def _public_db(self, db: dict) -> dict:
         details = dict(db["details"])
-        if "password" in details:
-            details["password"] = "**MetabasePass**"
+        if details.get("password"):
+            details["password"] = MASK
         return {**db, "details": details}
 
     def _check_details(self, where: str, engine: str, details: dict) -> None:
@@ -374,11 +443,21 @@ class FakeMetabase:
             check_body(f"{where} details", details,
                        {"host": _non_blank, "port": _pos_int, "dbname": _non_blank,
                         "user": _non_blank}, {"password": _str, "ssl": _bool}, closed=False)
+            problem = self._postgres_login_problem(details)
+            if problem:
+                raise ApiError(400, {"message": problem, "errors": {"password": problem}})
         elif engine == "sqlite":
             check_body(f"{where} details", details, {"db": _non_blank}, closed=False)
             if not Path(details["db"]).is_file():
                 raise ApiError(400, {"message": f"Couldn't connect to {details['db']}",
                                    "errors": {"db": "file does not exist"}})
+
+    def _postgres_login_problem(self, details: dict) -> str | None:
+        if self.postgres_users is None:
+            return None
+        if self.postgres_users.get(details.get("user")) != details.get("password"):
+            return f'FATAL: password authentication failed for user "{details.get("user")}"'
+        return None
 
     def _list_databases(self, **_: Any) -> tuple[int, Any]:
         data = [self._public_db(db) for db in self.databases.values()]
@@ -389,8 +468,12 @@ class FakeMetabase:
                    {"name": _non_blank, "engine": _non_blank, "details": _map},
                    {"is_full_sync": _maybe(_bool), "is_on_demand": _maybe(_bool),
                     "schedules": _maybe(_map), "auto_run_queries": _maybe(_bool),
-                    "cache_ttl": _maybe(_pos_int), "connection_source": _maybe(_str),
-                    "provider_name": _maybe(_str)}, closed=False)
+                    "cache_ttl": _maybe(_pos_int),
+                    "connection_source": _maybe(lambda v: v in ("admin", "setup")),
+                    "provider_name": _maybe(_str), "is_stub": _maybe(_bool)})
+        if body.get("is_stub") is True:
+            raise ApiError(400, {"message": "is_stub may not be set via the API"},
+                           "POST /api/database: is_stub")
         if body["engine"] not in ENGINES:
             raise ApiError(400, {"errors": {"engine": "value must be a valid database engine."}},
                          f"POST /api/database: unknown engine {body['engine']!r}")
@@ -412,14 +495,32 @@ class FakeMetabase:
 
     def _update_database(self, ident: int, *, body: Any, **_: Any) -> tuple[int, Any]:
         db = self.databases.get(ident) or self._raise(self._missing("database", ident))
-        check_body(f"PUT /api/database/{ident}", body, {},
-                   {"name": _maybe(_non_blank), "engine": _maybe(_non_blank),
-                    "details": _maybe(_map), "is_full_sync": _maybe(_bool)}, closed=False)
+        check_body(f"PUT /api/database/{ident}", body, {}, self.DATABASE_UPDATE)
+        engine = body.get("engine") or db["engine"]
         if body.get("details") is not None:
-            self._check_details("PUT /api/database", body.get("engine") or db["engine"],
-                                body["details"])
-        db.update({k: v for k, v in body.items() if k in ("name", "engine", "details")})
+            # upsert-sensitive-fields: the mask keeps the stored password, and the details
+            # sent are merged into the stored ones (unless the engine changes)
+            details = dict(body["details"])
+            if details.get("password") == MASK:
+                details["password"] = db["details"].get("password")
+            if engine == db["engine"]:
+                details = {**db["details"], **details}
+            if details != db["details"] or engine != db["engine"]:
+                self._check_details(f"PUT /api/database/{ident}", engine, details)
+            db["details"] = details
+        db.update({k: v for k, v in body.items() if k in ("name", "engine") and v is not None})
         return 200, self._public_db(db)
+
+    DATABASE_UPDATE = {
+        "name": _maybe(_non_blank), "engine": _maybe(_non_blank),
+        "refingerprint": _maybe(_bool), "details": _maybe(_map),
+        "write_data_details": _maybe(_map), "schedules": _maybe(_map),
+        "is_full_sync": _maybe(_bool), "is_on_demand": _maybe(_bool),
+        "description": _maybe(_str), "caveats": _maybe(_str),
+        "points_of_interest": _maybe(_str), "auto_run_queries": _maybe(_bool),
+        "cache_ttl": _maybe(_pos_int), "provider_name": _maybe(_str),
+        "settings": _maybe(_map), "is_stub": _maybe(_bool),
+    }
 
     @staticmethod
     def _raise(rej: ApiError) -> Any:
@@ -498,6 +599,11 @@ class FakeMetabase:
         db = self.databases[database]
         started = {"database_id": database, "started_at": "2026-11-23T00:00:00Z",
                    "json_query": body}
+        if db["engine"] == "postgres" and self._postgres_login_problem(db["details"]):
+            problem = self._postgres_login_problem(db["details"])
+            return self.query_error_status, {**started, "status": "failed", "error": problem,
+                                             "error_type": "invalid-query", "row_count": 0,
+                                             "data": {"rows": [], "cols": []}}
         if db["engine"] != "sqlite":
             return 202, {**started, "status": "completed", "row_count": 0,
                          "data": {"rows": [], "cols": []}}
@@ -510,7 +616,7 @@ class FakeMetabase:
             finally:
                 conn.close()
         except sqlite3.Error as exc:
-            return 202, {**started, "status": "failed", "error": str(exc),
+            return self.query_error_status, {**started, "status": "failed", "error": str(exc),
                          "error_type": "invalid-query", "row_count": 0,
                          "data": {"rows": [], "cols": []},
                          "via": [{"status": "failed", "error": str(exc)}]}
@@ -611,6 +717,46 @@ class FakeMetabase:
         "series": _maybe(_list),
     }
 
+    def add_tabs(self, dashboard_id: int, names: list[str]) -> list[int]:
+        """Tabs added by hand in the UI: the cards already there move to the first one."""
+        dash = self.dashboards[dashboard_id]
+        ids = []
+        for name in names:
+            ident = self._next_id("tab")
+            dash["tabs"].append({"id": ident, "name": name, "dashboard_id": dashboard_id,
+                                 "position": len(dash["tabs"])})
+            ids.append(ident)
+        for dashcard in dash["dashcards"]:
+            dashcard["dashboard_tab_id"] = dashcard.get("dashboard_tab_id") or ids[0]
+        return ids
+
+    def add_dashcard(self, dashboard_id: int, card_id: int, tab_id: int | None,
+                     **layout: int) -> int:
+        """A card placed on the dashboard by hand."""
+        ident = self._next_id("dashcard")
+        self.dashboards[dashboard_id]["dashcards"].append({
+            "id": ident, "card_id": card_id, "dashboard_tab_id": tab_id, "row": 0, "col": 0,
+            "size_x": 6, "size_y": 4, "parameter_mappings": [], "series": [],
+            "visualization_settings": {"card.title": "Added by hand"}, **layout})
+        return ident
+
+    def _update_tabs(self, where: str, dash: dict, tabs: list | None) -> dict[int, int]:
+        """do-update-tabs!: the tabs sent replace the dashboard's; old -> new ids."""
+        for tab in tabs or []:
+            check_body(f"{where} tab", tab, {"id": _int, "name": _non_blank})
+        current = {t["id"]: t for t in dash["tabs"]}
+        kept, renumber = [], {}
+        for position, tab in enumerate(tabs or []):
+            if tab["id"] > 0 and tab["id"] not in current:
+                raise ApiError(400, {"errors": {"tabs": "no such tab"}},
+                               f"{where}: tab {tab['id']} is not on this dashboard")
+            ident = tab["id"] if tab["id"] > 0 else self._next_id("tab")
+            renumber[tab["id"]] = ident
+            kept.append({**current.get(tab["id"], {"dashboard_id": dash["id"]}),
+                         "id": ident, "name": tab["name"], "position": position})
+        dash["tabs"] = kept
+        return renumber
+
     def _create_dashboard(self, *, body: Any, **_: Any) -> tuple[int, Any]:
         check_body("POST /api/dashboard", body, {"name": _non_blank}, self.DASHBOARD_CREATE)
         coll = body.get("collection_id")
@@ -637,8 +783,11 @@ class FakeMetabase:
         where = f"PUT /api/dashboard/{ident}"
         dash = self.dashboards.get(ident) or self._raise(self._missing("dashboard", ident))
         check_body(where, body, {}, self.DASHBOARD_UPDATE)
-        if body.get("dashcards") is not None:
-            incoming = body["dashcards"]
+        if body.get("dashcards") is not None or body.get("tabs") is not None:
+            incoming = body.get("dashcards")
+            if incoming is None:  # tabs alone: the dashcards stay
+                incoming = [{k: v for k, v in d.items() if k != "dashboard_id"}
+                            for d in dash["dashcards"]]
             for dashcard in incoming:
                 check_body(f"{where} dashcard", dashcard, self.DASHCARD_REQUIRED,
                            self.DASHCARD_OPTIONAL)
@@ -646,7 +795,20 @@ class FakeMetabase:
             if len(set(ids)) != len(ids):
                 raise ApiError(400, {"errors": {"dashcards": "ids must be unique"}},
                              f"{where}: duplicate dashcard ids {ids}")
-            current = {d["id"]: d for d in dash["dashcards"]}
+            tabs = body.get("tabs") or []
+            if len(tabs) == 1:
+                incoming = [{**d, "dashboard_tab_id": d.get("dashboard_tab_id") or tabs[0]["id"]}
+                            for d in incoming]
+            elif tabs and not all(d.get("dashboard_tab_id") is not None for d in incoming):
+                raise ApiError(400, {"message": "This dashboard has tab, makes sure every card "
+                                                "has a tab"},
+                               f"{where}: a dashcard without dashboard_tab_id on a tabbed "
+                               "dashboard")
+            before = {t["id"] for t in dash["tabs"]}
+            renumber = self._update_tabs(where, dash, body.get("tabs"))
+            deleted_tabs = before - set(renumber.values())
+            current = {d["id"]: d for d in dash["dashcards"]
+                       if d.get("dashboard_tab_id") not in deleted_tabs}
             kept = []
             for dashcard in incoming:
                 if dashcard.get("card_id") is not None:
@@ -660,12 +822,18 @@ class FakeMetabase:
                 if dashcard["col"] + dashcard["size_x"] > 24:
                     raise ApiError(400, {"errors": {"col": "outside the 24-column grid"}},
                                  f"{where}: dashcard {dashcard['id']} is wider than the grid")
+                tab = dashcard.get("dashboard_tab_id")
+                tab = renumber.get(tab, tab)
+                if tab is not None and tab not in {t["id"] for t in dash["tabs"]}:
+                    raise ApiError(400, {"errors": {"dashboard_tab_id": "no such tab"}},
+                                   f"{where}: dashcard {dashcard['id']} is on tab {tab}, "
+                                   "which is not on this dashboard")
                 new_id = dashcard["id"] if dashcard["id"] > 0 else self._next_id("dashcard")
                 base = current.get(dashcard["id"], {"parameter_mappings": [], "series": [],
                                                     "visualization_settings": {},
                                                     "dashboard_tab_id": None})
                 kept.append({**base, **{k: v for k, v in dashcard.items() if k != "id"},
-                             "id": new_id})
+                             "dashboard_tab_id": tab, "id": new_id})
             dash["dashcards"] = kept
         for key, value in body.items():
             if key not in ("dashcards", "tabs") and (value is not None or key == "description"):

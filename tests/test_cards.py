@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from insiders.dashboard import run_card_sql
-from insiders.metabase import load_definition
+from insiders.dashboards.page import run_card_sql
+from insiders.dashboards.spec import load_definition
 from sqlstore_fixture import STORE_BUILDERS, build_synthetic_store, postgres_schema_url
 
 SPEC = load_definition()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from insiders.dashboard import DashboardError, format_value, render_dashboard
-from insiders.metabase import default_definition_dir, load_definition
+from insiders.dashboards.page import DashboardError, format_value, render_dashboard
+from insiders.dashboards.spec import default_definition_dir, load_definition
 from sqlstore_fixture import RUN_IDS, build_synthetic_store
 
 SPEC = load_definition()
@@ -59,7 +59,7 @@ def test_page_has_every_card_and_is_self_contained(page: Path) -> None:
         p = card.position
         assert (f"grid-column: {p.col + 1} / span {p.size_x}; "
                 f"grid-row: {p.row + 1} / span {p.size_y};") in html
-    assert html.count("window.PlotlyConfig") == 1, "plotly.js must be inlined exactly once"
+    assert html.count('id="insiders-plotly"') == 1, "plotly.js must be inlined exactly once"
     assert "<script src=" not in html and "<link " not in html, "nothing may load from outside"
     assert "<script>window.__pwned" not in html
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;Big spenders" in html

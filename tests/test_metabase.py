@@ -1,8 +1,12 @@
 """Provisioning the dashboard through Metabase's REST API, against a strict fake Metabase.
 
 The fake (`fake_metabase.FakeMetabase`) checks each request's method, path and body
-shape as Metabase v0.64 does and records what changed, so these tests pin down both
-"the requests are right" and "a second run changes nothing".
+shape as Metabase v0.64 does (`fake_metabase.MIRRORS`) and records what changed, so these
+tests pin down both "the requests are right" and "a second run changes nothing". The
+later tests are the ways a real first deployment broke while an older, more lenient fake
+passed: a password Metabase refuses, a failing query answered with HTTP 500, tabs lost
+on a layout change, a rotated reader password that never reached Metabase, and usage
+tracking left on.
 """
 
 from __future__ import annotations
@@ -14,16 +18,17 @@ from pathlib import Path
 
 import pytest
 import requests
-from fake_metabase import FakeMetabase
-from insiders.metabase import (
-    DefinitionError,
-    MetabaseError,
-    database_from_env,
-    default_definition_dir,
-    load_definition,
+from fake_metabase import MIRRORS, FakeMetabase
+from insiders.config import MetabaseSettings
+from insiders.dashboards.metabase import METABASE_VERSION, MetabaseError
+from insiders.dashboards.provision import (
+    FINGERPRINT_KEY,
+    database_from_settings,
+    fingerprint_matches,
     provision,
     provision_from_env,
 )
+from insiders.dashboards.spec import DefinitionError, default_definition_dir, load_definition
 from sqlstore_fixture import build_synthetic_store
 
 EMAIL = "admin@insiders.example"
@@ -65,12 +70,17 @@ def test_first_provision_creates_everything(fake: FakeMetabase, store_path: Path
 
     assert fake.violations == []
     assert [(i.kind, i.action) for i in report.items] == (
-        [("setup", "created"), ("database", "created"), ("collection", "created")]
+        [("setup", "created"), ("setting", "updated"), ("database", "created"),
+         ("collection", "created")]
         + [("card", "created")] * len(SPEC.cards)
         + [("dashboard", "created")]
     )
     # first-run setup made the admin, then the store was registered as Metabase sees it
     assert EMAIL in fake.users
+    # setup turns usage tracking on whatever it is sent; provisioning turns it off again
+    (setup,) = [r for r in fake.requests if r.path == "/api/setup"]
+    assert "allow_tracking" not in setup.body["prefs"]
+    assert fake.settings["anon-tracking-enabled"] is False
     (db,) = fake.databases.values()
     assert (db["name"], db["engine"], db["details"]) == (
         "Insiders SQL store", "sqlite", {"db": str(store_path)})
@@ -80,6 +90,9 @@ def test_first_provision_creates_everything(fake: FakeMetabase, store_path: Path
     queries = [r for r in fake.requests if r.path == "/api/dataset"]
     assert [q.body["native"]["query"] for q in queries] == [c.sql for c in SPEC.cards]
     assert all(q.status == 202 for q in queries)
+    # dashboard cards went onto a dashboard without tabs, and no tabs were made up
+    (put,) = [r for r in fake.mutations if r.method == "PUT" and "/api/dashboard/" in r.path]
+    assert put.body["tabs"] == [] and fake.dashboard_by_name(SPEC.name)["tabs"] == []
 
     for card in SPEC.cards:
         stored = fake.card_by_name(card.name)
@@ -197,24 +210,42 @@ def test_unreachable_metabase_is_a_clear_error(store_path: Path) -> None:
     assert "\n" not in message and "Traceback" not in message
 
 
-def test_failing_card_sql_names_the_card(fake: FakeMetabase, store_path: Path,
-                                         definitions: Path) -> None:
+@pytest.mark.parametrize("status", [500, 202])  # Metabase since late 2025, and before
+def test_failing_card_sql_names_the_card(store_path: Path, definitions: Path,
+                                         status: int) -> None:
     card = SPEC.cards[6]
     (definitions / card.file).write_text("SELECT persona FROM no_such_table")
 
-    with pytest.raises(MetabaseError) as caught:
+    with FakeMetabase(query_error_status=status) as fake, \
+            pytest.raises(MetabaseError) as caught:
         run(fake, store_path, definition_dir=definitions)
 
     message = str(caught.value)
     assert card.file in message and card.name in message
     assert "no such table: no_such_table" in message
+    assert [r.status for r in fake.requests if r.path == "/api/dataset"][-1] == status
     assert fake.cards == {} and fake.dashboards == {}  # nothing half-provisioned
     assert fake.violations == []
 
 
-def test_weak_admin_password_fails_setup_clearly(fake: FakeMetabase, store_path: Path) -> None:
-    with pytest.raises(MetabaseError, match="First-run setup .* failed: password"):
-        run(fake, store_path, password="password")
+@pytest.mark.parametrize("password", ["passwd", "correct-horse-battery", "abc12",
+                                      "Password1", "123456789"])
+def test_admin_password_metabase_refuses_fails_setup_clearly(fake: FakeMetabase,
+                                                             store_path: Path,
+                                                             password: str) -> None:
+    """Metabase's default rule: 6+ characters with a digit, not a common password."""
+    with pytest.raises(MetabaseError) as caught:
+        run(fake, store_path, password=password)
+    message = str(caught.value)
+    assert message.startswith(f"First-run setup of Metabase at {fake.url} failed: password")
+    assert "INSIDERS_METABASE_PASSWORD" in message and "digit" in message
+    assert password not in message
+    assert fake.users == {} and fake.databases == {}  # nothing was provisioned
+
+
+def test_admin_password_with_a_digit_passes_setup(fake: FakeMetabase, store_path: Path) -> None:
+    report = run(fake, store_path, password="fake-horse-battery-9")
+    assert report.items[0].kind == "setup" and fake.violations == []
 
 
 def test_store_metabase_cannot_open_is_a_clear_error(fake: FakeMetabase, tmp_path: Path) -> None:
@@ -255,17 +286,30 @@ def test_provision_from_env(fake: FakeMetabase, store_path: Path,
         provision_from_env(fake.url)
 
 
-def test_database_from_env_reads_the_store_url_and_overrides() -> None:
+def test_database_from_settings_reads_the_store_url_and_overrides() -> None:
     url = "postgresql+psycopg://insiders:s3cret@localhost:5433/insiders"
-    assert database_from_env(url, env={}) == {
+    assert database_from_settings(url, MetabaseSettings()) == {
         "engine": "postgres", "name": "Insiders SQL store", "host": "localhost", "port": 5433,
         "dbname": "insiders", "user": "insiders", "password": "s3cret",
     }
-    inside_docker = database_from_env(url, env={"INSIDERS_METABASE_DB_HOST": "postgres",
-                                                "INSIDERS_METABASE_DB_PORT": "5432"})
+    inside_docker = database_from_settings(url, MetabaseSettings(db_host="postgres",
+                                                                 db_port=5432))
     assert (inside_docker["host"], inside_docker["port"]) == ("postgres", 5432)
-    assert database_from_env("sqlite:////data/insiders.sqlite", env={}) == {
+    assert database_from_settings("sqlite:////data/insiders.sqlite", MetabaseSettings()) == {
         "engine": "sqlite", "name": "Insiders SQL store", "path": "/data/insiders.sqlite"}
+
+
+def test_metabase_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from insiders.config import Settings
+
+    monkeypatch.setenv("INSIDERS_METABASE_WAIT", "90")
+    monkeypatch.setenv("INSIDERS_METABASE_DB_PORT", "6543")
+    monkeypatch.setenv("INSIDERS_METABASE_DEFINITIONS", "/srv/metabase")
+    group = Settings.from_env().metabase
+    assert (group.wait, group.db_port, group.definitions) == (90.0, 6543, Path("/srv/metabase"))
+    monkeypatch.setenv("INSIDERS_METABASE_WAIT", "soon")
+    with pytest.raises(MetabaseError, match="INSIDERS_METABASE_WAIT must be a number"):
+        provision_from_env("http://127.0.0.1:9")
 
 
 @pytest.mark.parametrize(
@@ -306,5 +350,97 @@ def test_fake_metabase_is_strict(fake: FakeMetabase) -> None:
                 "colour": "red"}
     resp = requests.post(f"{fake.url}/api/card", json=bad_card, headers=headers, timeout=5)
     assert resp.status_code == 400 and "colour" in resp.json()["errors"]
-    assert len(fake.violations) == 3
+    for extra in ({"ssl": True}, {"description": "x"}):  # closed schemas, as in Metabase
+        bad_db = {"name": "x", "engine": "sqlite", "details": {"db": "x"}, **extra}
+        resp = requests.post(f"{fake.url}/api/database", json=bad_db, headers=headers,
+                             timeout=5)
+        assert resp.status_code == 400 and set(extra) <= set(resp.json()["errors"])
+    assert len(fake.violations) == 5
     assert [m.path for m in fake.mutations] == ["/api/setup"]
+    assert fake.settings["anon-tracking-enabled"] is True  # what setup leaves behind
+    assert MIRRORS == METABASE_VERSION  # the fake follows the Metabase the client pins
+
+
+PG = {"engine": "postgres", "host": "postgres", "port": 5432, "dbname": "insiders",
+      "user": "insiders_reader"}
+
+
+def test_rotated_reader_password_reaches_metabase() -> None:
+    """GET /api/database masks the password, so only its fingerprint can show a rotation."""
+    users = {"insiders_reader": "fake-reader-2011-a"}
+    with FakeMetabase(postgres_users=users) as fake:
+        run(fake, Path("unused"), database={**PG, "password": "fake-reader-2011-a"})
+        (db,) = fake.databases.values()
+        listed = requests.get(f"{fake.url}/api/database/{db['id']}", timeout=5, headers={
+            "X-Metabase-Session": next(iter(fake.sessions))}).json()
+        assert listed["details"]["password"] == "**MetabasePass**"
+        assert "fake-reader-2011-a" not in json.dumps(listed)
+        assert fingerprint_matches(listed["details"][FINGERPRINT_KEY], "fake-reader-2011-a")
+
+        fake.clear_log()  # a second run with the same password changes nothing
+        assert not run(fake, Path("unused"), database={**PG, "password": "fake-reader-2011-a"}
+                       ).changed
+        assert fake.mutations == []
+
+        users["insiders_reader"] = "fake-reader-2011-b"  # the DBA rotates the password
+        report = run(fake, Path("unused"), database={**PG, "password": "fake-reader-2011-b"})
+
+        assert db["details"]["password"] == "fake-reader-2011-b"
+        assert [(i.kind, i.detail) for i in report.updated] == [
+            ("database", "postgres: password")]
+        assert [(m.method, m.path) for m in fake.mutations] == [
+            ("PUT", f"/api/database/{db['id']}")]
+        assert fake.violations == []
+
+
+def test_hand_added_tabs_survive_a_layout_change(fake: FakeMetabase, store_path: Path,
+                                                 definitions: Path) -> None:
+    """Without `tabs`, PUT /api/dashboard/:id deletes every tab and the cards on them."""
+    run(fake, store_path, definition_dir=definitions)
+    dashboard = fake.dashboard_by_name(SPEC.name)
+    overview, notes = fake.add_tabs(dashboard["id"], ["Overview", "Notes"])
+    note_card = fake.card_by_name(SPEC.cards[0].name)["id"]
+    by_hand = fake.add_dashcard(dashboard["id"], note_card, notes, row=0, col=0)
+    path = definitions / "dashboard.json"
+    raw = json.loads(path.read_text())
+    raw["cards"][-1]["position"]["size_y"] += 2
+    path.write_text(json.dumps(raw))
+    fake.clear_log()
+
+    report = run(fake, store_path, definition_dir=definitions)
+
+    assert fake.violations == []
+    assert [i.kind for i in report.updated] == ["dashboard"]
+    assert [(t["id"], t["name"]) for t in dashboard["tabs"]] == [
+        (overview, "Overview"), (notes, "Notes")]
+    on_notes = [d for d in dashboard["dashcards"] if d["dashboard_tab_id"] == notes]
+    assert [(d["id"], d["visualization_settings"]) for d in on_notes] == [
+        (by_hand, {"card.title": "Added by hand"})]
+    ours = [d for d in dashboard["dashcards"] if d["dashboard_tab_id"] == overview]
+    assert len(ours) == len(SPEC.cards)
+    last = fake.card_by_name(raw["cards"][-1]["name"])["id"]
+    assert next(d for d in ours if d["card_id"] == last)["size_y"] == (
+        raw["cards"][-1]["position"]["size_y"])
+
+    fake.clear_log()
+    assert not run(fake, store_path, definition_dir=definitions).changed
+    assert fake.mutations == []
+
+
+def test_the_dag_task_provisions_with_the_settings_it_is_given(store_path: Path,
+                                                               tmp_path: Path) -> None:
+    """monthly.refresh_metabase takes its Settings (no environment): URL, admin, store."""
+    from insiders import monthly
+    from insiders.config import Settings
+
+    with FakeMetabase() as fake:
+        settings = Settings(home=tmp_path, sql_url=f"sqlite:///{store_path}",
+                            metabase_url=fake.url, metabase_user=EMAIL,
+                            metabase_password=PASSWORD)
+        out = monthly.refresh_metabase(settings)
+        assert "created" in out["insiders"] and fake.violations == []
+        (db,) = fake.databases.values()
+        assert db["details"] == {"db": str(store_path)}
+        assert not provision(fake.url, email=EMAIL, password=PASSWORD,
+                             database={"engine": "sqlite", "path": str(store_path)},
+                             poll_interval=0.01).changed

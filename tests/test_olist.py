@@ -22,9 +22,10 @@ import sqlalchemy as sa
 from conftest import run_stage
 from insiders import extract, stages
 from insiders.catalog import RunFolder
-from insiders.dashboard import render_page, run_card_sql
+from insiders.dashboards.page import render_page, run_card_sql
+from insiders.dashboards.provision import provision, provision_from_env
+from insiders.dashboards.spec import load_definition
 from insiders.errors import InputError
-from insiders.metabase import load_definition, provision, provision_from_env
 from insiders.models import segmentation
 from insiders.sources import olist
 from insiders.sources.olist import experience, personas, reading

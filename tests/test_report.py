@@ -93,8 +93,8 @@ def test_report_is_self_contained(run: Path) -> None:
             assert not re.match(r"(https?:)?//", value), f"<{tag} {name}={value}> loads a URL"
     assert "@import" not in page and "<link" not in page
     # plotly.js itself is inlined exactly once, however many figures there are
-    assert page.count("* plotly.js v") == 1
-    assert page.count("Plotly.newPlot(") >= 9
+    assert page.count('id="insiders-plotly"') == 1
+    assert page.count('data-figure=') >= 9
 
 
 def test_the_nine_questions_in_order(run: Path) -> None:

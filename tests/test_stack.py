@@ -392,3 +392,19 @@ def test_preflight_refuses_a_bad_fernet_key(config: dict, value: str) -> None:
 def test_preflight_refuses_an_unknown_executor(config: dict) -> None:
     result = run_preflight(config, {"AIRFLOW_EXECUTOR": "KubernetesExecutor"})
     assert result.returncode != 0 and "AIRFLOW_EXECUTOR" in result.stderr
+
+
+NO_DIGIT = "correct-horse-battery-staple"  # strong enough for preflight, but no digit
+
+
+@pytest.mark.parametrize("value", [NO_DIGIT, "Tr0ub4dor-and-Horses"])
+def test_preflight_applies_metabase_password_rule(config: dict, value: str) -> None:
+    """Metabase's default rule needs a digit: without one, first-run setup answers 400."""
+    result = run_preflight(config, {"INSIDERS_METABASE_PASSWORD": value})
+    has_digit = any(c.isdigit() for c in value)
+    assert (result.returncode == 0) == has_digit, result.stderr
+    if not has_digit:
+        assert "INSIDERS_METABASE_PASSWORD needs at least one digit" in result.stderr
+    assert value not in result.stdout + result.stderr
+    # the rule is Metabase's: another secret without a digit is fine
+    assert run_preflight(config, {"AIRFLOW_ADMIN_PASSWORD": NO_DIGIT}).returncode == 0

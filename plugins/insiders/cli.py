@@ -165,19 +165,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(path)
         return 0
     if args.command == "dashboard":
-        from . import dashboard
+        from .dashboards import page
 
         settings = Settings.from_env()
         check_sql_store(args.sql_url or settings.sql_url_or_default, settings)
-        path = dashboard.render_dashboard(
+        path = page.render_dashboard(
             args.sql_url or settings.sql_url_or_default, Path(args.out),
-            Path(args.definitions) if args.definitions else None)
+            Path(args.definitions) if args.definitions else settings.metabase.definitions)
         print(path)
         return 0
     if args.command == "metabase":
-        from . import metabase
+        from .dashboards import provision
 
-        report = metabase.provision_from_env(
+        report = provision.provision_from_env(
             args.url, Path(args.definitions) if args.definitions else None)
         print(report)
         return 0

@@ -11,11 +11,59 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
+
+
+def _number(name: str, kind: type[int] | type[float], default: Any) -> Any:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class MetabaseSettings:
+    """Metabase beyond URL and admin (INSIDERS_METABASE_*): waiting, definitions, the store.
+
+    The `db_*` values describe the SQL store as the Metabase server reaches it (inside
+    Docker another host name than the pipeline's); what they leave out comes from
+    `Settings.sql_url`. None means "not set".
+    """
+
+    wait: float = 0.0  # seconds to wait for a Metabase that is still starting
+    definitions: Path | None = None  # folder with dashboard.json and cards/
+    db_engine: str | None = None  # postgres | sqlite
+    db_host: str | None = None
+    db_port: int | None = None
+    db_name: str | None = None
+    db_user: str | None = None
+    db_password: str | None = field(default=None, repr=False)  # never in logs
+    db_path: str | None = None  # SQLite file, as a path on the Metabase server
+    db_display_name: str | None = None  # the database's name in Metabase
+
+    @classmethod
+    def from_env(cls) -> MetabaseSettings:
+        definitions = _env("INSIDERS_METABASE_DEFINITIONS")
+        return cls(
+            wait=float(_number("INSIDERS_METABASE_WAIT", float, 0.0) or 0.0),
+            definitions=Path(definitions).expanduser() if definitions else None,
+            db_engine=_env("INSIDERS_METABASE_DB_ENGINE"),
+            db_host=_env("INSIDERS_METABASE_DB_HOST"),
+            db_port=_number("INSIDERS_METABASE_DB_PORT", int, None),
+            db_name=_env("INSIDERS_METABASE_DB_NAME"),
+            db_user=_env("INSIDERS_METABASE_DB_USER"),
+            db_password=_env("INSIDERS_METABASE_DB_PASSWORD"),
+            db_path=_env("INSIDERS_METABASE_DB_PATH"),
+            db_display_name=_env("INSIDERS_METABASE_DB_DISPLAY_NAME"),
+        )
 
 
 @dataclass(frozen=True)
@@ -70,6 +118,7 @@ class Settings:
     metabase_url: str | None = None
     metabase_user: str | None = None
     metabase_password: str | None = None
+    metabase: MetabaseSettings = field(default_factory=MetabaseSettings)
     start_date: str = "2011-01-01"  # first month the DAG schedules (catchup starts here)
     end_date: str | None = None  # last one, if any
 
@@ -131,6 +180,9 @@ class Settings:
         """Read INSIDERS_* variables; explicit overrides win."""
         values: dict = {}
         for f in fields(cls):
+            if f.name == "metabase":
+                values[f.name] = MetabaseSettings.from_env()
+                continue
             raw = _env(f"INSIDERS_{f.name.upper()}")
             if raw is None:
                 continue

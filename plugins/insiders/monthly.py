@@ -41,11 +41,11 @@ def metabase_configured(settings: Settings) -> bool:
 def refresh_metabase(settings: Settings) -> dict:
     """Make Metabase match the dashboard definitions (idempotent: usually changes nothing),
     with the source's own dashboards (Olist: the customer experience)."""
-    from . import metabase
+    from .dashboards import provision
     from .sources import get_source
 
-    out = {"insiders": str(metabase.provision_from_env(settings.metabase_url))}
+    out = {"insiders": str(provision.provision_configured(settings))}
     for name in get_source(settings.source_kind).dashboards:
-        out[name] = str(metabase.provision_from_env(
-            settings.metabase_url, metabase.default_definition_dir() / name))
+        out[name] = str(provision.provision_configured(
+            settings, definition_dir=provision.definition_dir_for(settings) / name))
     return out

@@ -1,17 +1,18 @@
 """The report for marketing: one self-contained HTML file, in the order of the nine questions.
 
-Works offline (plotly.js is inlined once), escapes every value that comes from
-the data (customer ids, personas, descriptions) and says plainly when a
-question does not apply or a check came out badly.
+Works offline (plotly.js is inlined once, see `insiders.dashboards.htmlkit`), escapes
+every value that comes from the data (customer ids, personas, descriptions) and says
+plainly when a question does not apply or a check came out badly.
 """
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
+
+from insiders.dashboards.htmlkit import BASE_CSS, Figures, esc, label
 
 PALETTE = ["#2f5d8a", "#e07b39", "#4f9d69", "#c44e52", "#8172b3", "#937860", "#da8bc3",
            "#8c8c8c", "#ccb974", "#64b5cd"]
@@ -19,8 +20,8 @@ INSIDER = "#c9a227"
 REST = "#9aa5b1"
 FONT = "Inter, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"
 
-CSS = """
-*{box-sizing:border-box}body{margin:0;font-family:FONT_FAMILY;color:#1f2933;background:#f4f6f8;
+CSS = BASE_CSS + """
+body{margin:0;font-family:FONT_FAMILY;color:#1f2933;background:#f4f6f8;
 line-height:1.5}header{background:linear-gradient(120deg,#1d3557,#2f5d8a);color:#fff;
 padding:36px 0 28px}main,.wrap{max-width:1180px;margin:0 auto;padding:0 28px}
 h1{margin:0 0 6px;font-size:30px;letter-spacing:-.5px}header p{margin:0;opacity:.85}
@@ -48,22 +49,6 @@ margin-right:12px;text-decoration:none}
 """.replace("FONT_FAMILY", FONT)
 
 
-def esc(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def label(text: object, width: int = 16) -> str:
-    """A chart label: escaped (plotly renders its own markup in labels) and wrapped."""
-    words, lines, line = esc(text).split(), [], ""
-    for word in words:
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    return "<br>".join([*lines, line]) if line else ""
-
-
 def _money(x) -> str:
     return "n/a" if x is None or pd.isna(x) else f"{x:,.0f}"
 
@@ -73,10 +58,10 @@ def _pct(x, digits: int = 0) -> str:
 
 
 class _Figures:
-    """Render plotly figures; only the first one carries plotly.js."""
+    """Render plotly figures with the report's look; only the first one carries plotly.js."""
 
     def __init__(self) -> None:
-        self.first = True
+        self.figures = Figures(prefix="report-fig")
 
     def __call__(self, fig: go.Figure, height: int = 360) -> str:
         fig.update_layout(height=height, margin={"l": 50, "r": 20, "t": 40, "b": 40},
@@ -84,10 +69,7 @@ class _Figures:
                           plot_bgcolor="white", legend={"orientation": "h", "y": -0.18})
         fig.update_xaxes(gridcolor="#eef1f4")
         fig.update_yaxes(gridcolor="#eef1f4")
-        out = fig.to_html(full_html=False, include_plotlyjs=self.first,
-                          config={"displayModeBar": False, "responsive": True})
-        self.first = False
-        return out
+        return self.figures.html(fig, height=f"{height}px")
 
 
 def _table(frame: pd.DataFrame, left: tuple[str, ...] = ()) -> str:

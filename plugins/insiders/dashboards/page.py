@@ -3,15 +3,14 @@
 The page runs the very SQL files that `insiders metabase provision` puts into Metabase,
 against the SQL store, and lays the cards out on the same 24-column grid with the same
 titles. So the dashboard can be checked (by a person, a test or a headless browser)
-without running Metabase. The page is self-contained: plotly.js is inlined once, since
-no CDN may be reachable where it is opened. Every text from the store or the definition
-is HTML-escaped: a persona or description is data, never markup.
+without running Metabase. The page is self-contained: plotly.js is inlined once (see
+`htmlkit.py`), since no CDN may be reachable where it is opened. Every text from the
+store or the definition is HTML-escaped: a persona or description is data, never markup.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import math
 import re
 from decimal import Decimal
@@ -20,11 +19,12 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
 import sqlalchemy as sa
 
+from insiders.dashboards.htmlkit import BASE_CSS, Figures
+from insiders.dashboards.htmlkit import esc as _esc
+from insiders.dashboards.spec import CardSpec, DashboardSpec, DefinitionError, load_definition
 from insiders.errors import InsidersError
-from insiders.metabase import CardSpec, DashboardSpec, DefinitionError, load_definition
 
 ROW_PX = 52  # height of one grid row; Metabase's rows are about this tall
 GAP_PX = 14
@@ -99,10 +99,6 @@ def query_cards(sql_url: str, spec: DashboardSpec) -> dict[str, pd.DataFrame]:
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _is_missing(value: Any) -> bool:
@@ -287,7 +283,7 @@ def _figure(card: CardSpec, frame: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def _render_chart(card: CardSpec, frame: pd.DataFrame, first: bool) -> str:
+def _render_chart(card: CardSpec, frame: pd.DataFrame, figures: Figures) -> str:
     if frame.empty:
         return '<div class="empty">No rows</div>'
     fig = _figure(card, frame)
@@ -308,17 +304,10 @@ def _render_chart(card: CardSpec, frame: pd.DataFrame, first: bool) -> str:
                      title_font={"size": 11})
     if "yaxis2" in fig.layout and fig.layout.yaxis2.overlaying:
         fig.update_layout(margin={"r": 44})  # room for the right axis' labels
-    return pio.to_html(
-        fig,
-        include_plotlyjs=True if first else False,
-        full_html=False,
-        default_height="100%",
-        default_width="100%",
-        config={"displayModeBar": False, "responsive": True},
-    )
+    return f"<div>{figures.html(fig)}</div>"
 
 
-def render_card(card: CardSpec, frame: pd.DataFrame, *, first_chart: bool) -> str:
+def render_card(card: CardSpec, frame: pd.DataFrame, figures: Figures) -> str:
     """One card's HTML: title, description and its visualisation, placed on the grid."""
     p = card.position
     if card.display in ("scalar", "smartscalar", "progress", "gauge"):
@@ -326,7 +315,7 @@ def render_card(card: CardSpec, frame: pd.DataFrame, *, first_chart: bool) -> st
     elif card.display in ("table", "object", "pivot"):
         body, kind = _render_table(card, frame), "table-card"
     else:
-        body, kind = _render_chart(card, frame, first_chart), "chart-card"
+        body, kind = _render_chart(card, frame, figures), "chart-card"
     description = (
         f'<p class="card-desc" title="{_esc(card.description)}">{_esc(card.description)}</p>'
         if card.description else ""
@@ -341,9 +330,8 @@ def render_card(card: CardSpec, frame: pd.DataFrame, *, first_chart: bool) -> st
     )
 
 
-CSS = """
+CSS = BASE_CSS + """
 :root { --ink:#2E353B; --muted:#696E7B; --line:#E4E7EC; --bg:#F6F8FA; --brand:#509EE3; }
-* { box-sizing: border-box; }
 html, body { margin: 0; background: var(--bg); color: var(--ink);
   font-family: @FONT@; -webkit-font-smoothing: antialiased; }
 .page { max-width: 1480px; margin: 0 auto; padding: 28px 32px 40px; }
@@ -405,14 +393,8 @@ footer { margin-top: 22px; color: var(--muted); font-size: 12px; }
 
 def render_page(spec: DashboardSpec, results: dict[str, pd.DataFrame]) -> str:
     """The whole page as a string, from the definition and each card's query result."""
-    sections, first_chart = [], True
-    for card in spec.cards:
-        is_chart = card.display not in ("scalar", "smartscalar", "progress", "gauge", "table",
-                                        "object", "pivot")
-        frame = results[card.name]
-        sections.append(render_card(card, frame, first_chart=first_chart and not frame.empty))
-        if is_chart and not frame.empty:
-            first_chart = False
+    figures = Figures(prefix="card")
+    sections = [render_card(card, results[card.name], figures) for card in spec.cards]
     latest_frame = results.get("__latest_run__")
     latest = latest_frame.iloc[0, 0] if latest_frame is not None else None
     rendered = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,207 @@
+"""What every HTML page of the product shares: escaping, base CSS and plotly embedding.
+
+Used by the report (`insiders.report`) and the static dashboard page (`page.py`).
+
+Pages must work offline (no CDN is reachable where they are opened), so plotly.js is
+inlined. The whole plotly.min.js is 4.8 MB; the pages use only bar, pie, scatter and
+heatmap traces, so they carry plotly's official *cartesian* partial bundle instead
+(`assets/plotly-cartesian-4.1.1.min.js`, npm `plotly.js-cartesian-dist-min@4.1.1`, MIT,
+the same plotly.js version plotly.py 7.1 writes figures for), gzip-compressed and base64
+encoded: 1.5 MB of JavaScript become 0.66 MB of page. A small loader unpacks it with the
+browser's `DecompressionStream` (Chrome 80+, Firefox 113+, Safari 16.4+) and draws
+every figure once the page is parsed. Figures travel as plotly JSON in
+`<script type="application/json">` blocks, never as code.
+
+A line cannot show more points than the chart has pixels, so a plain line trace of more
+than `MAX_LINE_POINTS` sorted points (the Olist report's cumulative curve has one per
+customer, 95,000: 1.5 MB of JSON) is embedded thinned: per bucket of points, the lowest
+and the highest one, plus the first and the last point. Every point kept is a real data
+point, and spikes survive.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import html
+import json
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+PLOTLY_JS_VERSION = "4.1.1"
+PLOTLY_ASSET = f"plotly-cartesian-{PLOTLY_JS_VERSION}.min.js"
+# the trace modules in that bundle (its README): anything else would not draw
+BUNDLE_TRACES = frozenset({
+    "bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour",
+    "image", "pie", "scatter", "scatterternary", "violin",
+})
+PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
+MAX_LINE_POINTS = 4000  # per line trace, as embedded (see the module docstring)
+_PER_POINT = ("text", "hovertext", "customdata", "ids")
+
+BASE_CSS = (
+    "*{box-sizing:border-box}"
+    ".plot-missing{padding:18px;color:#8a4b0f;background:#fff4e5;border-radius:6px;"
+    "font-size:13px}"
+)
+
+# Runs once per page. It waits for the whole page to be parsed, so the figures after it
+# exist, then unpacks plotly.js, runs it and draws each figure into its div.
+_LOADER = """(function () {
+  function fail(text) {
+    document.querySelectorAll("div[data-plot]").forEach(function (div) {
+      div.innerHTML = '<div class="plot-missing"></div>';
+      div.firstChild.textContent = text;
+    });
+  }
+  function parsed() {
+    return new Promise(function (resolve) {
+      if (document.readyState === "loading") {
+        document.addEventListener("DOMContentLoaded", resolve);
+      } else {
+        resolve();
+      }
+    });
+  }
+  async function unpack() {
+    var packed = document.getElementById("insiders-plotly").textContent;
+    var data = await fetch("data:application/gzip;base64," + packed);
+    var stream = data.body.pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).text();
+  }
+  async function draw() {
+    if (typeof DecompressionStream === "undefined") {
+      await parsed();
+      fail("Charts need a current browser (Chrome 80+, Firefox 113+, Safari 16.4+).");
+      return;
+    }
+    var code = await unpack();
+    performance.mark("insiders:plotly-unpacked");
+    var script = document.createElement("script");
+    script.textContent = code;
+    document.head.appendChild(script);
+    performance.mark("insiders:plotly-ready");
+    await parsed();
+    var nodes = document.querySelectorAll("script[data-figure]");
+    for (var i = 0; i < nodes.length; i++) {
+      var fig = JSON.parse(nodes[i].textContent);
+      var div = document.getElementById(nodes[i].getAttribute("data-figure"));
+      await Plotly.newPlot(div, fig.data, fig.layout || {}, fig.config || {});
+    }
+    performance.mark("insiders:drawn");
+  }
+  draw();
+})();"""
+
+
+def esc(value: object) -> str:
+    """Text as HTML (attributes too): data is shown, never run or parsed as markup."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def label(text: object, width: int = 16) -> str:
+    """A chart label: escaped (plotly renders its own markup in labels) and wrapped."""
+    words, lines, line = esc(text).split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line]) if line else ""
+
+
+@functools.cache
+def plotly_bundle() -> bytes:
+    """The plotly.js partial bundle shipped with the package (1.5 MB, read once)."""
+    return resources.files("insiders").joinpath("assets", PLOTLY_ASSET).read_bytes()
+
+
+@functools.cache
+def packed_plotly() -> str:
+    """The bundle gzip-compressed (fixed mtime: the same bytes every time) and base64-encoded."""
+    return base64.b64encode(gzip.compress(plotly_bundle(), compresslevel=9, mtime=0)).decode()
+
+
+def _script_json(value: Any) -> str:
+    """JSON that is safe inside a <script> element: no `<` can close or open a tag."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def thinned_indices(y: np.ndarray, max_points: int = MAX_LINE_POINTS) -> np.ndarray:
+    """Indices to keep of a line's values: each bucket's lowest and highest, first, last."""
+    n = len(y)
+    if n <= max_points:
+        return np.arange(n)
+    keep = {0, n - 1}
+    for bucket in np.array_split(np.arange(n), max(1, (max_points - 2) // 2)):
+        values = y[bucket]
+        keep.add(int(bucket[np.argmin(values)]))
+        keep.add(int(bucket[np.argmax(values)]))
+    return np.array(sorted(keep))
+
+
+def thin_lines(fig: go.Figure, max_points: int = MAX_LINE_POINTS) -> go.Figure:
+    """A copy of `fig` whose long plain line traces keep at most `max_points` points.
+
+    Only `scatter` traces drawn as bare lines, with numeric x in ascending order, no gaps
+    and no per-point text, are thinned: anything else would change what the chart shows.
+    """
+    out = go.Figure(fig)
+    for trace in out.data:
+        if trace.type != "scatter" or trace.mode != "lines" or trace.x is None:
+            continue
+        if any(isinstance(getattr(trace, name, None), (list, tuple, np.ndarray))
+               for name in _PER_POINT):
+            continue
+        try:
+            x = np.asarray(trace.x, dtype=float)
+            y = np.asarray(trace.y, dtype=float)
+        except (TypeError, ValueError):  # dates or categories: left alone
+            continue
+        if (len(x) != len(y) or len(y) <= max_points or np.isnan(x).any()
+                or np.isnan(y).any() or (np.diff(x) < 0).any()):
+            continue
+        keep = thinned_indices(y, max_points)
+        trace.x, trace.y = x[keep], y[keep]
+    return out
+
+
+class Figures:
+    """Embeds plotly figures in one page; the first figure also brings plotly.js.
+
+    One instance per page. `html()` returns a figure's div and its JSON; the bundle and
+    the loader come with the first figure, so a page without charts carries neither.
+    """
+
+    def __init__(self, prefix: str = "fig") -> None:
+        self.prefix = prefix
+        self.count = 0
+
+    def html(self, fig: go.Figure, *, height: str = "100%", width: str = "100%",
+             config: dict | None = None) -> str:
+        kinds = {trace.type for trace in fig.data}
+        missing = sorted(kinds - BUNDLE_TRACES)
+        if missing:
+            raise ValueError(
+                f"plotly trace type(s) {', '.join(missing)} are not in the page's plotly.js "
+                f"bundle ({PLOTLY_ASSET}); use one of {', '.join(sorted(BUNDLE_TRACES))}"
+            )
+        self.count += 1
+        ident = f"{self.prefix}-{self.count}"
+        spec = json.loads(thin_lines(fig).to_json())
+        spec["config"] = {**PLOT_CONFIG, **(config or {})}
+        out = ""
+        if self.count == 1:
+            out += (f'<script id="insiders-plotly" type="application/octet-stream">'
+                    f"{packed_plotly()}</script><script>{_LOADER}</script>")
+        out += (f'<div id="{ident}" data-plot="1" class="plot" '
+                f'style="height:{esc(height)};width:{esc(width)}"></div>'
+                f'<script type="application/json" data-figure="{ident}">'
+                f"{_script_json(json.dumps(spec, separators=(',', ':')))}</script>")
+        return out
