@@ -57,3 +57,45 @@ def pipeline_transactions(source: Path, out: Path, kind: str = "online_retail"
     as_of = tasks.default_as_of(out)
     tasks.quality_stage(out, as_of)
     return tasks.read_transactions(out), pd.Timestamp(as_of)
+
+
+def synthetic_shop(customers: int = 600, start: str = "2010-01-01", end: str = "2011-07-01",
+                   seed: int = 0) -> pd.DataFrame:
+    """Canonical transactions of a shop whose customers follow the BG/NBD story: arrivals
+    spread over the first half, Gamma purchase rates, dropout after purchases, Gamma order
+    values; a few returns. Deterministic for a seed."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
+    span = (t1 - t0).days
+    birth = rng.uniform(0, span * 0.6, customers)
+    rate = rng.gamma(0.9, 1 / 20.0, customers)  # purchases per day
+    drop = rng.beta(1.0, 6.0, customers)
+    value = rng.gamma(3.0, 1.0, customers) * 30
+    rows = []
+    for c in range(customers):
+        t = birth[c]
+        while t < span:
+            qty = int(rng.integers(1, 6))
+            rows.append((f"C{c:04d}", t, qty, round(value[c] / qty * rng.gamma(4, 0.25), 2)))
+            if rng.random() < drop[c]:
+                break
+            t += rng.exponential(1 / rate[c])
+    frame = pd.DataFrame(rows, columns=["customer_id", "day", "quantity", "unit_price"])
+    frame["invoice_date"] = t0 + pd.to_timedelta(frame.pop("day"), unit="D")
+    returns = frame.sample(frac=0.02, random_state=seed).copy()
+    returns["quantity"] = -1
+    returns["invoice_date"] += pd.Timedelta(days=3)
+    frame = pd.concat([frame, returns[returns["invoice_date"] < t1]], ignore_index=True)
+    frame = frame.sort_values("invoice_date", kind="stable").reset_index(drop=True)
+    frame["invoice"] = [f"{i:06d}" for i in range(len(frame))]
+    frame["stock_code"] = "A"
+    frame["description"] = "item"
+    frame["country"] = "United Kingdom"
+    frame["revenue"] = frame["quantity"] * frame["unit_price"]
+    frame["is_return"] = frame["quantity"] < 0
+    frame["is_cancellation"] = frame["is_return"]
+    frame["source_file"] = "synthetic"
+    frame["source_row"] = range(len(frame))
+    return frame

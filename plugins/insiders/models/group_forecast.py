@@ -151,10 +151,14 @@ class Calibration:
     def factor(self) -> float:
         return float(math.exp(self.total_errors.mean())) if self.n else 1.0
 
-    def band(self, errors: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-        """Log-scale interval for a new error: mean +- t * sd * sqrt(1 + 1/n)."""
+    def band(self, errors: np.ndarray, level: float = LEVEL, min_errors: int = 3
+             ) -> tuple[float, float]:
+        """Log-scale interval for a new error: mean +- t * sd * sqrt(1 + 1/n).
+
+        Fewer than `min_errors` errors give no interval (two nearly equal errors
+        would give a spread of ~0: a falsely sure interval)."""
         n = len(errors)
-        if n < 2:
+        if n < max(min_errors, 2):
             return (-math.inf, math.inf)
         q = student_t.ppf(0.5 + level / 2, n - 1)
         half = q * float(np.std(errors, ddof=1)) * math.sqrt(1 + 1 / n)
@@ -185,7 +189,7 @@ def reconcile(target: OriginForecast, calibration: Calibration, level: float = L
     point = total * target.shares
     lo_m, hi_m = calibration.band(calibration.month_errors, level)
     lo_t, hi_t = calibration.band(calibration.total_errors - calibration.total_errors.mean(),
-                                  level) if calibration.n >= 2 else (-math.inf, math.inf)
+                                  level)
     months = pd.DataFrame({
         "month": target.months, "revenue": point, "model_raw": target.level * target.shares,
         "lower": point * math.exp(lo_m) if math.isfinite(lo_m) else np.nan,
@@ -268,12 +272,16 @@ def backtest_summary(table: pd.DataFrame) -> dict:
         out[f"month_mape_{name}"] = float(
             (abs(table.loc[m, name] - table.loc[m, "actual"]) / table.loc[m, "actual"].abs())
             .mean()) if m.any() else None
+    has = table["lower"].notna()
     inside = (table["actual"] >= table["lower"]) & (table["actual"] <= table["upper"])
-    out["month_coverage"] = float(inside.mean())
-    out["months_inside"] = int(inside.sum())
+    out["months_with_interval"] = int(has.sum())
+    out["months_inside"] = int(inside[has].sum())
+    out["month_coverage"] = float(inside[has].mean()) if has.any() else None
+    t_has = bounds["total_lower"].notna()
     t_in = ((totals["actual"] >= bounds["total_lower"]) & (totals["actual"]
                                                             <= bounds["total_upper"]))
-    out["total_coverage"] = float(t_in.mean())
+    out["totals_with_interval"] = int(t_has.sum())
+    out["total_coverage"] = float(t_in[t_has].mean()) if t_has.any() else None
     return out
 
 

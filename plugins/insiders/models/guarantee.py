@@ -46,6 +46,7 @@ def compare_groups(spent: np.ndarray, groups: dict[str, np.ndarray], chosen: str
         rows.append({
             "method": name, "customers": int(mask.sum()), "captured": round(captured, 2),
             "capture": captured / total_next if total_next else np.nan,
+            "capture_known": captured / float(spent.sum()) if spent.sum() > 0 else np.nan,
             "overlap_with_chosen": float((mask & base).sum() / max(base.sum(), 1)),
             "chosen_minus_this": (base_sum - captured) / total_next if total_next else np.nan,
             # capture difference interval: (ratio - 1) x this group's capture

@@ -273,7 +273,8 @@ def origin_table(origin: Origin, n_boot: int, rng: np.random.Generator) -> list[
     """Capture, lift, precision, ratio to past spend and perfect foresight, per method."""
     truth = top_mask(origin.spent, origin.size, origin.spent)
     base = origin.groups["past_spend"]
-    per_candidate = origin.spent.sum() / max(origin.candidates, 1)
+    known = float(origin.spent.sum())
+    per_candidate = known / max(origin.candidates, 1)
     rows = []
     for method, mask in origin.groups.items():
         captured = float(origin.spent[mask].sum())
@@ -285,6 +286,8 @@ def origin_table(origin: Origin, n_boot: int, rng: np.random.Generator) -> list[
             "origin": str(origin.cut.date()), "method": method, "size": origin.size,
             "candidates": origin.candidates, "captured": round(captured, 2),
             "capture": captured / origin.total_next if origin.total_next else np.nan,
+            # of what the customers known at the origin spent (new customers excluded)
+            "capture_known": captured / known if known > 0 else np.nan,
             "lift": (captured / origin.size) / per_candidate if per_candidate else np.nan,
             "precision": float((mask & truth).sum() / max(origin.size, 1)),
             "vs_perfect": captured / origin.perfect if origin.perfect else np.nan,
@@ -351,6 +354,8 @@ def choose_champion(origins: list[Origin], n_boot: int, rng: np.random.Generator
     rows = []
     for m in ["past_spend", *methods, "rfm"]:
         used = [o for o in origins if m in o.groups]
+        if not used:
+            continue
         logs, boots, worse = [], np.zeros(n_boot), 0
         for o in used:
             base, mask = o.groups["past_spend"], o.groups[m]
