@@ -407,6 +407,30 @@ def choose_champion(origins: list[Origin], n_boot: int, rng: np.random.Generator
 # --------------------------------------------------------------------------- today's values
 
 
+def groups_by_origin(fits: FitCache, as_of: pd.Timestamp, method: str, months_back: int = 12,
+                     horizon_months: int = 3, value_coverage: float = 0.5,
+                     min_share: float = 0.05, max_share: float = 0.20, seed: int = 42
+                     ) -> dict[pd.Timestamp, set[str]]:
+    """The group `method` would have chosen at `as_of` and at each of the `months_back`
+    months before it (the same size rule as the replay), for the forecast's calibration."""
+    rule = {"value_coverage": value_coverage, "min_share": min_share, "max_share": max_share}
+    start = first_day(fits.days) + pd.DateOffset(months=MIN_ORIGIN_MONTHS)
+    out: dict[pd.Timestamp, set[str]] = {}
+    for k in range(months_back + 1):
+        cut = months_before(as_of, k)
+        if cut < start:
+            break
+        methods = tuple(dict.fromkeys(("past_spend", method)))
+        sc = value_scores(fits, cut, horizon_months, methods, seed)
+        if method not in sc.scores:
+            continue
+        past = sc.scores["past_spend"]
+        size, _ = group_size(np.clip(past, 0, None), **rule)
+        out[cut] = set(sc.features["customer_id"][top_mask(sc.scores[method], size, past)])
+    return out
+
+
+
 def value_customers(transactions: pd.DataFrame, as_of: pd.Timestamp, method: str,
                     horizon_months: int = 3, lookback_months: int = 12, seed: int = 42,
                     days: pd.DataFrame | None = None, fits: FitCache | None = None
