@@ -37,7 +37,9 @@ same months last year when the data reaches back that far).
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,7 +128,7 @@ def origin_forecast(days: pd.DataFrame, fits: FitCache, cut: pd.Timestamp, membe
     shares, used = _model_shares(model_months), "model"
     daily = group_daily(days, members, cut)
     if shape == "prophet" and len(daily) >= MIN_SHAPE_DAYS and daily.abs().sum() > 0:
-        prophet = fc.prophet_months(daily, cut, horizon, seed)["revenue"].to_numpy(float)
+        prophet = prophet_shape(daily, edges, seed)
         if prophet.sum() > 0:
             shares, used = prophet / prophet.sum(), "prophet"
     actual = month_totals(days, members, edges)
@@ -136,6 +138,27 @@ def origin_forecast(days: pd.DataFrame, fits: FitCache, cut: pd.Timestamp, membe
         actual = np.full(horizon, np.nan)
     return OriginForecast(cut, set(members), edges[:-1], model_months, shares, used,
                           per_member, actual, naive_forecasts(days, members, cut, horizon))
+
+
+def prophet_shape(daily: pd.Series, edges: list[pd.Timestamp], seed: int = 42) -> np.ndarray:
+    """Prophet's mean forecast per period (clipped at 0): only the shape is used, so no
+    predictive samples are drawn (they cost ~20x the fit and the interval comes from the
+    calibration). Same settings as the forecast stage's Prophet."""
+    logging.getLogger("cmdstanpy").disabled = True
+    logging.getLogger("prophet").setLevel(logging.WARNING)
+    from prophet import Prophet
+
+    span = (daily.index.max() - daily.index.min()).days
+    model = Prophet(uncertainty_samples=0, weekly_seasonality=True, daily_seasonality=False,
+                    yearly_seasonality=span >= 730)
+    future = pd.DataFrame({"ds": pd.date_range(edges[0], edges[-1] - pd.Timedelta(days=1))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(pd.DataFrame({"ds": daily.index, "y": daily.to_numpy()}), seed=seed)
+        yhat = model.predict(future)["yhat"].to_numpy(float)
+    which = np.searchsorted(np.array(edges[1:], dtype="datetime64[ns]"),
+                            future["ds"].to_numpy(), side="right")
+    return np.clip(np.bincount(which, weights=yhat, minlength=len(edges) - 1), 0, None)
 
 
 def _model_shares(model_months: np.ndarray) -> np.ndarray:

@@ -239,6 +239,20 @@ class Origin:
     spent: np.ndarray  # per candidate, in [cut, cut + horizon)
     customer_ids: np.ndarray
     notes: list[str]
+    boot: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def ratios(self, a: np.ndarray, b: np.ndarray, n_boot: int, rng: np.random.Generator
+               ) -> np.ndarray:
+        """Bootstrap replicates of spend(a) / spend(b). One set of Poisson weights per origin,
+        drawn for the customers in any method's group, serves every comparison (paired, and
+        one draw instead of one per method)."""
+        if self.boot is None or self.boot[1].shape[0] != n_boot:
+            members = np.flatnonzero(np.logical_or.reduce(list(self.groups.values())))
+            self.boot = (members, rng.poisson(1.0, size=(n_boot, len(members))))
+        members, weights = self.boot
+        s = self.spent[members]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (weights @ (s * a[members])) / (weights @ (s * b[members]))
 
 
 def replay_origin(fits: FitCache, cut: pd.Timestamp, horizon_months: int, methods: tuple,
@@ -278,7 +292,7 @@ def origin_table(origin: Origin, n_boot: int, rng: np.random.Generator) -> list[
     rows = []
     for method, mask in origin.groups.items():
         captured = float(origin.spent[mask].sum())
-        reps = poisson_ratio(origin.spent, mask, base, n_boot, rng)
+        reps = origin.ratios(mask, base, n_boot, rng)
         reps = reps[np.isfinite(reps)]
         past = float(origin.spent[base].sum())
         lo, hi = (np.percentile(reps, [2.5, 97.5]) if len(reps) else (np.nan, np.nan))
@@ -361,7 +375,7 @@ def choose_champion(origins: list[Origin], n_boot: int, rng: np.random.Generator
             base, mask = o.groups["past_spend"], o.groups[m]
             past = o.spent[base].sum()
             logs.append(math.log(max(o.spent[mask].sum(), 1e-9) / max(past, 1e-9)))
-            reps = poisson_ratio(o.spent, mask, base, n_boot, rng)
+            reps = o.ratios(mask, base, n_boot, rng)
             boots += np.log(np.clip(np.nan_to_num(reps, nan=1.0), 1e-9, None))
             finite = reps[np.isfinite(reps)]
             if len(finite) and np.percentile(finite, 97.5) < 1:
