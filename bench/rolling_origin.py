@@ -182,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{k[11:]} {pct(v)}" for k, v in s.items() if k.startswith("total_mape_")))
     print("monthly MAPE: " + ", ".join(
         f"{k[11:]} {pct(v)}" for k, v in s.items() if k.startswith("month_mape_")))
+    c = s.get("complete", {})
+    if c.get("origins"):
+        print(f"on the {c['origins']} origin(s) with an interval: 3-month total MAPE "
+              + ", ".join(f"{k[11:]} {pct(v)}" for k, v in c.items()
+                          if k.startswith("total_mape_")))
     print(f"80% intervals: {s.get('months_inside', 0)} of {s.get('months_with_interval', 0)} "
           f"months inside ({pct(s.get('month_coverage'))}); 3-month totals "
           f"{pct(s.get('total_coverage'))} of {s.get('totals_with_interval', 0)}")

@@ -54,11 +54,14 @@ MIN_DROPOUT = 1e-3  # mean dropout probability a/(a+b) below this: "nobody ever 
 def _unique_rows(*columns: np.ndarray, weights: np.ndarray | None = None
                  ) -> tuple[list[np.ndarray], np.ndarray]:
     """Distinct rows and how many customers share each (likelihoods are sums over rows)."""
-    stacked = np.column_stack([np.asarray(c, dtype=float) for c in columns])
-    w = np.ones(len(stacked)) if weights is None else np.asarray(weights, dtype=float)
-    uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    counts = np.bincount(inverse.ravel(), weights=w, minlength=len(uniq))
-    return [uniq[:, i] for i in range(uniq.shape[1])], counts
+    names = [f"c{i}" for i in range(len(columns))]
+    frame = pd.DataFrame({n: np.asarray(c, dtype=float) for n, c in zip(names, columns,
+                                                                          strict=True)})
+    frame["w"] = 1.0 if weights is None else np.asarray(weights, dtype=float)
+    grouped = frame.groupby(names, sort=False)["w"].sum()  # hashing: np.unique(axis=0) sorts
+    index = grouped.index
+    return [index.get_level_values(i).to_numpy(float) for i in range(len(names))] if len(
+        names) > 1 else [index.to_numpy(float)], grouped.to_numpy()
 
 
 def _fit_log_params(neg_ll, start: np.ndarray, max_iter: int, jac=None

@@ -330,7 +330,19 @@ def backtest(entries: list[OriginForecast], level: float = LEVEL) -> pd.DataFram
 
 
 def backtest_summary(table: pd.DataFrame) -> dict:
-    """MAPE of the 3-month total per forecaster, monthly MAPE, and interval coverage."""
+    """MAPE of the 3-month total per forecaster, monthly MAPE, and interval coverage.
+
+    `complete` repeats the errors on the origins where the procedure was
+    complete (a bias and an interval): the first origins correct with few
+    months and publish no interval, and both views are reported.
+    """
+    out = _summary(table)
+    if len(table):
+        out["complete"] = _summary(table[table["lower"].notna()])
+    return out
+
+
+def _summary(table: pd.DataFrame) -> dict:
     if table.empty:
         return {"origins": 0}
     names = ["forecast", "model_raw", *[c for c in table.columns if c.startswith("naive_")]]

@@ -114,7 +114,7 @@ def value_features(fit: clv.ClvFit, horizon_months: int) -> pd.DataFrame:
 class StackedValueModel:
     """Gradient-boosted Poisson regression on features at several earlier cut-offs, stacked."""
 
-    def __init__(self, horizon_months: int = 3, n_cuts: int = 6, max_rows: int = 40_000,
+    def __init__(self, horizon_months: int = 3, n_cuts: int = 6, max_rows: int = 20_000,
                  seed: int = 42) -> None:
         self.horizon_months = horizon_months
         self.n_cuts = n_cuts
@@ -244,11 +244,12 @@ class Origin:
     def ratios(self, a: np.ndarray, b: np.ndarray, n_boot: int, rng: np.random.Generator
                ) -> np.ndarray:
         """Bootstrap replicates of spend(a) / spend(b). One set of Poisson weights per origin,
-        drawn for the customers in any method's group, serves every comparison (paired, and
-        one draw instead of one per method)."""
+        drawn for the customers in any method's group who spent something (the others add
+        nothing to either sum), serves every comparison: paired, and one draw per origin."""
         if self.boot is None or self.boot[1].shape[0] != n_boot:
-            members = np.flatnonzero(np.logical_or.reduce(list(self.groups.values())))
-            self.boot = (members, rng.poisson(1.0, size=(n_boot, len(members))))
+            members = np.flatnonzero(np.logical_or.reduce(list(self.groups.values()))
+                                     & (self.spent != 0))
+            self.boot = (members, rng.poisson(1.0, size=(n_boot, len(members))).astype(float))
         members, weights = self.boot
         s = self.spent[members]
         with np.errstate(divide="ignore", invalid="ignore"):
