@@ -57,19 +57,28 @@ def _day(ts: pd.Timestamp) -> int:
     return int(np.datetime64(pd.Timestamp(ts).date(), "D").astype(np.int64))
 
 
-def group_daily(days: pd.DataFrame, members: set[str], end: pd.Timestamp) -> pd.Series:
-    """The members' net revenue per calendar day before `end` (0 on days without sales)."""
-    lines = days[days["customer_id"].isin(members) & (days["day"] < _day(end))]
-    first = int(days["day"].min())
+def members_lines(days: pd.DataFrame, members: set[str] | None) -> pd.DataFrame:
+    """The activity rows of `members` (all rows when None: already filtered)."""
+    return days if members is None else days[days["customer_id"].isin(members)]
+
+
+def group_daily(days: pd.DataFrame, members: set[str] | None, end: pd.Timestamp,
+                first: int | None = None) -> pd.Series:
+    """The members' net revenue per calendar day before `end` (0 on days without sales),
+    from the first day of the data (`first`, a day number, when `days` is a subset)."""
+    lines = members_lines(days, members)
+    lines = lines[lines["day"] < _day(end)]
+    first = int(days["day"].min()) if first is None else first
     index = np.arange(first, _day(end))
     daily = lines.groupby("day")["net"].sum().reindex(index, fill_value=0.0)
     daily.index = pd.to_datetime(index.astype("datetime64[D]"))
     return daily
 
 
-def month_totals(days: pd.DataFrame, members: set[str], edges: list[pd.Timestamp]) -> np.ndarray:
+def month_totals(days: pd.DataFrame, members: set[str] | None, edges: list[pd.Timestamp]
+                 ) -> np.ndarray:
     """The members' net revenue in each [edges[i], edges[i+1])."""
-    lines = days[days["customer_id"].isin(members)]
+    lines = members_lines(days, members)
     bins = np.array([_day(e) for e in edges])
     which = np.searchsorted(bins, lines["day"].to_numpy(), side="right") - 1
     keep = (which >= 0) & (which < len(edges) - 1)
@@ -77,14 +86,16 @@ def month_totals(days: pd.DataFrame, members: set[str], edges: list[pd.Timestamp
                        minlength=len(edges) - 1)
 
 
-def naive_forecasts(days: pd.DataFrame, members: set[str], cut: pd.Timestamp, horizon: int
-                    ) -> dict[str, np.ndarray]:
+def naive_forecasts(days: pd.DataFrame, members: set[str] | None, cut: pd.Timestamp,
+                    horizon: int, first: int | None = None) -> dict[str, np.ndarray]:
     """Monthly forecasts a model must beat, from the same group's own history."""
-    before = month_totals(days, members, fc.bounds(cut, 3, before=True))
+    lines = members_lines(days, members)
+    before = month_totals(lines, None, fc.bounds(cut, 3, before=True))
     out = {"last_month": np.full(horizon, before[-1]), "mean_3m": np.full(horizon, before.mean())}
     last_year = pd.Timestamp(cut) - pd.DateOffset(months=12)
-    if last_year >= pd.Timestamp(np.datetime64(int(days["day"].min()), "D")):
-        out["last_year"] = month_totals(days, members, fc.bounds(last_year, horizon))
+    first = int(days["day"].min()) if first is None else first
+    if last_year >= pd.Timestamp(np.datetime64(first, "D")):
+        out["last_year"] = month_totals(lines, None, fc.bounds(last_year, horizon))
     return out
 
 
@@ -126,18 +137,20 @@ def origin_forecast(days: pd.DataFrame, fits: FitCache, cut: pd.Timestamp, membe
     model_months = np.array([(cum[i + 1] - cum[i]).sum() for i in range(horizon)])
     per_member = pd.Series(cum[-1], index=summary["customer_id"].to_numpy())
     shares, used = _model_shares(model_months), "model"
-    daily = group_daily(days, members, cut)
+    first = int(days["day"].min())
+    lines = members_lines(days, members)  # once: a set lookup per row is the costly part
+    daily = group_daily(lines, None, cut, first)
     if shape == "prophet" and len(daily) >= MIN_SHAPE_DAYS and daily.abs().sum() > 0:
         prophet = prophet_shape(daily, edges, seed)
         if prophet.sum() > 0:
             shares, used = prophet / prophet.sum(), "prophet"
-    actual = month_totals(days, members, edges)
+    actual = month_totals(lines, None, edges)
     if known_until is not None:
         actual = np.where([e <= pd.Timestamp(known_until) for e in edges[1:]], actual, np.nan)
     else:
         actual = np.full(horizon, np.nan)
     return OriginForecast(cut, set(members), edges[:-1], model_months, shares, used,
-                          per_member, actual, naive_forecasts(days, members, cut, horizon))
+                          per_member, actual, naive_forecasts(lines, None, cut, horizon, first))
 
 
 def prophet_shape(daily: pd.Series, edges: list[pd.Timestamp], seed: int = 42) -> np.ndarray:

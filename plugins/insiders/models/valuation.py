@@ -219,7 +219,7 @@ def top_mask(score: np.ndarray, size: int, tiebreak: np.ndarray) -> np.ndarray:
 def poisson_ratio(spent: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot: int,
                   rng: np.random.Generator) -> np.ndarray:
     """Bootstrap replicates of sum(spent[a]) / sum(spent[b]), Poisson(1) weights per customer."""
-    union = a | b
+    union = (a | b) & (spent != 0)  # customers who spent nothing add to neither sum
     s, wa, wb = spent[union], a[union], b[union]
     weights = rng.poisson(1.0, size=(n_boot, len(s)))
     num = weights @ (s * wa)
@@ -470,7 +470,10 @@ def value_customers(transactions: pd.DataFrame, as_of: pd.Timestamp, method: str
     pred = clv.predictions(fit, horizon_months).set_index("customer_id")
     out = sc.features[["customer_id", "past_spend"]].copy()
     out["value_score"] = sc.scores[method]
-    out["value_rank"] = pd.Series(-out["value_score"]).rank(method="first").astype(int).to_numpy()
+    order = np.lexsort((-out["past_spend"].to_numpy(), -out["value_score"].to_numpy()))
+    rank = np.empty(len(out), dtype=np.int64)
+    rank[order] = np.arange(1, len(out) + 1)
+    out["value_rank"] = rank  # ties broken by past spend, as the replay's groups
     for col in ("expected_purchases", "expected_spend", "predicted_clv_12m", "p_alive",
                 "churn_risk", "churn_band", "expected_next_order"):
         out[col] = pred[col].reindex(out["customer_id"]).to_numpy()
