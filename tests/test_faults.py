@@ -61,7 +61,7 @@ def test_a_run_killed_while_writing_documents_converges_when_run_again(reference
     try:
         deadline = time.time() + 600
         while time.time() < deadline and child.poll() is None:
-            if (home / "documents" / "insiders" / "runs").exists():
+            if (home / "documents" / "insiders.sqlite").exists():
                 with documents.store_from(settings) as store:
                     doc = store.db["runs"].find_one({"_id": RUN})
                 if doc and doc["status"] == "writing":
@@ -114,6 +114,44 @@ def test_two_writers_for_the_same_month_cannot_both_write(demo_file, tmp_path, m
     with documents.store_from(settings) as store:
         store.write_run(dict(run), {k: list(v) for k, v in docs.items()})
         assert store.run("2011-11") is not None
+
+
+def test_a_killed_holder_on_another_host_is_taken_over_after_its_lease(tmp_path, month_runs):
+    """A worker on another host took the month and died (SIGKILL): it cannot be checked for
+    life from here, so the month is refused while its lease runs and taken over once it
+    expired; while it was alive it kept renewing, so it was never taken over early."""
+    home = tmp_path / "home"
+    lease = 2
+    settings = Settings(home=home, lock_lease_seconds=lease)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time\n"
+         "from insiders import documents\nfrom insiders.config import Settings\n"
+         f"with documents.store_from(Settings(home={str(home)!r}, lock_lease_seconds={lease})"
+         ") as s:\n"
+         "    with s.lock('2011-11', owner='worker-on-another-host:4242'):\n"
+         "        print('locked', flush=True)\n"
+         "        time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True)
+    run, docs = month_runs["2011-11"]
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        time.sleep(2 * lease)  # alive and renewing: twice its lease later, still its month
+        with documents.store_from(settings) as store:
+            with pytest.raises(RunLockedError, match="worker-on-another-host:4242"):
+                store.write_run(dict(run), {k: list(v) for k, v in docs.items()})
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    killed_at = time.monotonic()
+    with documents.store_from(settings) as store:
+        with pytest.raises(RunLockedError, match="lease until"):  # its last lease still runs
+            store.write_run(dict(run), {k: list(v) for k, v in docs.items()})
+        while time.monotonic() - killed_at < lease + 1.5:
+            time.sleep(0.25)
+        store.write_run(dict(run), {k: list(v) for k, v in docs.items()})  # expired: taken over
+        assert store.run("2011-11") is not None
+        assert store.db["locks"].count_documents({}) == 0
 
 
 def test_max_active_runs_keeps_months_in_order():

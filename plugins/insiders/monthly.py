@@ -120,27 +120,25 @@ def report(as_of: object, settings: Settings | None = None) -> dict:
     return tasks.report_stage(folder, as_of_date(as_of), s, membership_history=history)
 
 
-def write_documents(as_of: object, settings: Settings | None = None,
-                    fail_after: str | None = None) -> dict:
+def write_documents(as_of: object, settings: Settings | None = None) -> dict:
     """Replace the month's documents; the run is visible to readers only once complete."""
     s = _settings(settings)
     started = time.perf_counter()
     key = run_key(as_of)
     run, docs = documents.build(run_folder(s, as_of), key)
     with documents.store_from(s) as store:
-        result = store.write_run(run, docs, fail_after=fail_after)
+        result = store.write_run(run, docs)
     info("write_documents: run %s complete in the %s store: %s", key, store.kind,
          ", ".join(f"{k} {v:,}" for k, v in result["counts"].items()))
     return {**result, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def sync_sql(as_of: object | None = None, settings: Settings | None = None,
-             fail_after: str | None = None) -> dict:
+def sync_sql(as_of: object | None = None, settings: Settings | None = None) -> dict:
     """Copy complete runs that are new or changed to the SQL store (one transaction each)."""
     s = _settings(settings)
     started = time.perf_counter()
     with documents.store_from(s) as store:
-        result = sql_sync.sync(store, s.sql_url_or_default, fail_after=fail_after)
+        result = sql_sync.sync(store, s.sql_url_or_default)
     if as_of is not None and s.source_kind == "olist":
         from . import olist
 
