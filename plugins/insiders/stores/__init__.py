@@ -378,7 +378,10 @@ def open_store(settings: Settings) -> DocumentStore:
             user = pymongo.uri_parser.parse_uri(uri).get("username")
         except (PyMongoError, ValueError):
             pass
-        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000, tz_aware=False)
+        # 10 s to find the server, unless the URI says otherwise
+        timeout = {} if "serverselectiontimeoutms" in uri.lower() else {
+            "serverSelectionTimeoutMS": 10_000}
+        client = pymongo.MongoClient(uri, tz_aware=False, **timeout)
         store = DocumentStore(client[settings.mongo_db], "mongodb", client, where, user, lease)
         try:
             client[settings.mongo_db].command("ping")  # any authenticated user may ping
