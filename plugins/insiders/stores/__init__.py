@@ -359,11 +359,17 @@ def content_version(run: dict, documents: dict[str, list[dict]]) -> str:
 
 
 def _mongo_safe(value: object) -> object:
-    """Field names may not contain '.' or start with '$' everywhere: replace those characters."""
+    """Field names may not contain '.' or start with '$' everywhere: replace those characters.
+    (Recurses only into containers: a month is ~10 fields x 100,000 documents.)"""
     if isinstance(value, dict):
-        return {str(k).replace(".", "_").lstrip("$"): _mongo_safe(v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            if not (type(k) is str and "." not in k and not k.startswith("$")):
+                k = str(k).replace(".", "_").lstrip("$")
+            out[k] = _mongo_safe(v) if isinstance(v, (dict, list, tuple)) else v
+        return out
     if isinstance(value, (list, tuple)):
-        return [_mongo_safe(v) for v in value]
+        return [_mongo_safe(v) if isinstance(v, (dict, list, tuple)) else v for v in value]
     return value
 
 

@@ -365,7 +365,8 @@ class EmbeddedCollection:
     # ------------------------------------------------------------------ writing
 
     def insert_one(self, document: dict) -> InsertOneResult:
-        document.setdefault("_id", ObjectId())
+        if "_id" not in document:
+            document["_id"] = ObjectId()
         with self.database.transaction() as conn:
             self._ensure(conn)
             conn.execute("SAVEPOINT one")
@@ -382,7 +383,8 @@ class EmbeddedCollection:
     def insert_many(self, documents: list[dict], ordered: bool = True) -> InsertManyResult:
         docs = list(documents)
         for d in docs:
-            d.setdefault("_id", ObjectId())
+            if "_id" not in d:
+                d["_id"] = ObjectId()
         if not docs:
             raise TypeError("documents must be a non-empty list")
         with self.database.transaction() as conn:
