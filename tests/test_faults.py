@@ -51,29 +51,40 @@ def reference(demo_file, tmp_path_factory) -> dict:
 
 def test_a_run_killed_while_writing_documents_converges_when_run_again(reference, demo_file,
                                                                         tmp_path):
+    """The DAG's tasks run in a child process; its write_documents is caught half-way (after
+    customers and segments, at the membership insert: a database double makes that call stall
+    and say so) and the child is SIGKILLed there. The retry converges."""
     home = tmp_path / "home"
     settings = Settings(home=home, source=str(demo_file))
-    child = subprocess.Popen(
-        [sys.executable, "-c", "from insiders.cli import main; raise SystemExit(main())",
-         "backfill", "--first-month", RUN, "--last-month", RUN],
-        env=_env(home, demo_file), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed = False
+    code = (
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from doubles import failing\n"
+        "from insiders import documents, monthly\nfrom insiders.config import Settings\n"
+        f"s = Settings.from_env()\nas_of = {AS_OF!r}\n"
+        "for step in monthly.STEPS[:monthly.STEPS.index('write_documents')]:\n"
+        "    getattr(monthly, step)(as_of, s)\n"
+        "run, docs = documents.build(monthly.run_folder(s, as_of), monthly.run_key(as_of))\n"
+        "def stall():\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(600)\n"
+        "with documents.store_from(s) as store:\n"
+        "    failing(store, 'membership', 'insert_many', before_failing=stall,\n"
+        "            stall_only=True).write_run(run, docs)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], env=_env(home, demo_file),
+                             stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 600
-        while time.time() < deadline and child.poll() is None:
-            if (home / "documents" / "insiders.sqlite").exists():
-                with documents.store_from(settings) as store:
-                    doc = store.db["runs"].find_one({"_id": RUN})
-                if doc and doc["status"] == "writing":
-                    child.send_signal(signal.SIGKILL)  # mid-way through write_documents
-                    killed = True
-                    break
-            time.sleep(0.01)
+        assert child.stdout.readline().strip() == "writing"  # mid-way through write_documents
+        child.send_signal(signal.SIGKILL)
     finally:
-        if child.poll() is None and not killed:
-            child.kill()
+        child.kill()
         child.wait()
-    assert killed, "the run finished before it could be killed while writing"
+    assert child.returncode == -signal.SIGKILL
+    with documents.store_from(settings) as store:
+        assert store.count_written("customers", RUN) == \
+            reference["counts"]["customers"]  # half-written: customers are there...
+        assert store.count_written("membership", RUN) == 0  # ...membership is not
     after_kill = _state(settings)
     assert not after_kill["complete"]  # readers see nothing of the half-written month
     with documents.store_from(settings) as store:
