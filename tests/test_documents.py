@@ -240,6 +240,15 @@ def _schema(validator: dict) -> dict:
     return validator.get("$jsonSchema", validator)
 
 
+def test_a_damaged_embedded_store_is_a_clear_error(tmp_path):
+    folder = tmp_path / "home" / "documents"
+    folder.mkdir(parents=True)
+    (folder / "insiders.sqlite").write_bytes(b"not a database, " * 512)
+    with pytest.raises(StoreError, match=r"cannot open the embedded store .*insiders\.sqlite: "
+                                         r"DatabaseError: file is not a database"):
+        documents.open_store(Settings(home=tmp_path / "home"))
+
+
 def test_an_unreachable_mongodb_is_a_clear_error(tmp_path):
     settings = Settings(home=tmp_path,
                         mongo_uri="mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300")

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -398,9 +399,14 @@ def open_store(settings: Settings) -> DocumentStore:
         from .embedded import EmbeddedClient
 
         path = Path(uri.removeprefix("embedded://")) if uri else settings.home / "documents"
-        client = EmbeddedClient(path)
-        store = DocumentStore(client[settings.mongo_db], "embedded", client, f"embedded store "
-                              f"{path / (settings.mongo_db + '.sqlite')}", None, lease)
+        file = path / f"{settings.mongo_db}.sqlite"
+        try:
+            client = EmbeddedClient(path)
+            db = client[settings.mongo_db]
+        except (OSError, sqlite3.Error, PyMongoError) as exc:
+            raise StoreError(f"cannot open the embedded store {file}: {type(exc).__name__}: "
+                             f"{exc}") from None
+        store = DocumentStore(db, "embedded", client, f"embedded store {file}", None, lease)
     try:
         store.ensure_indexes()
     except StoreError:

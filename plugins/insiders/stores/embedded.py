@@ -26,6 +26,7 @@ drop. Index conflicts raise `OperationFailure` with MongoDB's codes (85, 86).
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -251,6 +252,23 @@ class EmbeddedDatabase:
             self.conn.close()
 
 
+def _translated(method):
+    """SQLite's own failures (locked past the timeout, disk full, a damaged file) as pymongo's
+    OperationFailure naming the file, so callers handle one family of errors."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.IntegrityError as exc:  # every expected one is turned into 11000 inside
+            raise OperationFailure(f"embedded store {self.database.file}: {exc}",
+                                   code=11000) from exc
+        except sqlite3.Error as exc:
+            raise OperationFailure(f"embedded store {self.database.file}: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+
+    return call
+
+
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT under the database's mutex; ROLLBACK on any error."""
 
@@ -287,12 +305,14 @@ class EmbeddedCollection:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _ensure(self, conn: sqlite3.Connection) -> None:
+    def _ensure(self) -> None:
+        """Create the table in a transaction of its own: a later rollback cannot undo it."""
         if not self._ready:
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (id NOT NULL PRIMARY KEY, "
-                         "run_id TEXT, doc BLOB NOT NULL)")
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {_quote(f'r:{self.name}')} "
-                         f"ON {self.table} (run_id)")
+            with self.database.transaction() as conn:
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (id NOT NULL PRIMARY "
+                             "KEY, run_id TEXT, doc BLOB NOT NULL)")
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {_quote(f'r:{self.name}')} "
+                             f"ON {self.table} (run_id)")
             self._ready = True
 
     def _unique(self, conn: sqlite3.Connection) -> list[tuple[str, list[str]]]:
@@ -364,11 +384,12 @@ class EmbeddedCollection:
 
     # ------------------------------------------------------------------ writing
 
+    @_translated
     def insert_one(self, document: dict) -> InsertOneResult:
         if "_id" not in document:
             document["_id"] = ObjectId()
+        self._ensure()
         with self.database.transaction() as conn:
-            self._ensure(conn)
             conn.execute("SAVEPOINT one")
             try:
                 self._insert(conn, [document])
@@ -380,6 +401,7 @@ class EmbeddedCollection:
                 raise DuplicateKeyError(error["errmsg"], 11000, error) from None
         return InsertOneResult(document["_id"], True)
 
+    @_translated
     def insert_many(self, documents: list[dict], ordered: bool = True) -> InsertManyResult:
         docs = list(documents)
         for d in docs:
@@ -387,8 +409,8 @@ class EmbeddedCollection:
                 d["_id"] = ObjectId()
         if not docs:
             raise TypeError("documents must be a non-empty list")
+        self._ensure()
         with self.database.transaction() as conn:
-            self._ensure(conn)
             conn.execute("SAVEPOINT batch")
             try:
                 self._insert(conn, docs)  # the fast path: the whole batch at once
@@ -418,6 +440,7 @@ class EmbeddedCollection:
     def delete_one(self, filter: Mapping) -> DeleteResult:  # noqa: A002
         return self._delete(filter, many=False)
 
+    @_translated
     def _delete(self, query: Mapping, many: bool) -> DeleteResult:
         if not self._exists():
             return DeleteResult({"n": 0}, True)
@@ -435,12 +458,13 @@ class EmbeddedCollection:
                                              chunk)
         return DeleteResult({"n": removed}, True)
 
+    @_translated
     def replace_one(self, filter: Mapping, replacement: dict,  # noqa: A002
                     upsert: bool = False) -> UpdateResult:
         if any(str(k).startswith("$") for k in replacement):
             raise ValueError("replacement can not include $ operators")
+        self._ensure()
         with self.database.transaction() as conn:
-            self._ensure(conn)
             found = self._rows(filter)[:1]
             if found:
                 key, old = found[0]
@@ -472,6 +496,7 @@ class EmbeddedCollection:
             raw["upserted"] = upserted
         return UpdateResult(raw, True)
 
+    @_translated
     def create_index(self, keys: str | list, name: str | None = None, unique: bool = False,
                      **options: Any) -> str:
         """Record the index; a unique one gets its own table, built from what is there.
@@ -482,8 +507,8 @@ class EmbeddedCollection:
         key = [[keys, 1]] if isinstance(keys, str) else [[str(f), int(d)] for f, d in keys]
         name = name or "_".join(f"{f}_{d}" for f, d in key)
         spec = {"key": key, "unique": bool(unique)}
+        self._ensure()
         with self.database.transaction() as conn:
-            self._ensure(conn)
             existing = {n: json.loads(s) for n, s in conn.execute(
                 "SELECT name, spec FROM _indexes WHERE collection = ?", (self.name,))}
             if name in existing:
@@ -518,6 +543,7 @@ class EmbeddedCollection:
                          (self.name, name, json.dumps(spec)))
         return name
 
+    @_translated
     def index_information(self) -> dict[str, dict]:
         info = {"_id_": {"key": [("_id", 1)]}}
         with self.database.mutex:
@@ -529,6 +555,7 @@ class EmbeddedCollection:
                           **({"unique": True} if spec["unique"] else {})}
         return info
 
+    @_translated
     def drop(self) -> None:
         with self.database.transaction() as conn:
             for table, _ in self._unique(conn):
@@ -539,15 +566,18 @@ class EmbeddedCollection:
 
     # ------------------------------------------------------------------ reading
 
+    @_translated
     def find(self, filter: Mapping | None = None,  # noqa: A002
              projection: Mapping | list | None = None) -> Iterator[dict]:
         return iter([_project(doc, projection) for _, doc in self._rows(filter)])
 
+    @_translated
     def find_one(self, filter: Mapping | None = None,  # noqa: A002
                  projection: Mapping | list | None = None) -> dict | None:
         found = self._rows(filter)
         return _project(found[0][1], projection) if found else None
 
+    @_translated
     def count_documents(self, filter: Mapping) -> int:  # noqa: A002
         if not self._exists():
             return 0
