@@ -26,5 +26,20 @@ if [ -z "${INSIDERS_TEST_PG_URL:-}" ] && [ "$(id -u)" = 0 ]; then
 fi
 echo "PostgreSQL for tests: ${INSIDERS_TEST_PG_URL:-none}"
 
+# A MongoDB-compatible server (SecantusDB, a test tool in its own venv) and mongosh, for the
+# store contract, a DAG month on a server and the real mongo-init script (.ci/start-mongo.sh).
+if [ -z "${INSIDERS_TEST_MONGO_URI:-}" ]; then
+  if mongo_env=$(bash .ci/start-mongo.sh); then
+    eval "$mongo_env"
+    trap 'bash .ci/stop-mongo.sh' EXIT
+  elif [ "${CI:-}" = true ]; then
+    echo "CI: could not start the MongoDB-compatible server" >&2
+    exit 1
+  else
+    echo "could not start the MongoDB-compatible server: the tests that need it will say so" >&2
+  fi
+fi
+echo "MongoDB-compatible server for tests: ${INSIDERS_TEST_MONGO_URI:-none}"
+
 $BIN/ruff check .
 $BIN/pytest -q "$@"

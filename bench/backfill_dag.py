@@ -34,7 +34,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import pandas as pd
-    from insiders import documents
+    from insiders import stores
     from insiders.config import Settings
     from insiders.publish import sql_sync
 
@@ -70,7 +70,7 @@ def main() -> int:
 
     def snapshot() -> dict:
         out = {}
-        with documents.store_from(settings) as store:
+        with stores.store_from(settings) as store:
             for run in store.complete_runs():
                 docs = {name: store.count(name, run["run_id"]) for name in table_of}
                 sql = sql_sync.table_counts(settings.sql_url_or_default, run["run_id"])

@@ -151,9 +151,10 @@ def pipeline_runs() -> dict[str, tuple]:
     (run, documents) per run id 2011-09..2011-11; each month is selected with hysteresis
     against the previous month's Insiders.
     """
-    from insiders import demo, documents, pipeline, stages
+    from insiders import demo, pipeline, stages
     from insiders.config import Settings
     from insiders.context import Run
+    from insiders.publish import documents
 
     home = Path(tempfile.mkdtemp(prefix="insiders-pipeline-runs-"))
     source = demo.write(home / "demo.csv.gz", customers=300, seed=11)
@@ -178,11 +179,11 @@ def _pipeline_store(url: str) -> None:
     """Fill an empty SQL store the way the DAG does: documents, then the sync."""
     import copy
 
-    from insiders import documents
+    from insiders import stores
     from insiders.config import Settings
     from insiders.publish import sql_sync
 
-    with documents.store_from(Settings(home=Path(tempfile.mkdtemp(prefix="docs-")))) as store:
+    with stores.store_from(Settings(home=Path(tempfile.mkdtemp(prefix="docs-")))) as store:
         for run, docs in pipeline_runs().values():
             store.write_run(copy.deepcopy(run), copy.deepcopy(docs))
         sql_sync.sync(store, url)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from insiders import documents, stages
+from insiders import stages, stores
 from insiders.config import Settings
 from insiders.publish import sql_sync
 
@@ -78,7 +78,7 @@ def test_a_dag_run_succeeds_end_to_end_and_publishes_the_month(dag, demo_file, t
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states["refresh_metabase"] == "skipped"  # Metabase is not configured here
     settings = Settings(home=home)
-    with documents.store_from(settings) as store:
+    with stores.store_from(settings) as store:
         runs = store.complete_runs()
         assert [r["run_id"] for r in runs] == ["2011-11"]  # the month that just ended
         counts = runs[0]["counts"]
@@ -129,7 +129,7 @@ def test_airflow_dags_test_on_the_real_data(real_file, tmp_path):
     done = subprocess.run([airflow, "dags", "test", "insiders_monthly", "2011-12-01"], env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    with documents.store_from(Settings(home=tmp_path / "home")) as store:
+    with stores.store_from(Settings(home=tmp_path / "home")) as store:
         run = store.run("2011-11")
     assert run is not None and run["data_quality"]["rows_in"] == 541_909
     assert 0.05 <= run["answers"]["how_many"]["share_of_customers"] <= 0.20

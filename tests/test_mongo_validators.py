@@ -1,11 +1,13 @@
 """The MongoDB validators accept the documents the DAG writes and reject the ones it must not.
 
 mongo-init/validators.json holds one `$jsonSchema` per collection; mongo-init/10-insiders.js
-installs them (and mongo-init/indexes.json) when the mongo container first starts. No MongoDB
-server runs here, so `validate_document` re-implements the part of `$jsonSchema` the
+installs them (and mongo-init/indexes.json) when the mongo container first starts. Most
+tests here need no server: `validate_document` re-implements the part of `$jsonSchema` the
 validators use, and refuses any keyword it does not implement: a validator can never rely on
-something this checker silently skips. The init script itself runs under Node with a stand-in
-for mongosh's `db`, to prove it creates exactly what the JSON files describe.
+something this checker silently skips. The init script also runs under Node with a stand-in
+for mongosh's `db`, to prove it creates exactly what the JSON files describe. With a
+MongoDB-compatible server (CI), the last test checks that the server agrees with the checker,
+and tests/test_mongo_server.py runs the init script through the real mongosh.
 
 `validate_document` is importable: tests of the pipeline check the real documents with it.
 """
@@ -366,9 +368,7 @@ def test_a_key_field_of_the_wrong_type_is_rejected(collection: str) -> None:
         assert validate_document(schema, broken), (path, wrong)
 
 
-@pytest.mark.parametrize(
-    ("collection", "changes"),
-    [
+BREAKING = [
         ("runs", {"status": "done"}),
         ("runs", {"run_id": "2011-13"}),
         ("runs", {"_id": "2011-11-01"}),
@@ -392,8 +392,10 @@ def test_a_key_field_of_the_wrong_type_is_rejected(collection: str) -> None:
         ("stability", {"months_since_fit": -1}),
         ("stability", {"months_since_fit": 1.5}),
         ("stability", {"threshold": None}),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize(("collection", "changes"), BREAKING)
 def test_contract_breaking_values_are_rejected(collection: str, changes: dict) -> None:
     doc = {**example_documents()[collection][0], **changes}
     assert validate_document(load_validators()[collection], doc), changes
@@ -563,3 +565,43 @@ def test_init_script_refuses_to_run_without_the_app_password(tmp_path: Path) -> 
     result = _run_init(tmp_path, {})
     assert result.returncode != 0
     assert "INSIDERS_MONGO_PASSWORD" in result.stderr
+
+
+# --- the same validators on a MongoDB-compatible server ------------------------------------
+
+
+@pytest.mark.mongo
+def test_a_server_with_the_validators_agrees_with_this_checker() -> None:
+    """The checker above stands in for MongoDB in the tests that have no server; on a real
+    one (CI), the examples are accepted and every contract-breaking value is refused (121)."""
+    import uuid
+
+    import pymongo
+    from pymongo.errors import WriteError
+    from test_documents import mongo_uri_or_skip
+
+    uri = mongo_uri_or_skip()
+    name = f"insiders_validators_{uuid.uuid4().hex[:8]}"
+    raw = json.loads((MONGO_INIT / "validators.json").read_text(encoding="utf-8"))
+    with pymongo.MongoClient(uri, tz_aware=False) as client:
+        db = client[name]
+        try:
+            for collection, validator in raw.items():
+                db.create_collection(collection, validator=validator, validationLevel="strict",
+                                     validationAction="error")
+            for collection, docs in example_documents().items():
+                for doc in docs:  # one at a time: the runs examples share their _id
+                    db[collection].insert_one(copy.deepcopy(doc))
+                    db[collection].delete_many({})
+            accepted = []
+            for collection, changes in BREAKING:
+                doc = {**copy.deepcopy(example_documents()[collection][0]), **changes}
+                try:
+                    db[collection].insert_one(doc)
+                    accepted.append((collection, changes))
+                    db[collection].delete_many({})
+                except WriteError as error:
+                    assert error.code == 121, (collection, changes, error)
+            assert accepted == []
+        finally:
+            client.drop_database(name)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from insiders import documents, monthly
+from insiders import monthly, stores
 from insiders.config import Settings
 from insiders.context import Run, month_of
 from insiders.errors import InputError
@@ -29,7 +29,7 @@ def backfill(demo_file: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def _doc_counts(store, run_id: str) -> dict[str, int]:
-    return {name: store.count(name, run_id) for name in documents.COLLECTIONS}
+    return {name: store.count(name, run_id) for name in stores.COLLECTIONS}
 
 
 def _sql_counts(url: str, run_id: str) -> dict[str, int]:
@@ -41,7 +41,7 @@ def _sql_counts(url: str, run_id: str) -> dict[str, int]:
 
 def test_ten_months_give_ten_complete_runs_in_both_stores(backfill):
     settings, _ = backfill
-    with documents.store_from(settings) as store:
+    with stores.store_from(settings) as store:
         runs = [r["run_id"] for r in store.complete_runs()]
         assert runs == [f"2011-{m:02d}" for m in range(2, 12)]
         engine = sa.create_engine(settings.sql_url_or_default)
@@ -60,13 +60,13 @@ def test_running_a_month_again_changes_no_counts(backfill):
     settings, _ = backfill
     as_of = "2011-08-01"
     key = month_of(as_of)
-    with documents.store_from(settings) as store:
+    with stores.store_from(settings) as store:
         before_docs = {r["run_id"]: _doc_counts(store, r["run_id"]) for r in store.complete_runs()}
         before_version = store.run(key)["version"]
     before_sql = sql_sync.table_counts(settings.sql_url_or_default)
     result = monthly.run_month(as_of, settings)
     assert result["sync_sql"]["synced"] == []  # same content, same version: nothing to copy
-    with documents.store_from(settings) as store:
+    with stores.store_from(settings) as store:
         after_docs = {r["run_id"]: _doc_counts(store, r["run_id"]) for r in store.complete_runs()}
         assert store.run(key)["version"] == before_version
     assert after_docs == before_docs
@@ -75,7 +75,7 @@ def test_running_a_month_again_changes_no_counts(backfill):
 
 def test_membership_moves_with_hysteresis_from_month_to_month(backfill):
     settings, _ = backfill
-    with documents.store_from(settings) as store:
+    with stores.store_from(settings) as store:
         runs = store.complete_runs()
         members = {r["run_id"]: {d["customer_id"] for d in store.documents("customers",
                                                                             r["run_id"])
@@ -115,7 +115,7 @@ def test_a_month_without_data_fails_clearly_without_touching_the_stores(backfill
     early = settings.with_(home=tmp_path / "early")
     with pytest.raises(InputError, match="set aside"):
         monthly.run_month("2009-01-01", early)  # before the first line of the data
-    with documents.store_from(early) as store:
+    with stores.store_from(early) as store:
         assert store.complete_runs() == []
 
 

@@ -6,7 +6,8 @@ import copy
 
 import pytest
 import sqlalchemy as sa
-from insiders import documents
+from doubles import failing, sql_fails_on_insert
+from insiders import stores
 from insiders.config import Settings
 from insiders.errors import StoreError
 from insiders.publish import sql_sync
@@ -24,7 +25,7 @@ def sql_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def store(tmp_path, month_runs):
-    with documents.store_from(Settings(home=tmp_path / "home")) as s:
+    with stores.store_from(Settings(home=tmp_path / "home")) as s:
         for run_id in month_runs:
             run, docs = copy.deepcopy(month_runs[run_id])
             s.write_run(run, docs)
@@ -77,12 +78,12 @@ def test_only_new_or_changed_runs_are_synced(store, sql_url, month_runs):
 
 
 def test_incomplete_runs_are_not_synced(tmp_path, sql_url, month_runs):
-    with documents.store_from(Settings(home=tmp_path / "h")) as s:
+    with stores.store_from(Settings(home=tmp_path / "h")) as s:
         run, docs = copy.deepcopy(month_runs["2011-10"])
         s.write_run(run, docs)
         run, docs = copy.deepcopy(month_runs["2011-11"])
-        with pytest.raises(StoreError):
-            s.write_run(run, docs, fail_after="membership")
+        with pytest.raises(StoreError):  # the connection drops while writing membership
+            failing(s, "membership", "insert_many").write_run(run, docs)
         assert sql_sync.sync(s, sql_url)["synced"] == ["2011-10"]
     assert sql_sync.table_counts(sql_url, "2011-11") == dict.fromkeys(
         sql_sync.table_counts(sql_url, "2011-11"), 0)
@@ -90,8 +91,11 @@ def test_incomplete_runs_are_not_synced(tmp_path, sql_url, month_runs):
 
 def test_a_failure_inside_a_run_leaves_no_half_run_and_a_retry_completes(store, sql_url,
                                                                            month_runs):
-    with pytest.raises(StoreError, match="injected failure after writing membership"):
-        sql_sync.sync(store, sql_url, fail_after="membership")
+    with sql_fails_on_insert("forecasts") as seen:  # after runs .. membership were written
+        with pytest.raises(StoreError, match="injected: connection lost while inserting into "
+                                             "forecasts"):
+            sql_sync.sync(store, sql_url)
+    assert seen["failed"] == 1 and seen["inserts"] >= 4
     counts = sql_sync.table_counts(sql_url)
     assert counts == dict.fromkeys(counts, 0)  # the first run rolled back entirely
     sql_sync.sync(store, sql_url)

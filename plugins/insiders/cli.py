@@ -182,11 +182,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(report)
         return 0
     if args.command == "sync":
-        from . import documents
+        from . import stores
         from .publish import sql_sync
 
         settings = Settings.from_env()
-        with documents.store_from(settings) as store:
+        with stores.store_from(settings) as store:
             summary = sql_sync.sync(store, args.sql_url or settings.sql_url_or_default)
         print(f"synced {len(summary['synced'])} run(s), {len(summary['unchanged'])} unchanged")
         return 0

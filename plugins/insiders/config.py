@@ -114,6 +114,7 @@ class Settings:
     source_query: str | None = None  # table name or SELECT for SQL sources
     mongo_uri: str | None = None  # mongodb://... ; None = embedded on-disk store under home
     mongo_db: str = "insiders"
+    lock_lease_seconds: int = 120  # a month's write lock is taken over once its lease expires
     sql_url: str | None = None  # SQLAlchemy URL; None = SQLite file under home
     metabase_url: str | None = None
     metabase_user: str | None = None

@@ -242,9 +242,9 @@ def previous_members(run: Run) -> frozenset[str]:
     earlier month in the document store (monthly runs)."""
     if run.previous_members is not None:
         return run.previous_members
-    from . import documents
+    from . import stores
 
-    with documents.store_from(run.settings) as store:
+    with stores.store_from(run.settings) as store:
         members = frozenset(store.previous_members(run.month))
     info("insiders: %d members in the previous complete run", len(members))
     return members
@@ -390,9 +390,9 @@ def membership_history(run: Run) -> pd.DataFrame | None:
         return None
     import pandas as pd
 
-    from . import documents
+    from . import stores
 
-    with documents.store_from(run.settings) as store:
+    with stores.store_from(run.settings) as store:
         history = store.membership_history()
     history = history[history["run_id"] < run.month]
     ins = run.folder.stage("insiders")
@@ -433,10 +433,11 @@ def _report(run: Run) -> dict:
 
 def _write_documents(run: Run) -> dict:
     """Replace the month's documents; the run is visible to readers only once complete."""
-    from . import documents
+    from . import stores
+    from .publish import documents
 
     built_run, docs = documents.build(run.folder, run.month)
-    with documents.store_from(run.settings) as store:
+    with stores.store_from(run.settings) as store:
         result = store.write_run(built_run, docs)
         kind = store.kind
     info("write_documents: run %s complete in the %s store: %s", run.month, kind,
@@ -447,11 +448,11 @@ def _write_documents(run: Run) -> dict:
 def _sync_sql(run: Run) -> dict:
     """Copy complete runs that are new or changed to the SQL store (one transaction each),
     then the source's own tables (Olist's customer experience)."""
-    from . import documents
+    from . import stores
     from .publish import sql_sync
 
     url = run.settings.sql_url_or_default
-    with documents.store_from(run.settings) as store:
+    with stores.store_from(run.settings) as store:
         result = sql_sync.sync(store, url)
     extra = run.source.sync_sql(run.folder, url)
     if extra:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .config import Settings
-from .documents import store_from
+from .stores import store_from
 
 
 def main() -> None:

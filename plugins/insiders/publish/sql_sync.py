@@ -260,8 +260,7 @@ def synced_versions(engine: Engine) -> dict[str, str]:
         return dict(conn.execute(select(RUNS.c.run_id, RUNS.c.version)).all())
 
 
-def write_run(engine: Engine, rows: dict[Table, list[dict]], fail_after: str | None = None
-              ) -> dict[str, int]:
+def write_run(engine: Engine, rows: dict[Table, list[dict]]) -> dict[str, int]:
     """Replace one run's rows in ONE transaction: readers see the old run or the new one."""
     run_id = rows[RUNS][0]["run_id"]
     counts = {}
@@ -274,14 +273,12 @@ def write_run(engine: Engine, rows: dict[Table, list[dict]], fail_after: str | N
                 for start in range(0, len(data), 5000):
                     conn.execute(insert(table), data[start:start + 5000])
             counts[table.name] = len(data)
-            if fail_after == table.name:
-                raise SQLAlchemyError(f"injected failure after writing {table.name}")
     return counts
 
 
-def sync(store, sql_url: str, fail_after: str | None = None) -> dict:
+def sync(store, sql_url: str) -> dict:
     """Copy every complete run that is new or changed; unchanged runs are left alone."""
-    from ..documents import COLLECTIONS
+    from ..stores import COLLECTIONS
 
     engine = create_engine(sql_url)
     try:
@@ -294,7 +291,7 @@ def sync(store, sql_url: str, fail_after: str | None = None) -> dict:
                 unchanged.append(run_id)
                 continue
             documents = {name: store.documents(name, run_id) for name in COLLECTIONS}
-            counts = write_run(engine, flatten(run, documents), fail_after)
+            counts = write_run(engine, flatten(run, documents))
             synced.append(run_id)
             for name, n in counts.items():
                 rows[name] = rows.get(name, 0) + n
