@@ -231,7 +231,7 @@ def _forecasts(rng: random.Random, run_id: str, as_of: date, base: float) -> lis
         rows.append({"run_id": run_id, "month": month, "kind": "backtest_actual",
                      "revenue": round(actual[month] * rng.uniform(0.85, 1.0), 2), "lower": None,
                      "upper": None})
-        rows.append({"run_id": run_id, "month": month, "kind": "backtest_prophet",
+        rows.append({"run_id": run_id, "month": month, "kind": "backtest_forecast",
                      "revenue": round(prophet, 2), "lower": round(prophet * 0.85, 2),
                      "upper": round(prophet * 1.15, 2)})
         rows.append({"run_id": run_id, "month": month, "kind": "backtest_naive",

@@ -17,6 +17,7 @@ from conftest import default_as_of, run_stage
 from insiders import stages
 from insiders.catalog import RunFolder
 from insiders.config import SelectionRules, Windows
+from insiders.models import clv, valuation
 from insiders.models import evaluation as ev
 
 W, R = Windows(), SelectionRules()
@@ -100,9 +101,16 @@ def demo_tx(demo_file: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.Dat
     return RunFolder(run).transactions()
 
 
+def out_of_time(tx: pd.DataFrame, as_of: pd.Timestamp, n_boot: int = 500,
+                method: str = "past_spend") -> dict:
+    """The check as the evaluate stage runs it: the value models' per-day activity first."""
+    days = clv.activity(tx[tx["invoice_date"] < as_of])
+    return ev.out_of_time(days, valuation.FitCache(days, 12), as_of, method, W, R, n_boot, 42)
+
+
 @pytest.fixture(scope="module")
 def oot(demo_tx: pd.DataFrame) -> dict:
-    return ev.out_of_time(demo_tx, pd.Timestamp("2011-12-10"), W, R, 500, 42)
+    return out_of_time(demo_tx, pd.Timestamp("2011-12-10"))
 
 
 def test_out_of_time_figures_add_up(demo_tx: pd.DataFrame, oot: dict) -> None:
@@ -148,7 +156,7 @@ def test_out_of_time_members_are_chosen_on_what_was_known_then(demo_tx: pd.DataF
     after = demo_tx["invoice_date"] >= pd.Timestamp("2011-09-10")
     doubled = demo_tx.copy()
     doubled.loc[after, "revenue"] *= 2
-    again = ev.out_of_time(doubled, pd.Timestamp("2011-12-10"), W, R, 500, 42)
+    again = out_of_time(doubled, pd.Timestamp("2011-12-10"))
     assert again["member_ids"] == oot["member_ids"]
     assert again["insiders"]["revenue"] == pytest.approx(2 * oot["insiders"]["revenue"])
     assert again["next_revenue_total"] == pytest.approx(2 * oot["next_revenue_total"])
@@ -156,20 +164,18 @@ def test_out_of_time_members_are_chosen_on_what_was_known_then(demo_tx: pd.DataF
 
 def test_out_of_time_when_nothing_was_bought_after_the_cut(demo_tx: pd.DataFrame) -> None:
     before_cut = demo_tx[demo_tx["invoice_date"] < pd.Timestamp("2011-09-10")]
-    out = ev.out_of_time(before_cut.reset_index(drop=True), pd.Timestamp("2011-12-10"), W, R,
-                         n_boot=200, seed=42)
+    out = out_of_time(before_cut.reset_index(drop=True), pd.Timestamp("2011-12-10"), 200)
     assert out["insiders"]["revenue"] == 0 and out["text"]
 
 
 def test_out_of_time_is_deterministic(demo_tx: pd.DataFrame, oot: dict) -> None:
-    assert ev.out_of_time(demo_tx, pd.Timestamp("2011-12-10"), W, R, 500, 42) == oot
+    assert out_of_time(demo_tx, pd.Timestamp("2011-12-10")) == oot
 
 
 def test_out_of_time_says_so_when_history_is_too_short(demo_tx: pd.DataFrame) -> None:
     # only lines from 2011-08-20: the cut 2011-09-10 has 21 days of history before it
     recent = demo_tx[demo_tx["invoice_date"] >= pd.Timestamp("2011-08-20")]
-    out = ev.out_of_time(recent.reset_index(drop=True), pd.Timestamp("2011-12-10"), W, R,
-                         200, 42)
+    out = out_of_time(recent.reset_index(drop=True), pd.Timestamp("2011-12-10"), 200)
     assert out["available"] is False
     assert out["text"].startswith("Not enough history for an out-of-time check")
     assert "2011-09-10" in out["text"]

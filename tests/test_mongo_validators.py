@@ -247,7 +247,7 @@ def example_documents() -> dict[str, list[dict]]:
          "lower": None, "upper": None},
         {"run_id": "2011-11", "month": "2011-12-01", "kind": "forecast", "revenue": 1.1e6,
          "lower": 9.5e5, "upper": 1.25e6},
-        {"run_id": "2011-11", "month": "2011-06-01", "kind": "backtest_prophet",
+        {"run_id": "2011-11", "month": "2011-06-01", "kind": "backtest_forecast",
          "revenue": 710_000, "lower": 650_000.0, "upper": 770_000.0},
         {"run_id": "2011-11", "month": "2011-06-01", "kind": "backtest_naive",
          "revenue": 690_500.5},

@@ -40,7 +40,8 @@ DATASETS: dict[str, Dataset] = {
     "answers": Dataset("answers.json", "the nine answers for marketing, with their figures"),
     "insiders_csv": Dataset("insiders.csv", "the Insiders, most valuable first"),
     "customers": Dataset("customers.parquet",
-                         "every customer of the period: features, segment, value, membership"),
+                         "every customer of the period: features, segment, predictions (churn "
+                         "risk, expected spend, CLV), membership"),
     "quarantine": Dataset("quarantine.csv.gz", "every set-aside input line with its reason"),
     "report": Dataset("report.html", "the self-contained report"),
     # intermediates
@@ -49,6 +50,9 @@ DATASETS: dict[str, Dataset] = {
     "transactions": Dataset("work/transactions.parquet", "the kept lines, typed"),
     "features": Dataset("work/features.parquet", "per-customer features as of the as-of date"),
     "segments": Dataset("work/segments.parquet", "segment and persona per active customer"),
+    "selection": Dataset("work/selection.parquet",
+                         "every customer valued and selected (before the forecast calibrates "
+                         "the expected spend)"),
     "cohorts": Dataset("work/cohorts.parquet", "retention by first-purchase month"),
     "out_of_time_members": Dataset("work/out_of_time_members.json",
                                    "the group chosen one horizon earlier (forecast backtest)"),

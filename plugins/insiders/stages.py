@@ -250,41 +250,91 @@ def previous_members(run: Run) -> frozenset[str]:
     return members
 
 
+def value_inputs(run: Run) -> tuple[pd.DataFrame, object]:
+    """The value models' inputs: one row per customer and day (`clv.activity`) and the
+    cache of fits per cut-off, shared by the stages of one process."""
+    from .models import clv, valuation
+
+    def load():
+        tx = run.folder.transactions()
+        days = clv.activity(tx[tx["invoice_date"] < run.day])
+        return days, valuation.FitCache(days, run.settings.lookback_months)
+
+    return run.folder.cached("value_inputs", load)
+
+
+# the per-customer predictions every customer carries (CRM-style profile, models.clv)
+PREDICTIONS = ["historic_value", "p_alive", "churn_risk", "churn_band", "expected_next_order",
+               "expected_purchases", "expected_order_value", "avg_days_between_orders"]
+
+
 @single_threaded
 def _insiders(run: Run) -> dict:
-    """Value, select (with hysteresis against the previous members), explain."""
-    import numpy as np
+    """Value (the champion of the rolling-origin replay), select with hysteresis against the
+    previous members, explain in plain words."""
 
+    from .models import clv, valuation
     from .models import insiders as ins
 
     s, folder = run.settings, run.folder
     previous = previous_members(run)
-    tx = folder.transactions()
+    days, fits = value_inputs(run)
+    replay = valuation.replay(None, run.day, s.horizon_months, s.lookback_months,
+                              rules=s.selection, n_boot=s.bootstrap // 4, seed=s.seed,
+                              days=days, fits=fits)
+    champion = replay.champion
+    values = valuation.value_customers(None, run.day, champion, s.horizon_months,
+                                       s.lookback_months, s.seed, days=days, fits=fits)
+    fit = fits.fit(run.day)
+    profile = clv.predictions(fit, s.horizon_months).set_index("customer_id")
     table = folder.read("features")
+    ids = table["customer_id"].astype("str")
+    score = values.set_index("customer_id")["value_score"]
+    table["value_score"] = ids.map(score).astype(float).fillna(0.0).to_numpy()
+    table["expected_spend_model"] = ids.map(profile["expected_spend"]).astype(float) \
+        .fillna(0.0).to_numpy()
+    table["predicted_clv_12m_model"] = ids.map(profile["predicted_clv_12m"]).astype(float) \
+        .fillna(0.0).to_numpy()
+    for column in PREDICTIONS:
+        table[column] = ids.map(profile[column]).to_numpy()
+    gone = (table["p_alive"].astype(float) < 0.5).fillna(False).to_numpy()
     segments = folder.read("segments")
-    contest = ins.compare_value_methods(tx, run.day, s.windows, s.selection, s.seed)
-    model = ins.fit_value_model(tx, run.day, s.windows, s.seed, method=contest["winner"])
-    table["expected_value"] = np.where(table["has_purchase"], model.predict(table), 0.0)
-    chosen, selection = ins.select(table, set(previous), s.selection)
+    label = ins.value_words(champion, s.windows).split(" (")[0]
+    chosen, selection = ins.select(table, set(previous), s.selection, value="value_score",
+                                   size_by="monetary", gone=gone, value_label=label)
     chosen = chosen.merge(segments, on="customer_id", how="left")
     chosen["segment"] = chosen["segment"].fillna(-1).astype("int64")
     chosen["persona"] = chosen["persona"].fillna("No purchase in the period").astype("str")
-    conditions = ins.derive_conditions(chosen, selection, s.windows, s.seed)
-    folder.write("customers", chosen)
+    conditions = ins.derive_conditions(chosen, selection, s.windows, s.seed, method=champion)
+    folder.write("selection", chosen)
     counts = chosen["membership"].value_counts().to_dict()
+    top = chosen["has_purchase"] & chosen["value_rank"].between(1, selection.size)
+    gone_in_top = int((top & chosen["membership_reason"].str.startswith("probably gone")).sum())
     # previous members with no line at all in the period have left too
-    gone = sorted(set(previous) - set(chosen["customer_id"].astype("str")))
-    counts["left"] = counts.get("left", 0) + len(gone)
+    gone_ids = sorted(set(previous) - set(chosen["customer_id"].astype("str")))
+    counts["left"] = counts.get("left", 0) + len(gone_ids)
     n = int(chosen["is_insider"].sum())
     info("insiders: %s members (%.1f%% of %s active); value method %s; entered %d, stayed %d, "
          "left %d", f"{n:,}", 100 * n / max(selection.active, 1), f"{selection.active:,}",
-         model.method, counts.get("entered", 0), counts.get("stayed", 0), counts.get("left", 0))
+         champion, counts.get("entered", 0), counts.get("stayed", 0), counts.get("left", 0))
+    summary = replay.summary.to_dict(orient="records") if len(replay.summary) else []
     return {
         "count": n,
         "active": selection.active,
         "selection": asdict(selection),
-        "value_model": model.as_dict(),
-        "value_contest": contest,
+        "value_model": {
+            "method": champion, "label": valuation.LABELS.get(champion, champion),
+            "horizon_months": s.horizon_months, "why": replay.why,
+            "probably_gone": int(gone[table["has_purchase"].to_numpy()].sum()),
+            "probably_gone_in_top": gone_in_top,
+            "fit": fit.diagnostics(),
+            "note": "; ".join(dict.fromkeys(values.attrs.get("notes", []))),
+        },
+        "value_contest": {
+            "winner": champion, "why": replay.why, "methods": summary,
+            "origins": replay.table.to_dict(orient="records") if len(replay.table) else [],
+            "notes": replay.notes, "seconds": round(replay.seconds, 3),
+        },
         "conditions": asdict(conditions),
         "membership": {k: int(counts.get(k, 0)) for k in ("entered", "stayed", "left")},
         "previous_members": len(previous),
@@ -300,15 +350,14 @@ def _evaluate(run: Run) -> dict:
     from .models import evaluation
 
     s, folder = run.settings, run.folder
-    tx = folder.transactions()
-    customers = folder.read("customers")
+    chosen = folder.read("selection")
     method = folder.stage("insiders")["value_model"]["method"]
-    today = evaluation.insiders_vs_rest(customers, s.bootstrap, s.seed)
-    oot = evaluation.out_of_time(tx, run.day, s.windows, s.selection, s.bootstrap, s.seed,
-                                 method)
-    members = oot.pop("member_ids", [])
-    folder.write_json("out_of_time_members", {"cut": oot.get("chosen_on"), "members": members})
-    cohort = evaluation.cohorts(tx, run.day, s.lookback_months)
+    today = evaluation.insiders_vs_rest(chosen, s.bootstrap, s.seed)
+    days, fits = value_inputs(run)
+    oot = evaluation.out_of_time(days, fits, run.day, method, s.windows, s.selection,
+                                 s.bootstrap, s.seed)
+    oot.pop("member_ids", None)  # thousands of ids: the group is known by who it is today
+    cohort = evaluation.cohorts(folder.transactions(), run.day, s.lookback_months)
     cohort.columns = [str(c) for c in cohort.columns]
     cohort.to_parquet(folder.path_of("cohorts"))
     info("evaluate: Insiders vs rest net revenue x%s; out-of-time: %s",
@@ -321,36 +370,89 @@ def _evaluate(run: Run) -> dict:
 
 @single_threaded
 def _forecast(run: Run) -> dict:
+    """One expected revenue: the members' expected spend, calibrated on earlier groups,
+    split over the months by Prophet's shape, with a split-conformal 80% interval; every
+    customer's expected spend scaled by the same factor, so the Insiders' figures add up
+    to the group's total (models.group_forecast)."""
     import pandas as pd
 
-    from .models import forecast
+    from .models import forecast, valuation
+    from .models import group_forecast as gf
 
     s, folder, as_of = run.settings, run.folder, run.day
+    chosen = folder.read("selection")
+    members = set(chosen.loc[chosen["is_insider"], "customer_id"].astype("str"))
+    method = folder.stage("insiders")["value_model"]["method"]
+    days, fits = value_inputs(run)
+    groups = valuation.groups_by_origin(fits, as_of, method, 12, s.horizon_months,
+                                        s.selection, s.seed)
+    groups[as_of] = members  # today's group is the real one (hysteresis included)
+    history_days = int((as_of - valuation.first_day(days)).days) if len(days) else 0
+    shape = "prophet" if history_days >= 2 * gf.MIN_SHAPE_DAYS else "model"
+    result = gf.group_forecast(days, as_of, groups, s.horizon_months, s.lookback_months,
+                               shape=shape, fits=fits, seed=s.seed)
+    factor = float(result["factor"])
+    customers = chosen.copy()
+    customers["expected_value"] = customers["expected_spend_model"] * factor
+    customers["predicted_clv_12m"] = customers["predicted_clv_12m_model"] * factor
+    folder.write("customers", customers)
+    months = result["months"]
+    rows = [{"month": str(pd.Timestamp(r.month).date()), "revenue": round(float(r.revenue), 2),
+             "lower": None if pd.isna(r.lower) else round(float(r.lower), 2),
+             "upper": None if pd.isna(r.upper) else round(float(r.upper), 2)}
+            for r in months.itertuples()]
     tx = folder.transactions()
-    customers = folder.read("customers")
-    members = set(customers.loc[customers["is_insider"], "customer_id"].astype("str"))
     daily = forecast.daily_revenue(tx, members, as_of)
-    months, method = forecast.forecast(daily, as_of, s.horizon_months, s.seed)
     history_starts = forecast.periods(as_of, s.lookback_months, before=True)
     history = [
         {"month": str(start.date()), "revenue": round(v, 2)}
         for start, v in zip(history_starts, forecast.period_totals(daily, history_starts),
                             strict=True)
-        if start >= daily.index.min().normalize() - pd.DateOffset(months=1)
+        if start >= daily.index.min().normalize()
     ] if len(daily) else []
-    oot = folder.read_json("out_of_time_members")
-    if oot.get("cut") and oot.get("members"):
-        oot_daily = forecast.daily_revenue(tx, set(oot["members"]), as_of)
-        back = forecast.backtest(oot_daily, pd.Timestamp(oot["cut"]), s.horizon_months, s.seed)
-    else:
-        back = {"available": False, "text": "No out-of-time group to backtest the forecast on."}
-    rows = [{"month": str(r.month.date()), "revenue": round(r.revenue, 2),
-             "lower": None if pd.isna(r.lower) else round(r.lower, 2),
-             "upper": None if pd.isna(r.upper) else round(r.upper, 2)}
-            for r in months.itertuples()]
-    info("forecast: %s next %d months %s", method, s.horizon_months,
-         ", ".join(f"{r['month']} {r['revenue']:,.0f}" for r in rows))
-    return {"method": method, "months": rows, "history": history, "backtest": back}
+    back = _backtest_figures(result["backtest"], result["backtest_summary"])
+    total = round(float(customers.loc[customers["is_insider"], "expected_value"].sum()), 2)
+    info("forecast: %s next %d months (%s), total %s; %s", "bottom-up", s.horizon_months,
+         ", ".join(f"{r['month']} {r['revenue']:,.0f}" for r in rows), f"{total:,.0f}",
+         back["text"])
+    lo, hi = result["total_interval"]
+    return {"method": f"bottom-up ({shape} shape)", "shape": shape, "months": rows,
+            "total": total, "total_interval": [None if pd.isna(lo) else round(float(lo), 2),
+                                                None if pd.isna(hi) else round(float(hi), 2)],
+            "factor": round(factor, 6), "model_total": round(float(
+                customers.loc[customers["is_insider"], "expected_spend_model"].sum()), 2),
+            "bias_months": result["bias_months"], "notes": result["notes"],
+            "text": result["text"], "history": history, "backtest": back}
+
+
+NAIVE_LABELS = {"naive_last_month": "last month repeated", "naive_mean_3m": "the mean of the "
+                "last 3 months", "naive_last_year": "the same months last year"}
+
+
+def _backtest_figures(table: pd.DataFrame, summary: dict) -> dict:
+    """The rolling backtest in plain figures: the 3-month total's error of the product and
+    of every naive baseline, and how often the 80% interval held."""
+    if table is None or not len(table):
+        return {"available": False, "origins": [], "summary": summary,
+                "text": "No earlier month has a whole horizon after it yet: the forecast "
+                        "cannot be checked against what happened."}
+    naive = {k: summary.get(f"total_mape_{k}") for k in NAIVE_LABELS
+             if summary.get(f"total_mape_{k}") is not None}
+    mine = summary.get("total_mape_forecast")
+    best_naive = min(naive.items(), key=lambda kv: kv[1]) if naive else None
+    beat = best_naive is None or (mine is not None and mine < best_naive[1])
+    coverage = summary.get("month_coverage")
+    text = (f"Replayed at {summary['origins']} earlier months, the forecast of the next 3 "
+            f"months' total was off by {mine:.0%} on average"
+            + (f", against {best_naive[1]:.0%} for the best simple rule "
+               f"({NAIVE_LABELS[best_naive[0]]})" if best_naive else "")
+            + (": it did better." if beat else ": the simple rule did better.")
+            + (f" {summary['months_inside']} of {summary['months_with_interval']} months fell "
+               f"inside the 80% interval." if coverage is not None else
+               " There are too few earlier errors yet for an 80% interval."))
+    rows = table.to_dict(orient="records")
+    return {"available": True, "origins": rows, "summary": summary, "text": text,
+            "beats_naive": bool(beat)}
 
 
 # --------------------------------------------------------------------------- stability
@@ -378,9 +480,11 @@ def _stability(run: Run) -> dict:
 # the stages whose figures the answers and the documents are built from
 REPORTED = ("extract", "quality", "features", "segment", "insiders", "evaluate", "forecast")
 INSIDERS_COLUMNS = [
-    "customer_id", "value_rank", "segment", "persona", "country", "expected_value", "monetary",
-    "frequency", "recency_days", "avg_ticket", "revenue_90d", "tenure_days", "return_rate",
-    "membership", "membership_reason",
+    "customer_id", "value_rank", "segment", "persona", "country", "expected_value",
+    "predicted_clv_12m", "churn_risk", "churn_band", "expected_next_order",
+    "avg_days_between_orders", "historic_value", "monetary", "frequency", "recency_days",
+    "avg_ticket", "revenue_90d", "tenure_days", "return_rate", "membership",
+    "membership_reason",
 ]
 
 

@@ -18,6 +18,7 @@ from scipy.stats import mannwhitneyu
 
 from ..config import SelectionRules, Windows
 from . import features as feats
+from . import guarantee, valuation
 from . import insiders as ins
 
 KEY_FIGURES = {
@@ -74,6 +75,13 @@ def compare(values: np.ndarray, in_group: np.ndarray, n_boot: int, seed: int) ->
     }
 
 
+def money(x: float | None) -> str:
+    """An amount in a sentence: whole units, or cents when it is small (1.45, not 1)."""
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}"
+
+
 def _r(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 4)
 
@@ -87,31 +95,39 @@ def insiders_vs_rest(customers: pd.DataFrame, n_boot: int, seed: int) -> dict:
 
 
 def out_of_time(
-    transactions: pd.DataFrame, as_of: pd.Timestamp, windows: Windows, rules: SelectionRules,
-    n_boot: int, seed: int, method: str = "learned",
+    days: pd.DataFrame, fits: valuation.FitCache, as_of: pd.Timestamp, method: str,
+    windows: Windows, rules: SelectionRules, n_boot: int, seed: int,
 ) -> dict:
-    """Choose the group `horizon` months ago as the pipeline would have, then see what it spent."""
+    """Choose the group `horizon` months ago as the pipeline would have (the same value
+    method, only what was known then), then see what it spent - against the rest, the
+    same number of top past spenders, and the BG/NBD and RFM yardsticks.
+
+    `days` and `fits` are the value models' per-day activity and fit cache
+    (`models.clv.activity`, `models.valuation.FitCache`).
+    """
     horizon_months, lookback_months = windows.horizon_months, windows.lookback_months
-    cut = as_of - pd.DateOffset(months=horizon_months)
-    first = transactions["invoice_date"].min() if len(transactions) else as_of
-    if pd.isna(first) or cut <= first + pd.Timedelta(days=28):
+    cut = valuation.months_before(as_of, horizon_months)
+    if not len(days) or valuation.first_day(days) > cut - pd.Timedelta(days=28):
         return {"available": False,
                 "text": (f"Not enough history for an out-of-time check: it needs data from "
                          f"before {cut.date()} to choose a group and the {horizon_months} "
                          "months after it to measure it.")}
-    model = ins.fit_value_model(transactions, cut, windows, seed, method)
-    past = feats.customer_features(transactions, cut, lookback_months)
-    past["expected_value"] = model.predict(past)
-    chosen, selection = ins.select(past, None, rules)
-    chosen = chosen[chosen["has_purchase"]].reset_index(drop=True)
-    n = int(chosen["is_insider"].sum())
-    future = feats.future_revenue(transactions, cut, horizon_months)
+    methods = tuple(dict.fromkeys((method, *guarantee.YARDSTICKS)))
+    sc = valuation.value_scores(fits, cut, horizon_months, methods, seed)
+    if method not in sc.scores:
+        method = "past_spend"  # the champion could not be fitted then: what the program used
+    chosen = sc.features
+    past = sc.scores["past_spend"] if len(chosen) else np.zeros(0)
+    n, rule = ins.group_size(np.clip(past, 0, None), rules)
+    future = valuation.future_spend(days, cut, horizon_months)
     spent = future.reindex(chosen["customer_id"]).fillna(0.0).to_numpy()
-    in_group = chosen["is_insider"].to_numpy(dtype=bool)
-    top_idx = np.argsort(-chosen["monetary"].to_numpy(), kind="stable")[:n]
-    in_top = np.zeros(len(chosen), dtype=bool)
-    in_top[top_idx] = True
+    in_group = valuation.top_mask(sc.scores[method], n, past) if len(chosen) else \
+        np.zeros(0, dtype=bool)
+    in_top = valuation.top_mask(past, n, past) if len(chosen) else np.zeros(0, dtype=bool)
     total_next = float(future.sum())  # includes customers who were new after the cut
+    yardsticks = guarantee.compare_groups(
+        spent, {m: valuation.top_mask(sc.scores[m], n, past) for m in methods}, method,
+        total_next, n_boot, seed) if n and total_next else []
 
     def figures(mask: np.ndarray) -> dict:
         rev = spent[mask]
@@ -135,7 +151,8 @@ def out_of_time(
         "measured_until": str(as_of.date()),
         "months": horizon_months,
         "group_size": n,
-        "value_model": model.as_dict(),
+        "method": method,
+        "method_label": valuation.LABELS.get(method, method),
         "insiders": figures(in_group),
         "rest": figures(~in_group),
         "top_spenders": figures(in_top),
@@ -149,7 +166,8 @@ def out_of_time(
             "difference_per_customer": _r(diff), "ci95": [_r(lo), _r(hi)],
         },
         "next_revenue_total": round(total_next, 2),
-        "selection_rule": selection.rule,
+        "selection_rule": rule,
+        "yardsticks": yardsticks,
         "member_ids": chosen.loc[in_group, "customer_id"].astype("str").tolist(),
     }
     g, t, r = result["insiders"], result["top_spenders"], result["rest"]
@@ -168,10 +186,10 @@ def out_of_time(
                           f"- bought nothing in the {horizon_months} months that followed, so "
                           "the check cannot tell them apart.")
         return result
-    text = (f"Chosen on {cut.date()}, the {n:,} Insiders spent {g['revenue_per_customer']:,.0f} "
+    text = (f"Chosen on {cut.date()}, the {n:,} Insiders spent {money(g['revenue_per_customer'])} "
             f"each over the next {horizon_months} months against "
-            f"{r['revenue_per_customer']:,.0f} for the rest, and brought "
-            f"{g['share_of_next_revenue']:.0%} of all revenue.")
+            f"{money(r['revenue_per_customer'])} for the rest, and brought "
+            f"{g['share_of_next_revenue']:.1%} of all revenue.")
     if result["overlap_with_top_spenders"] >= 1.0:
         text += (" The group was the top past spenders themselves (past spend ranked the "
                  "customers), so that alternative is the same group.")
@@ -180,8 +198,13 @@ def out_of_time(
         sure = ("a difference the bootstrap interval confirms" if np.sign(lo) == np.sign(hi)
                 else "but the bootstrap interval includes zero: statistically a tie")
         text += (f" The same number of top past spenders brought "
-                 f"{t['share_of_next_revenue']:.0%}: the Insiders spent {abs(diff):,.0f} "
+                 f"{t['share_of_next_revenue']:.1%}: the Insiders spent {money(abs(diff))} "
                  f"{better} per customer, {sure}.")
+    others = [y for y in yardsticks if y["method"] not in (method, "past_spend")]
+    if others:
+        text += " Chosen the same day by " + "; by ".join(
+            f"{valuation.LABELS.get(y['method'], y['method'])}, the same number brought "
+            f"{y['capture']:.1%}" for y in others) + "."
     result["text"] = text
     return result
 

@@ -105,7 +105,6 @@ def naive_forecasts(days: pd.DataFrame, members: set[str] | None, cut: pd.Timest
 
 
 @dataclass
-@dataclass
 class OriginForecast:
     """The raw bottom-up forecast of one group at one cut-off, and what then happened."""
 

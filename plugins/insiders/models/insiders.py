@@ -1,49 +1,33 @@
-"""Insiders: the most valuable customers, valued on what they will spend next.
+"""Insiders: the group's size, who is in, the entry and exit lines, in plain words.
 
-Value. A loyalty program pays off on what members spend *after* they join, so
-customers are ranked by their expected net revenue over the next `horizon`
-months. Two estimators compete:
-- `learned`: a gradient-boosted Poisson regression that learns from the
-  history itself - features as of `as_of - horizon` against what each customer
-  actually spent in the following `horizon` months - applied to today's
-  features (it can see momentum, lapsing, new big accounts);
-- `past_spend`: net spend in the period, scaled to the horizon (the classic
-  "top spenders" rule).
-Champion/challenger: both are replayed one horizon earlier (trained only on
-what was known then) and the one whose group captured more of the following
-months' revenue values today's customers. The out-of-time check in
-`evaluation` then reports how the chosen method did against the rest and
-against simply taking the top past spenders.
+Value. Customers are ranked by the value method the rolling-origin replay chose
+(`models.valuation`: past spend unless a challenger - BG/NBD x Gamma-Gamma, a
+learned model on stacked cut-offs, rank blends - beat it beyond noise), so
+the program is never worse than the spreadsheet answer, "the top spenders".
 
-Size rule. The group is the smallest set of top-ranked customers expected to
-bring `value_coverage` (50%) of next months' revenue, kept between `min_share`
-(5%) and `max_share` (20%) of the customers with a purchase in the period.
+Size rule. The group is the smallest set of top customers that brings
+`value_coverage` (50%) of the period's net revenue, kept between `min_share`
+(5%) and `max_share` (20%) of the customers with a purchase in the period -
+the same rule the replay sized every method's group with.
 
 Hysteresis. A newcomer enters at the entry line (the value of the last customer
 inside the size rule); a member leaves only below the exit line, the value at
-`exit_factor` (1.5x) the group size, capped at `max_share`. Everyone in the
-group is therefore within the top `max_share`, and a member near the line does
-not flip out and back in from one month to the next.
+`exit_factor` (1.5x) the group size, capped at `max_share`, or when the purchase
+model says they are probably gone (P(alive) < 0.5) however much they spent. A
+member near the line does not flip out and back in from one month to the next.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
-from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.tree import DecisionTreeClassifier
 
 from ..config import SelectionRules, Windows
-from . import features as feats
 
-VALUE_FEATURES = [
-    "recency_days", "frequency", "monetary", "avg_ticket", "basket_size", "basket_variety",
-    "avg_days_between", "purchases_per_month", "tenure_days", "return_rate", "revenue_90d",
-]
 # features marketing can read in a rule ("spent at least ... in the last 12 months")
 RULE_FEATURES = {
     "monetary": ("net spend in the last {period}", "money"),
@@ -54,141 +38,6 @@ RULE_FEATURES = {
     "tenure_days": ("days since the first purchase", "days"),
     "purchases_per_month": ("purchases per month", "rate"),
 }
-MIN_TRAINING_CUSTOMERS = 100
-METHOD_LABELS = {"learned": "the learned value model", "past_spend": "past spend"}
-
-
-@dataclass
-class ValueModel:
-    """Expected next-`horizon` net revenue per customer."""
-
-    method: str  # "learned" or "past_spend"
-    horizon_months: int
-    period_months: float  # length of the analysed period the features cover
-    trained_at: str | None = None
-    training_customers: int = 0
-    spearman_in_sample: float | None = None
-    note: str = ""
-    model: HistGradientBoostingRegressor | None = field(default=None, repr=False)
-
-    def predict(self, features: pd.DataFrame) -> np.ndarray:
-        if self.model is None:
-            return past_spend(features, self.horizon_months, self.period_months)
-        x = features[VALUE_FEATURES].to_numpy(dtype=float)
-        return np.clip(self.model.predict(x), 0, None)
-
-    def as_dict(self) -> dict:
-        return {
-            "method": self.method,
-            "horizon_months": self.horizon_months,
-            "trained_at": self.trained_at,
-            "training_customers": self.training_customers,
-            "spearman_in_sample": self.spearman_in_sample,
-            "note": self.note,
-        }
-
-
-def past_spend(features: pd.DataFrame, horizon_months: int, period_months: float
-               ) -> np.ndarray:
-    """Net spend in the period at the same pace over the horizon (ranks like top spenders)."""
-    return (features["monetary"].clip(lower=0).to_numpy(dtype=float)
-            * horizon_months / max(period_months, 1.0))
-
-
-def period_months(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: int
-                  ) -> float:
-    """Months the analysed period really covers (less than the lookback early in the data)."""
-    start = feats.period_start(as_of, lookback_months)
-    first = transactions["invoice_date"].min() if len(transactions) else as_of
-    begin = max(start, first) if pd.notna(first) else as_of
-    return max((as_of - begin).days / feats.DAYS_PER_MONTH, 0.0)
-
-
-def past_spend_model(transactions: pd.DataFrame, as_of: pd.Timestamp, windows: Windows,
-                     note: str = "") -> ValueModel:
-    horizon_months = windows.horizon_months
-    months = period_months(transactions, as_of, windows.lookback_months)
-    return ValueModel(method="past_spend", horizon_months=horizon_months, period_months=months,
-                      note=note or (f"net spend in the last {months:.1f} months, scaled to "
-                                    f"{horizon_months} months"))
-
-
-def fit_value_model(
-    transactions: pd.DataFrame, as_of: pd.Timestamp, windows: Windows, seed: int,
-    method: str = "learned",
-) -> ValueModel:
-    """The value model for `as_of`; `learned` trains on `as_of - horizon` (no look-ahead)."""
-    horizon_months, lookback_months = windows.horizon_months, windows.lookback_months
-    if method == "past_spend":
-        return past_spend_model(transactions, as_of, windows)
-    cut = as_of - pd.DateOffset(months=horizon_months)
-    first = transactions["invoice_date"].min() if len(transactions) else as_of
-    history_days = (cut - first).days if pd.notna(first) else 0
-    train = feats.customer_features(transactions, cut, lookback_months)
-    train = train[train["has_purchase"]]
-    if len(train) < MIN_TRAINING_CUSTOMERS or history_days < 28:
-        return past_spend_model(
-            transactions, as_of, windows,
-            note=(f"only {max(history_days, 0)} days of history and {len(train)} customers "
-                  f"before {cut.date()}: too little to learn from, so past spend is used"))
-    target = feats.future_revenue(transactions, cut, horizon_months)
-    y = target.reindex(train["customer_id"]).fillna(0.0).clip(lower=0).to_numpy()
-    x = train[VALUE_FEATURES].to_numpy(dtype=float)
-    model = HistGradientBoostingRegressor(
-        loss="poisson", max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
-        min_samples_leaf=20, l2_regularization=1.0, early_stopping=False, random_state=seed,
-    ).fit(x, y)
-    rho = spearmanr(model.predict(x), y).statistic
-    return ValueModel(
-        method="learned", horizon_months=horizon_months,
-        period_months=period_months(transactions, as_of, lookback_months),
-        trained_at=str(cut.date()), training_customers=int(len(train)),
-        spearman_in_sample=None if np.isnan(rho) else round(float(rho), 3),
-        note=(f"gradient-boosted Poisson regression trained on {len(train):,} customers: "
-              f"features as of {cut.date()} against their net revenue in the following "
-              f"{horizon_months} months"),
-        model=model,
-    )
-
-
-def compare_value_methods(
-    transactions: pd.DataFrame, as_of: pd.Timestamp, windows: Windows, rules: SelectionRules,
-    seed: int,
-) -> dict:
-    """Replay both estimators one horizon ago; the one whose group spent more next wins."""
-    horizon_months, lookback_months = windows.horizon_months, windows.lookback_months
-    cut = as_of - pd.DateOffset(months=horizon_months)
-    past = feats.customer_features(transactions, cut, lookback_months)
-    past = past[past["has_purchase"]].reset_index(drop=True)
-    learned = fit_value_model(transactions, cut, windows, seed)
-    if learned.method != "learned" or len(past) < MIN_TRAINING_CUSTOMERS:
-        return {"winner": "past_spend", "replayed_on": str(cut.date()), "captured": {},
-                "why": ("not enough history to replay the learned model one horizon ago, so "
-                        "customers are valued on their past spend")}
-    spent = feats.future_revenue(transactions, cut, horizon_months).reindex(
-        past["customer_id"]).fillna(0.0).to_numpy()
-    captured = {}
-    size = None
-    for method in ("learned", "past_spend"):
-        model = learned if method == "learned" else past_spend_model(transactions, cut, windows)
-        value = model.predict(past)
-        if size is None:
-            size, _ = group_size(value, rules)
-        top = np.argsort(-value, kind="stable")[:size]
-        captured[method] = round(float(spent[top].sum()), 2)
-    winner = "learned" if captured["learned"] > captured["past_spend"] else "past_spend"
-    loser = "past_spend" if winner == "learned" else "learned"
-    return {
-        "winner": winner,
-        "replayed_on": str(cut.date()),
-        "group_size": int(size),
-        "captured": captured,
-        "why": (f"Replayed on {cut.date()}, the {size:,} customers ranked by "
-                f"{METHOD_LABELS[winner]} spent {captured[winner]:,.0f} over the next "
-                f"{horizon_months} months against {captured[loser]:,.0f} for "
-                f"{METHOD_LABELS[loser]}, so {METHOD_LABELS[winner]} values today's customers."),
-    }
-
 
 @dataclass
 class Selection:
@@ -197,13 +46,17 @@ class Selection:
     exit_line: float
     exit_rank: int
     active: int
-    coverage: float  # share of expected revenue the group brings
+    coverage: float  # share of the size basis (the period's revenue) the group brings
     rule: str
 
 
 def group_size(expected: np.ndarray, rules: SelectionRules = SelectionRules()
                ) -> tuple[int, str]:
-    """Smallest top group expected to bring `value_coverage` of revenue, within the share bounds."""
+    """Smallest top group that brings `value_coverage` of the revenue, within the share bounds.
+
+    `expected` is what the size is weighed on: the period's net spend per active customer in
+    the pipeline and the replay (the same rule for every value method).
+    """
     value_coverage, min_share, max_share = rules.value_coverage, rules.min_share, rules.max_share
     n = len(expected)
     if n == 0:
@@ -215,29 +68,33 @@ def group_size(expected: np.ndarray, rules: SelectionRules = SelectionRules()
     low, high = max(1, math.ceil(min_share * n)), max(1, math.floor(max_share * n))
     size = int(min(max(natural, low), high))
     if natural < low:
-        rule = (f"{natural:,} customers would already bring {value_coverage:.0%} of expected "
+        rule = (f"{natural:,} customers already bring {value_coverage:.0%} of the period's "
                 f"revenue; raised to the {min_share:.0%} floor ({low})")
     elif natural > high:
-        rule = (f"{value_coverage:.0%} of expected revenue would need {natural:,} customers; "
-                f"capped at {max_share:.0%} ({high})")
+        rule = (f"{value_coverage:.0%} of the period's revenue would need {natural:,} "
+                f"customers; capped at {max_share:.0%} ({high})")
     else:
-        rule = (f"the smallest group expected to bring {value_coverage:.0%} of the next months' "
+        rule = (f"the smallest group that brings {value_coverage:.0%} of the period's "
                 f"revenue: {size:,} of {n:,} active customers")
     return size, rule
 
 
 def select(
     customers: pd.DataFrame, previous_members: set[str] | None = None,
-    rules: SelectionRules = SelectionRules(),
+    rules: SelectionRules = SelectionRules(), value: str = "expected_value",
+    size_by: str | None = None, gone: np.ndarray | None = None,
+    value_label: str = "expected spend",
 ) -> tuple[pd.DataFrame, Selection]:
-    """Rank, size, and apply entry/exit lines. `customers` needs `expected_value`, `has_purchase`.
-
-    Adds `value_rank`, `is_insider`, `membership` and `membership_reason`.
+    """Rank by `value`, size, apply entry/exit lines. `customers` needs `value`,
+    `has_purchase` and `monetary`; `size_by` (default: `value`) is what the size rule
+    weighs; `gone` marks customers the purchase model believes have left (they leave,
+    and do not enter). Adds `value_rank`, `is_insider`, `membership`, `membership_reason`.
     """
     out = customers.copy()
     active = out["has_purchase"].to_numpy()
-    ev = out["expected_value"].to_numpy(dtype=float)
-    # rank active customers by expected value; ties by past spend, then id, so it is stable
+    ev = out[value].to_numpy(dtype=float)
+    gone = np.zeros(len(out), dtype=bool) if gone is None else np.asarray(gone, dtype=bool)
+    # rank active customers by value; ties by past spend, then id, so it is stable
     order = np.lexsort((out["customer_id"].to_numpy(), -out["monetary"].to_numpy(), -ev,
                         ~active))
     rank = np.empty(len(out), dtype=np.int64)
@@ -245,7 +102,8 @@ def select(
     rank = np.where(active, rank, 0)
     out["value_rank"] = rank
     n_active = int(active.sum())
-    size, rule = group_size(ev[active], rules)
+    basis = ev if size_by is None else np.clip(out[size_by].to_numpy(dtype=float), 0, None)
+    size, rule = group_size(basis[active], rules)
     exit_rank = int(min(math.ceil(rules.exit_factor * size),
                         math.floor(rules.max_share * n_active)))
     exit_rank = max(exit_rank, size)
@@ -253,36 +111,45 @@ def select(
     entry_line = float(by_rank[size - 1]) if size else float("inf")
     exit_line = float(by_rank[exit_rank - 1]) if exit_rank else float("inf")
 
-    in_entry = active & (rank >= 1) & (rank <= size)
+    in_entry = active & (rank >= 1) & (rank <= size) & ~gone
     in_exit = active & (rank >= 1) & (rank <= exit_rank)
     prev = np.zeros(len(out), dtype=bool)
     if previous_members:
         prev = out["customer_id"].astype("str").isin(previous_members).to_numpy()
-    stayed = prev & in_exit
-    left = prev & ~in_exit
+    stayed = prev & in_exit & ~gone
+    left = prev & ~stayed
     entered = ~prev & in_entry
     is_insider = stayed | entered
     status = np.select([entered, stayed, left], ["entered", "stayed", "left"], "outside")
     reasons = np.full(len(out), "", dtype=object)
-    money = np.vectorize(lambda v: f"{v:,.0f}")
     if len(out):
-        evs = money(ev)
-        reasons[entered] = ("expected spend " + evs[entered]
-                            + f" >= entry line {entry_line:,.0f}")
-        reasons[stayed] = "expected spend " + evs[stayed] + f" >= exit line {exit_line:,.0f}"
+        evs = np.array([_amount(v) for v in ev], dtype=object)
+        reasons[entered] = (f"{value_label} " + evs[entered]
+                            + f" >= entry line {_amount(entry_line)}")
+        reasons[stayed] = f"{value_label} " + evs[stayed] + f" >= exit line {_amount(exit_line)}"
         reasons[left] = np.where(
-            active[left], "expected spend " + evs[left] + f" < exit line {exit_line:,.0f}",
-            "no purchase in the last 12 months")
+            gone[left], "probably gone: no purchase the model expects any more",
+            np.where(active[left], f"{value_label} " + evs[left]
+                     + f" < exit line {_amount(exit_line)}",
+                     "no purchase in the analysed period"))
         outside = status == "outside"
-        reasons[outside] = np.where(active[outside], "expected spend " + evs[outside]
-                                    + f" < entry line {entry_line:,.0f}",
+        reasons[outside] = np.where(active[outside], f"{value_label} " + evs[outside]
+                                    + f" < entry line {_amount(entry_line)}",
                                     "no purchase in the period")
+        reasons[outside & gone & active] = "probably gone: no purchase the model expects any more"
     out["is_insider"] = is_insider
     out["membership"] = status
     out["membership_reason"] = reasons
-    coverage = float(ev[is_insider].sum() / ev[active].sum()) if ev[active].sum() > 0 else 0.0
+    coverage = float(basis[is_insider].sum() / basis[active].sum()) if basis[active].sum() > 0 \
+        else 0.0
     return out, Selection(size=size, entry_line=entry_line, exit_line=exit_line,
                           exit_rank=exit_rank, active=n_active, coverage=coverage, rule=rule)
+
+
+def _amount(value: float) -> str:
+    """A value in a reason: money to the unit, small amounts and scores (0..1) to cents."""
+    whole = abs(value) >= 100 or not np.isfinite(value) or float(value).is_integer()
+    return f"{value:,.0f}" if whole else f"{value:,.2f}"
 
 
 # --------------------------------------------------------------------------- conditions
@@ -325,28 +192,54 @@ def _clause(feature: str, op: str, threshold: float, period: str) -> str:
     return f"{label} {word} {_fmt(feature, threshold)}"
 
 
+# how a value method's figure reads in a sentence ({h}: the horizon, {p}: the period)
+VALUE_WORDS = {
+    "past_spend": "net spend over the last {p}",
+    "bgnbd": "expected net spend over the next {h} months",
+    "learned": "expected net spend over the next {h} months (learned model)",
+    "blend": "value score (the average of their percentile by past spend and by expected "
+             "spend, 0 to 1)",
+    "blend_learned": "value score (the average of their percentile by past spend and by the "
+                     "learned model's expected spend, 0 to 1)",
+}
+
+
+def value_words(method: str, windows: Windows) -> str:
+    return VALUE_WORDS.get(method, "value").format(h=windows.horizon_months,
+                                                   p=f"{windows.lookback_months} months")
+
+
 def derive_conditions(
     customers: pd.DataFrame, selection: Selection, windows: Windows, seed: int,
-    max_depth: int = 3,
+    max_depth: int = 3, method: str = "bgnbd",
 ) -> Conditions:
     """Plain-language rules that reproduce membership, from a shallow decision tree.
 
-    The tree explains the expected-value ranking with figures marketing already
-    knows (spend, purchases, recency); its agreement with the real membership is
-    reported so nobody mistakes the summary for the rule itself.
+    The entry and exit lines are drawn on the value method's own figure (`method`);
+    the tree then restates membership with figures marketing already knows (spend,
+    purchases, recency), and its agreement is reported so nobody mistakes the summary
+    for the rule itself.
     """
-    horizon_months = windows.horizon_months
     active = customers[customers["has_purchase"]]
     period = f"{windows.lookback_months} months"
-    entry = (f"A customer enters the Insiders when their expected net spend over the next "
-             f"{horizon_months} months is at least {selection.entry_line:,.0f} - today the top "
-             f"{selection.size:,} of {selection.active:,} active customers "
+    figure = value_words(method, windows)
+    money = not method.startswith("blend")
+    def line(v: float) -> str:
+        if not money:
+            return f"{v:.3f}"
+        return f"{v:,.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:,.2f}"
+
+    entry = (f"A customer enters the Insiders when their {figure} is at least "
+             f"{line(selection.entry_line)} - today the top {selection.size:,} of "
+             f"{selection.active:,} active customers "
              f"({selection.size / max(selection.active, 1):.1%}).")
-    exit_ = (f"A member leaves only when their expected spend falls below "
-             f"{selection.exit_line:,.0f} (the top {selection.exit_rank:,}, "
-             f"{selection.exit_rank / max(selection.active, 1):.0%} of active customers), or "
-             f"they have no purchase in the last {period}. The gap between the entry and the exit "
-             "line keeps members from flipping out and back in from one month to the next.")
+    exit_ = (f"A member leaves when their {figure} falls below {line(selection.exit_line)} "
+             f"(the top {selection.exit_rank:,}, "
+             f"{selection.exit_rank / max(selection.active, 1):.0%} of active customers), when "
+             "the purchase model says they have probably stopped buying (a chance below 50% "
+             "that they are still a customer), or when they have no purchase in the last "
+             f"{period}. The gap between the entry and the exit line keeps members from "
+             "flipping out and back in from one month to the next.")
     names = list(RULE_FEATURES)
     x = active[names].fillna(active[names].median()).to_numpy(dtype=float)
     y = active["is_insider"].to_numpy(dtype=bool)

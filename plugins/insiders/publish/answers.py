@@ -45,6 +45,7 @@ def build(
     share = n / n_active if n_active else 0.0
     rev_share = ins_rev / total_rev if total_rev else 0.0
     sel, cond = ins["selection"], ins["conditions"]
+    gone = int(ins["value_model"].get("probably_gone_in_top", 0))
     vs_rest = ev["insiders_vs_rest"]
     oot = ev["out_of_time"]
     period = {"start": feat["period_start"], "end": str(as_of.date())}
@@ -57,7 +58,7 @@ def build(
     r = vs_rest["recency_days"]
 
     fc_months = fc["months"]
-    fc_total = sum(x["revenue"] for x in fc_months)
+    fc_total = float(fc["total"])  # the Insiders' expected values, added up (forecast stage)
     back = fc["backtest"]
 
     profiles = seg["profiles"]
@@ -75,8 +76,9 @@ def build(
         "period": period,
         "questions": QUESTIONS,
         "who": {
-            "text": (f"{n:,} customers, ranked by what they are expected to spend over the next "
-                     f"{ins['value_model']['horizon_months']} months; the top of the list is "
+            "text": (f"{n:,} customers, ranked by {ins['value_model']['label']} (of the value "
+                     "methods replayed at earlier months, the one that picked the best "
+                     "spenders, or past spend when none beat it clearly); the top of the list is "
                      f"customer {top['customer_id'].iloc[0] if n else 'n/a'}. The full list is "
                      "in insiders.csv."),
             "customer_ids": members["customer_id"].astype("str").tolist(),
@@ -90,7 +92,9 @@ def build(
         },
         "how_many": {
             "text": (f"{n:,} customers, {share:.1%} of the {n_active:,} who bought in the period. "
-                     f"Size rule: {sel['rule']}."),
+                     f"Size rule: {sel['rule']}."
+                     + (f" {gone:,} of the top {sel['size']:,} were left out: the purchase model "
+                        "says they have probably stopped buying." if gone else "")),
             "count": n,
             "share_of_customers": round(share, 4),
             "active_customers": n_active,
@@ -121,21 +125,28 @@ def build(
             "value": round(rev_share, 4),
             "insiders_revenue": round(ins_rev, 2),
             "total_revenue": round(total_rev, 2),
-            "expected_share_next": round(float(sel["coverage"]), 4),
+            "expected_share_next": round(float(members["expected_value"].sum())
+                                         / max(float(active["expected_value"].sum()), 1e-9), 4),
         },
         "expected_revenue": {
-            "text": ((f"About {_money(fc_total)} over the next {len(fc_months)} months "
-                      "(Prophet; each month's 80% interval is in the figures). "
-                      if fc["method"] == "prophet" else
-                      f"About {_money(fc_total)} over the next {len(fc_months)} months: the last "
-                      "month repeated, because the history is too short for Prophet (no "
-                      "interval). ") + (back.get("text", "") if back else "")).strip(),
+            "text": (f"About {_money(fc_total)} over the next {len(fc_months)} months: what "
+                     f"today's {n:,} Insiders are each expected to spend, added up"
+                     + (f" (80% interval {_money(fc['total_interval'][0])} to "
+                        f"{_money(fc['total_interval'][1])})" if fc.get("total_interval")
+                        and fc["total_interval"][0] is not None else "")
+                     + ". " + fc.get("text", "") + " "
+                     + (back.get("text", "") if back else "")).strip(),
             "months": fc_months,
             "total": round(fc_total, 2),
+            "total_interval": fc.get("total_interval"),
+            "sum_of_insiders_expected_value": round(float(members["expected_value"].sum()), 2),
             "method": fc["method"],
+            "calibration_factor": fc.get("factor"),
+            "model_total": fc.get("model_total"),
             "history": fc["history"],
             "backtest": back,
         },
+        "customer_value": _customer_value(customers, members),
         "entry_conditions": {
             "text": cond["entry_text"],
             "entry_line": round(float(sel["entry_line"]), 2),
@@ -187,6 +198,39 @@ def build(
     if extra:
         _merge(answers, extra)
     return answers
+
+
+BANDS = ("Low", "Medium", "High")
+
+
+def _customer_value(customers: pd.DataFrame, members: pd.DataFrame) -> dict:
+    """The per-customer predictions, summed up: churn-risk mix and predicted value."""
+    active = customers[customers["has_purchase"]]
+
+    def mix(frame: pd.DataFrame) -> dict:
+        counts = frame["churn_band"].value_counts()
+        return {b: int(counts.get(b, 0)) for b in BANDS}
+
+    ins_mix, all_mix = mix(members), mix(active)
+    high = ins_mix["High"] / max(len(members), 1)
+    return {
+        "text": (f"{ins_mix['Low']:,} of the {len(members):,} Insiders are at low risk of not "
+                 f"buying in the next 90 days, {ins_mix['Medium']:,} at medium and "
+                 f"{ins_mix['High']:,} at high risk ({high:.0%}); together they are expected "
+                 f"to spend {_money(float(members['predicted_clv_12m'].sum()))} over the next "
+                 "12 months."),
+        "churn_mix_insiders": ins_mix,
+        "churn_mix_active": all_mix,
+        "predicted_clv_12m_insiders": round(float(members["predicted_clv_12m"].sum()), 2),
+        "predicted_clv_12m_active": round(float(active["predicted_clv_12m"].sum()), 2),
+        "probably_gone_active": int((active["p_alive"].astype(float) < 0.5).sum()),
+        "fields": {"churn_risk": "probability of no purchase in the next 90 days",
+                   "churn_band": "Low (< 1/3), Medium, High (>= 2/3)",
+                   "expected_value": "expected net spend over the next months (calibrated)",
+                   "predicted_clv_12m": "expected net spend over the next 12 months",
+                   "expected_next_order": "the date by which the next order has a 50% chance",
+                   "p_alive": "probability the customer is still buying"},
+    }
 
 
 def _merge(base: dict, extra: dict) -> None:

@@ -21,6 +21,21 @@ FEATURE_KEYS = ("recency_days", "frequency", "monetary", "avg_ticket", "basket_s
                 "return_rate", "revenue_90d")
 
 
+# the per-customer predictions a customer document carries (models.clv, forecast stage)
+PREDICTION_KEYS = ("historic_value", "p_alive", "churn_risk", "churn_band", "expected_purchases",
+                   "expected_order_value", "predicted_clv_12m", "avg_days_between_orders",
+                   "value_score", "expected_next_order")
+
+
+def _prediction(value: object) -> object:
+    """A prediction as a document value: dates as YYYY-MM-DD, bands as text, numbers as such."""
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else str(value.date())
+    if isinstance(value, str):
+        return value
+    return _num(value)
+
+
 def _num(value: object) -> float | int | None:
     if value is None:
         return None
@@ -63,6 +78,7 @@ def build(folder: RunFolder, run_id: str, source: str | None = None) -> tuple[di
             "value_rank": int(row["value_rank"]),
             "membership": str(row["membership"]),
             "features": features,
+            "predictions": {k: _prediction(row.get(k)) for k in PREDICTION_KEYS if k in row},
         })
 
     members_by_segment = customers[customers["is_insider"]].groupby("segment").size()
@@ -100,14 +116,18 @@ def build(folder: RunFolder, run_id: str, source: str | None = None) -> tuple[di
     forecast_docs += [{"month": m["month"], "kind": "forecast", "revenue": m["revenue"],
                        "lower": m.get("lower"), "upper": m.get("upper")} for m in fc["months"]]
     back = fc.get("backtest") or {}
-    for m in back.get("months", []) if back.get("available") else []:
+    # the latest origin of the rolling backtest: its months, what the group then spent, our
+    # forecast and the naive mean-of-3-months rule (one row per month and kind)
+    origins = back.get("origins", []) if back.get("available") else []
+    latest = max((m["origin"] for m in origins), default=None)
+    for m in (m for m in origins if m["origin"] == latest):
         forecast_docs += [
-            {"month": m["month"], "kind": "backtest_actual", "revenue": m["actual"],
+            {"month": m["month"], "kind": "backtest_actual", "revenue": _num(m["actual"]),
              "lower": None, "upper": None},
-            {"month": m["month"], "kind": "backtest_prophet", "revenue": m["prophet"],
-             "lower": m["lower"], "upper": m["upper"]},
-            {"month": m["month"], "kind": "backtest_naive", "revenue": m["naive"],
-             "lower": None, "upper": None},
+            {"month": m["month"], "kind": "backtest_forecast", "revenue": _num(m["forecast"]),
+             "lower": _num(m.get("lower")), "upper": _num(m.get("upper"))},
+            {"month": m["month"], "kind": "backtest_naive",
+             "revenue": _num(m.get("naive_mean_3m")), "lower": None, "upper": None},
         ]
     stability_docs = [{"months_since_fit": int(p["months_since_fit"]), "ari": _num(p["ari"]),
                        "threshold": float(stab["threshold"])}

@@ -267,31 +267,36 @@ def _expected(a: dict, fig: _Figures) -> str:
     back = e.get("backtest") or {}
     body = fig(f, 360)
     if back.get("available"):
-        bm = back["months"]
+        rows = pd.DataFrame(back["origins"])
+        totals = rows.groupby("origin", sort=True).sum(numeric_only=True)
         f2 = go.Figure()
-        bx = [m["month"] for m in bm]
-        f2.add_trace(go.Bar(x=bx, y=[m["actual"] for m in bm], name="actual",
+        bx = list(totals.index)
+        f2.add_trace(go.Bar(x=bx, y=totals["actual"], name="what the group spent",
                             marker_color=PALETTE[0]))
-        f2.add_trace(go.Bar(x=bx, y=[m["prophet"] for m in bm], name="Prophet",
-                            marker_color=INSIDER,
-                            error_y={"type": "data", "symmetric": False,
-                                     "array": [m["upper"] - m["prophet"] for m in bm],
-                                     "arrayminus": [m["prophet"] - m["lower"] for m in bm]}))
-        f2.add_trace(go.Bar(x=bx, y=[m["naive"] for m in bm], name="naive (last month)",
-                            marker_color=REST))
-        f2.update_layout(barmode="group", xaxis={"type": "category"},
-                         title=f"Backtest: forecast from {back['forecast_from']} vs what "
-                               "happened")
+        f2.add_trace(go.Bar(x=bx, y=totals["forecast"], name="our forecast",
+                            marker_color=INSIDER))
+        if "naive_mean_3m" in totals:
+            f2.add_trace(go.Bar(x=bx, y=totals["naive_mean_3m"],
+                                name="simple rule (mean of the last 3 months)",
+                                marker_color=REST))
+        f2.update_layout(barmode="group", xaxis={"type": "category",
+                                                 "title": "forecast made on"},
+                         yaxis={"title": "next 3 months' net revenue", "rangemode": "tozero"},
+                         title="Checked at earlier months: forecast vs what happened")
+        summ = back["summary"]
+        names = [("forecast", "Our forecast"), ("naive_last_month", "Last month repeated"),
+                 ("naive_mean_3m", "Mean of the last 3 months"),
+                 ("naive_last_year", "Same months last year")]
         err = pd.DataFrame([
-            {"Method": "Prophet", "MAPE": _pct(back["prophet"]["mape"], 1),
-             "MAE": _money(back["prophet"]["mae"]),
-             "Error on the total": _pct(back["prophet"]["total_error"], 1)},
-            {"Method": "Naive (last month repeated)", "MAPE": _pct(back["naive"]["mape"], 1),
-             "MAE": _money(back["naive"]["mae"]),
-             "Error on the total": _pct(back["naive"]["total_error"], 1)}])
+            {"Method": label, "Error on the 3-month total": _pct(summ.get(f"total_mape_{k}"), 1),
+             "Error per month": _pct(summ.get(f"month_mape_{k}"), 1)}
+            for k, label in names if summ.get(f"total_mape_{k}") is not None])
+        cover = (f"{summ['months_inside']} of {summ['months_with_interval']} months inside the "
+                 "80% interval" if summ.get("months_with_interval") else
+                 "no interval yet (too few earlier errors)")
         body += (f"<div class='grid2'><div>{fig(f2, 320)}</div><div><h3>Backtest errors</h3>"
-                 f"{_table(err, left=('Method',))}<p class='muted'>{esc(back['text'])}</p>"
-                 "</div></div>")
+                 f"{_table(err, left=('Method',))}<p class='muted'>{esc(cover)}. "
+                 f"{esc(back['text'])}</p></div></div>")
     else:
         body += f"<p class='muted'>{esc(back.get('text', 'No backtest.'))}</p>"
     table = pd.DataFrame([{"Month starting": m["month"], "Expected": _money(m["revenue"]),

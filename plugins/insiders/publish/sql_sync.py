@@ -86,6 +86,12 @@ CUSTOMER_SEGMENTS = Table(
     Column("tenure_days", Float),
     Column("expected_value", Float),
     Column("value_rank", Integer),
+    # the customer's predicted value (models.clv, calibrated by the forecast stage)
+    Column("predicted_clv_12m", Float),
+    Column("churn_risk", Float),
+    Column("churn_band", String(8)),
+    Column("p_alive", Float),
+    Column("expected_next_order", String(10)),
 )
 
 SEGMENT_PROFILES = Table(
@@ -213,6 +219,9 @@ def flatten(run: dict, documents: dict[str, list[dict]]) -> dict[Table, list[dic
             "basket_size": f.get("basket_size"), "return_rate": f.get("return_rate"),
             "tenure_days": f.get("tenure_days"), "expected_value": d.get("expected_value"),
             "value_rank": d.get("value_rank"),
+            **{k: d.get("predictions", {}).get(k) for k in ("predicted_clv_12m", "churn_risk",
+                                                            "churn_band", "p_alive",
+                                                            "expected_next_order")},
         })
     for d in documents.get("segments", []):
         p = d.get("profile", {})
@@ -252,7 +261,20 @@ def flatten(run: dict, documents: dict[str, list[dict]]) -> dict[Table, list[dic
 
 
 def create_tables(engine: Engine) -> None:
+    """Create the tables, and add the columns a newer version brought to tables an older one
+    created (nullable, so the rows already there stay valid); nothing is ever dropped."""
+    from sqlalchemy import inspect
+
     METADATA.create_all(engine)
+    present = inspect(engine)
+    with engine.begin() as conn:
+        for table in TABLES:
+            have = {c["name"] for c in present.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    name = engine.dialect.identifier_preparer.quote(column.name)
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
 
 
 def synced_versions(engine: Engine) -> dict[str, str]:

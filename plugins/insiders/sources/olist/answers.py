@@ -100,62 +100,29 @@ def _merge_future(answers: dict, stages: dict, n_members: int, repeat_share: flo
                   ) -> None:
     """Say plainly what the Insiders' past spend does and does not promise on a marketplace.
 
-    Prophet extrapolates the members' past monthly revenue, which assumes they keep
-    buying; on Olist almost nobody buys twice, so the measured out-of-time spend of a
-    group chosen the same way is the honest expectation, and the forecast is shown as
-    not applicable.
+    The expected revenue (question 5) is the members' BG/NBD x Gamma-Gamma expected spend,
+    which values one-time buyers by how likely such buyers are to come back - the same
+    figure as everywhere else, so nothing is overridden here. The guarantee gets one
+    sentence on what past spend means where almost nobody buys twice.
     """
     oot = stages["evaluate"]["out_of_time"]
-    fc = stages["forecast"]
-    prophet_total = round(float(sum(m["revenue"] for m in fc["months"])), 2)
     repeat = _fmt(repeat_share, ".1%")
+    answers["expected_revenue"] = {"marketplace_note": (
+        f"Only {repeat} of Olist customers ordered more than once, so the figure is small: it "
+        "is what these one-time buyers are expected to come back and spend, not their past "
+        "spend repeated.")}
     if not oot.get("available"):
-        answers["expected_revenue"] = {
-            "text": (f"{fc['method']} projects about {prophet_total:,.0f} BRL over the next "
-                     f"{len(fc['months'])} months from the members' past revenue, but only "
-                     f"{repeat} of Olist customers ordered more than once: treat it as an upper "
-                     "bound (no out-of-time check was possible to measure what such a group "
-                     "really spends next)."),
-            "not_applicable": ["forecast as an expectation"],
-        }
-        answers["not_applicable"]["expected_revenue.forecast"] = (
-            "Without an out-of-time check, the forecast is an upper bound only.")
         return
     g, rest = oot["insiders"], oot["rest"]
-    per_member = float(g["revenue_per_customer"])
-    estimate = round(per_member * n_members, 2)
-    months = [{"month": m["month"], "revenue": round(estimate / max(len(fc["months"]), 1), 2),
-               "lower": None, "upper": None} for m in fc["months"]]
-    answers["expected_revenue"] = {
-        "text": (f"About {estimate:,.0f} BRL over the next {oot['months']} months: the group "
-                 f"chosen the same way on {oot['chosen_on']} spent {per_member:,.2f} BRL per "
-                 f"member in the {oot['months']} months after ({g['bought_again']:.1%} bought "
-                 f"again), times today's {n_members:,} members. {fc['method'].capitalize()}'s "
-                 f"{prophet_total:,.0f} BRL does not apply: it extrapolates the members' past "
-                 f"revenue as if they kept buying, while only {repeat} of Olist customers "
-                 "ordered more than once."),
-        "total": estimate,
-        "months": months,
-        "method": "out-of-time spend per member",
-        "not_applicable": [fc["method"]],
-        "not_applicable_text": (f"The {fc['method']} forecast of the members' revenue assumes "
-                                "repeat purchases that Olist customers rarely make."),
-        "forecast_not_applicable": {"method": fc["method"], "total": prophet_total,
-                                    "months": fc["months"]},
-    }
-    answers["not_applicable"]["expected_revenue.forecast"] = (
-        answers["expected_revenue"]["not_applicable_text"])
     significant = oot.get("insiders_vs_rest", {}).get("significant")
     base = guarantee_text(stages["evaluate"]["insiders_vs_rest"], oot)
     answers["guarantee"]["text"] = (
-        f"{base} On a marketplace where {repeat} of customers "
-        f"order more than once, that is past spend, not a promise: the Insiders chosen on "
-        f"{oot['chosen_on']} spent {per_member:,.2f} BRL each over the next {oot['months']} "
-        f"months against {rest['revenue_per_customer']:,.2f} for the rest"
+        f"{base} On a marketplace where {repeat} of customers order more than once, that is "
+        f"past spend, not a promise: the Insiders chosen on {oot['chosen_on']} spent "
+        f"{g['revenue_per_customer']:,.2f} BRL each over the next {oot['months']} months "
+        f"against {rest['revenue_per_customer']:,.2f} for the rest"
         + (" (a difference that is not statistically significant)" if significant is False
            else "")
         + ". The program's job here is to turn them into repeat buyers, and the satisfaction "
         "figures say where to start."
     ).strip()
-
-
