@@ -7,20 +7,35 @@ store that the Metabase dashboard reads.
 
 Each run covers **the month that just ended**: the run for the data interval
 2011-11-01 -> 2011-12-01 uses every transaction dated before 2011-12-01 (its
-as-of date) and is stored as run `2011-11`. Re-running a month replaces its
-results. Catchup is on, so a backfill over 2011-03..2011-12 produces ten runs,
-one at a time (`max_active_runs=1`: the membership of a month depends on the
-previous month's Insiders).
+as-of date) and is stored as run `2011-11`. The first task, `plan`, decides the
+month once (`insiders.schedule`) and every other task works on that month:
+
+- scheduled and backfill runs: their data interval (one calendar month);
+- a manual run with a logical date (CLI `--logical-date`, REST, UI): the last
+  month complete on that date: 2011-12-01 and 2011-12-15 both run 2011-11;
+- a manual run without a date: the last complete month, never past the
+  schedule's last month (`INSIDERS_END_DATE`; the demo data: 2011-11).
+
+A month starts only once the previous month's run has ended: `plan` is a
+sensor (reschedule mode: it holds no worker slot while it waits) that looks at
+the previous month's Airflow runs and lease, so a backfill, which starts up to
+ten runs at once, ends exactly as a sequential one. A month whose previous
+month failed or is missing fails at once naming it. `plan` takes the month for
+its run and the `end`
+teardown gives it back, so no other run or CLI writes the month's folder or
+stores meanwhile. Unpaused, the DAG catches up from `INSIDERS_START_DATE` but at
+most `INSIDERS_CATCHUP_MONTHS` (12) months; earlier months are an explicit
+`airflow backfill create`.
 
 Configuration comes from the environment (`INSIDERS_*`, see the README):
 the source (`INSIDERS_SOURCE`: a file, a glob or a SQLAlchemy URL with
 `INSIDERS_SOURCE_QUERY`; unset = the demo data set), the stores
 (`INSIDERS_MONGO_URI`, `INSIDERS_SQL_URL`; unset = embedded stores under
-`INSIDERS_HOME`), the schedule's first month (`INSIDERS_START_DATE`) and
-Metabase (`INSIDERS_METABASE_URL`; unset = the refresh is skipped).
-Bad input fails a task at once (retrying cannot fix it); anything else is
-retried. Task logs show rows in and out, counts per reason, the chosen model
-and timings. Every task calls one function of `insiders.monthly`.
+`INSIDERS_HOME`) and Metabase (`INSIDERS_METABASE_URL`; unset = the refresh is
+skipped). Bad input, a month that is not over or past the data, and a month
+held by another run fail a task at once; anything else is retried. Task logs
+show rows in and out, counts per reason, the chosen model and timings. Every
+stage task calls one function of `insiders.monthly`.
 """
 
 from __future__ import annotations
@@ -28,21 +43,30 @@ from __future__ import annotations
 import datetime as dt
 import functools
 
-from airflow.sdk import CronDataIntervalTimetable, chain, dag, task
-from airflow.sdk.exceptions import AirflowFailException
-from insiders import monthly
+from airflow.sdk import (
+    CronDataIntervalTimetable,
+    PokeReturnValue,
+    chain,
+    dag,
+    get_current_context,
+    task,
+)
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from insiders import schedule
 from insiders.config import Settings
 from insiders.errors import InputError, RunLockedError
 
+# parse time stays light: only the settings and the schedule (no data or model library);
+# each task imports insiders.monthly when it runs
 SETTINGS = Settings.from_env()
-
-
-def _utc(day: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) if day else None
+WINDOW = schedule.window_of(SETTINGS)
+STEPS = ("extract", "quality", "features", "segment", "insiders", "evaluate", "forecast",
+         "stability", "report", "write_documents", "sync_sql")  # = insiders.monthly.STEPS
 
 
 def no_retry_on_bad_input(func):
-    """Bad input or a month already being written: fail now, a retry cannot help."""
+    """Bad input, an impossible month or a month held by another run: fail now, a retry
+    cannot help."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -50,6 +74,8 @@ def no_retry_on_bad_input(func):
             return func(*args, **kwargs)
         except (InputError, RunLockedError) as exc:
             raise AirflowFailException(str(exc)) from exc
+        except schedule.ScheduleEndedError as exc:
+            raise AirflowSkipException(str(exc)) from exc
 
     return wrapper
 
@@ -57,33 +83,55 @@ def no_retry_on_bad_input(func):
 @dag(
     dag_id="insiders_monthly",
     schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
-    start_date=_utc(SETTINGS.start_date),
-    end_date=_utc(SETTINGS.end_date),
+    start_date=WINDOW.start,
+    end_date=WINDOW.airflow_end,
     catchup=True,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2), "owner": "insiders"},
+    # start_date here too: `airflow dags trigger` then refuses a logical date before it
+    default_args={"retries": 2, "owner": "insiders", "start_date": WINDOW.start,
+                  "retry_delay": dt.timedelta(seconds=SETTINGS.retry_delay_seconds)},
     tags=["insiders", "loyalty", "monthly"],
     doc_md=__doc__,
 )
 def insiders_monthly():
+    # A month starts only once the previous month's run has ended, however the runs were
+    # created (a backfill starts up to 10 at once): `plan` waits for it without holding a
+    # worker slot, and fails at once when it never will (a failed or missing month).
+    @task.sensor(mode="reschedule", poke_interval=SETTINGS.wait_poke_seconds,
+                 timeout=dt.timedelta(hours=12).total_seconds(), retries=0)
+    def plan() -> PokeReturnValue:
+        done, value = no_retry_on_bad_input(schedule.plan_run)(get_current_context(),
+                                                               Settings.from_env())
+        return PokeReturnValue(is_done=done, xcom_value=value if done else None)
+
+    planned = plan()
+
     def step(name: str):
-        call = no_retry_on_bad_input(getattr(monthly, name))
-
         @task(task_id=name)
-        def run(data_interval_end=None):
-            return call(data_interval_end)
+        def run(planned: dict) -> dict:
+            return no_retry_on_bad_input(schedule.run_step)(name, planned, Settings.from_env())
 
-        return run()
+        return run(planned)
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def metabase_configured():
+        from insiders import monthly
+
         return monthly.metabase_configured()
 
     @task
     def refresh_metabase():
+        from insiders import monthly
+
         return monthly.refresh_metabase()
 
-    chain(*[step(name) for name in monthly.STEPS], metabase_configured(), refresh_metabase())
+    @task
+    def end(planned: dict) -> dict:
+        return schedule.end_run(planned, Settings.from_env())
+
+    done = end(planned).as_teardown(setups=planned)
+    chain(planned, *[step(name) for name in STEPS], metabase_configured(), refresh_metabase(),
+          done)
 
 
 insiders_monthly()

@@ -32,7 +32,10 @@ class Settings:
     metabase_user: str | None = None
     metabase_password: str | None = None
     start_date: str = "2011-01-01"  # first month the DAG schedules (catchup starts here)
-    end_date: str | None = None  # last one, if any
+    end_date: str | None = None  # last one, if any (unset: up to last month; demo: 2011-11)
+    catchup_months: int = 12  # a fresh deployment catches up at most this many months
+    retry_delay_seconds: int = 120  # between a failed task's tries (Airflow)
+    wait_poke_seconds: int = 60  # how often a month waiting for the previous one looks again
 
     # the analysis
     lookback_months: int = 12  # the analysed period ends at as_of and spans this many months

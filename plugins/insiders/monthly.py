@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import documents, pipeline, sql_sync, tasks
+from . import documents, pipeline, schedule, sql_sync, tasks
 from .config import Settings
 from .log import info
 
@@ -60,7 +60,9 @@ def extract(as_of: object, settings: Settings | None = None) -> dict:
 
 def quality(as_of: object, settings: Settings | None = None) -> dict:
     s = _settings(settings)
-    result = tasks.quality_stage(run_folder(s, as_of), as_of_date(as_of))
+    folder = run_folder(s, as_of)
+    result = tasks.quality_stage(folder, as_of_date(as_of))
+    schedule.require_covered(tasks.default_as_of(folder), as_of_date(as_of), run_key(as_of))
     return _summary(result, ("rows_in", "rows_kept", "set_aside", "seconds"))
 
 
@@ -80,7 +82,7 @@ def insiders(as_of: object, settings: Settings | None = None) -> dict:
     """Select with hysteresis against the Insiders of the latest complete earlier run."""
     s = _settings(settings)
     with documents.store_from(s) as store:
-        previous = store.previous_members(run_key(as_of))
+        previous = schedule.previous_members(store, run_key(as_of))
     info("insiders: %d members in the previous complete run", len(previous))
     result = tasks.insiders_stage(run_folder(s, as_of), as_of_date(as_of), s, previous)
     return _summary(result, ("count", "active", "membership", "seconds"))
@@ -177,9 +179,10 @@ def run_month(as_of: object, settings: Settings | None = None) -> dict:
     """Every task of the DAG for one month, in order, in this process."""
     s = _settings(settings)
     out = {}
-    for step in STEPS:
-        func = globals()[step]
-        out[step] = func(as_of, s)
+    with schedule.month_lease(s.home, run_key(as_of)):  # nobody else writes the month meanwhile
+        for step in STEPS:
+            func = globals()[step]
+            out[step] = func(as_of, s)
     return out
 
 
