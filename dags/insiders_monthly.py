@@ -23,8 +23,9 @@ ten runs at once, ends exactly as a sequential one. A month whose previous
 month failed or is missing fails at once naming it. `plan` takes the month for
 its run and the `end`
 teardown gives it back, so no other run or CLI writes the month's folder or
-stores meanwhile. Unpaused, the DAG catches up from `INSIDERS_START_DATE` but at
-most `INSIDERS_CATCHUP_MONTHS` (12) months; earlier months are an explicit
+stores meanwhile. Unpaused, the DAG catches up from `INSIDERS_START_DATE` when
+that is at most `INSIDERS_CATCHUP_MONTHS` (12) months; a longer span turns
+catchup off (the latest month only) and earlier months are an explicit
 `airflow backfill create`.
 
 Configuration comes from the environment (`INSIDERS_*`, see the README):
@@ -85,7 +86,7 @@ def no_retry_on_bad_input(func):
     schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
     start_date=WINDOW.start,
     end_date=WINDOW.airflow_end,
-    catchup=True,
+    catchup=WINDOW.catchup,  # off when the schedule spans more than INSIDERS_CATCHUP_MONTHS
     max_active_runs=1,
     # start_date here too: `airflow dags trigger` then refuses a logical date before it
     default_args={"retries": 2, "owner": "insiders", "start_date": WINDOW.start,

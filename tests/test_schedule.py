@@ -125,23 +125,25 @@ def test_the_month_from_an_airflow_context():
 def test_a_fresh_deployment_with_the_defaults_catches_up_the_demo_datas_months():
     # the defaults: start 2011-01-01, no end, the demo data (ends 2011-12-09)
     window = schedule.schedule_window("2011-01-01", None, 12, NOW, demo_source=True)
-    assert (window.start, window.end) == (d("2011-01-01"), d("2011-11-01"))
+    assert (window.start, window.end, window.catchup) == (d("2011-01-01"), d("2011-11-01"),
+                                                          True)
     assert schedule.months_between(window.start, window.end) == 11  # not ~190
 
 
-def test_live_data_catches_up_at_most_the_bound():
+def test_live_data_from_long_ago_does_not_catch_up_every_month_since():
     window = schedule.schedule_window("2011-01-01", None, 12, NOW)
-    assert window.end is None
-    assert window.start == d("2025-12-01")  # 12 months up to 2026-11
-    assert "bounded to INSIDERS_CATCHUP_MONTHS=12" in window.note
-    assert schedule.schedule_window("2026-10-01", None, 12, NOW).start == d("2026-10-01")
+    assert window.end is None and window.catchup is False  # latest month only; backfill more
+    assert window.start == d("2011-01-01")  # unmoved: earlier manual dates still get tasks
+    assert "191 months exceed INSIDERS_CATCHUP_MONTHS=12" in window.note
+    recent = schedule.schedule_window("2026-01-01", None, 12, NOW)
+    assert recent.catchup is True  # 2026-01..2026-11: 11 months
 
 
 def test_a_historical_file_runs_its_months():
     window = schedule.schedule_window("2011-08-01", "2011-11-01", 12, NOW)
-    assert (window.start, window.end) == (d("2011-08-01"), d("2011-11-01"))
-    narrow = schedule.schedule_window("2011-01-01", "2011-11-01", 3, NOW)
-    assert narrow.start == d("2011-09-01")
+    assert (window.start, window.end, window.catchup) == (d("2011-08-01"), d("2011-11-01"),
+                                                          True)
+    assert schedule.schedule_window("2011-01-01", "2011-11-01", 3, NOW).catchup is False
     with pytest.raises(schedule.ScheduleError, match="after INSIDERS_END_DATE"):
         schedule.schedule_window("2011-12-01", "2011-11-01", 12, NOW)
     with pytest.raises(schedule.ScheduleError, match="at least 1"):

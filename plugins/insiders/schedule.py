@@ -198,6 +198,7 @@ class Window:
     start: dt.datetime
     end: dt.datetime | None
     note: str
+    catchup: bool = True
 
     @property
     def airflow_end(self) -> dt.datetime | None:
@@ -212,13 +213,15 @@ class Window:
 
 def schedule_window(start_date: str | None, end_date: str | None, catchup_months: int,
                     today: object = None, demo_source: bool = False) -> Window:
-    """The DAG's start and end: what a fresh deployment catches up when it is unpaused.
+    """The DAG's start, end and catchup: what a fresh deployment runs when it is unpaused.
 
     The last month is INSIDERS_END_DATE (first day of the last month to run), the demo data's
     last complete month when the source is the demo, else the month before today (live
-    data). The first is INSIDERS_START_DATE, but never more than `catchup_months` before the
-    last: a fresh deployment with data from 2011 must not queue every month up to today.
-    Earlier months are a deliberate `airflow backfill create` after raising the bound.
+    data). The first is INSIDERS_START_DATE. When that spans more than `catchup_months`,
+    catchup is off: unpausing runs only the latest month, not every month since 2011; the
+    earlier ones are a deliberate `airflow backfill create`. The start itself does not move:
+    Airflow gives no task to a run dated before the DAG's start, so a moving start would make
+    `airflow dags test` or a REST run for an earlier month an empty "success".
     """
     if catchup_months < 1:
         raise ScheduleError(f"INSIDERS_CATCHUP_MONTHS must be at least 1, not {catchup_months}")
@@ -230,13 +233,13 @@ def schedule_window(start_date: str | None, end_date: str | None, catchup_months
     if end is not None and start > end:
         raise ScheduleError(f"INSIDERS_START_DATE {start:%Y-%m} is after INSIDERS_END_DATE "
                             f"{end:%Y-%m}")
-    bound = add_months(last, -(catchup_months - 1))
-    note = f"months {max(start, bound):%Y-%m}..{last:%Y-%m}" + ("" if end else " and on")
-    if start < bound:
-        note += (f" (INSIDERS_START_DATE {start:%Y-%m} is {months_between(start, last)} months "
-                 f"back; catchup is bounded to INSIDERS_CATCHUP_MONTHS={catchup_months})")
-        start = bound
-    return Window(start, end, note)
+    months = months_between(start, last)
+    catchup = months <= catchup_months
+    note = f"months {start:%Y-%m}..{last:%Y-%m}" + ("" if end else " and on")
+    if not catchup:
+        note += (f": {months} months exceed INSIDERS_CATCHUP_MONTHS={catchup_months}, so "
+                 f"catchup is off (unpausing runs the latest month only; backfill the rest)")
+    return Window(start, end, note, catchup)
 
 
 # --------------------------------------------------------------------------- the month chain
