@@ -264,3 +264,18 @@ def test_the_schedule_module_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_quality_task_refuses_a_month_the_data_does_not_reach(demo_file, tmp_path):
+    """The demo ends on 2011-12-09: 2011-11 runs, 2011-12 (as-of 2012-01-01) is refused at
+    once with the month to run instead, not computed on nine days of data."""
+    from insiders import monthly
+    from insiders.config import Settings
+
+    settings = Settings(home=tmp_path, source=str(demo_file))
+    monthly.extract("2012-01-01", settings)
+    with pytest.raises(schedule.ScheduleError, match="month 2011-12 is past the data: its last "
+                                                     "line is on 2011-12-09.*2011-11"):
+        monthly.quality("2012-01-01", settings)
+    monthly.extract("2011-12-01", settings)
+    assert monthly.quality("2011-12-01", settings)["rows_kept"] > 0
