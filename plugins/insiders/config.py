@@ -33,7 +33,7 @@ class Settings:
     metabase_password: str | None = None
     start_date: str = "2011-01-01"  # first month the DAG schedules (catchup starts here)
     end_date: str | None = None  # last one, if any (unset: up to last month; demo: 2011-11)
-    catchup_months: int = 12  # a fresh deployment catches up at most this many months
+    catchup_months: int = 12  # a longer schedule is not caught up on unpause (latest month only)
     retry_delay_seconds: int = 120  # between a failed task's tries (Airflow)
     wait_poke_seconds: int = 60  # how often a month waiting for the previous one looks again
 
