@@ -230,6 +230,10 @@ def test_airflow_settings(config: dict, celery_config: dict) -> None:
     assert services["airflow-apiserver"]["command"] in ("api-server", ["api-server"])
     assert services["airflow-dag-processor"]["command"] in ("dag-processor", ["dag-processor"])
     assert env["INSIDERS_SQL_URL"].startswith("postgresql+psycopg://insiders_app:")
+    # Airflow 3.3 builds an async engine too: without this URL it wants asyncpg (not installed)
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg://airflow:")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] == env[
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg://", "+psycopg_async://")
     assert env["INSIDERS_MONGO_URI"].startswith("mongodb://insiders_app:")
     assert env["INSIDERS_MONGO_URI"].endswith("@mongo:27017/insiders?authSource=insiders")
     mounts = " ".join(str(v) for v in services["airflow-scheduler"]["volumes"])

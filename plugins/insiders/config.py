@@ -121,7 +121,10 @@ class Settings:
     metabase_password: str | None = None
     metabase: MetabaseSettings = field(default_factory=MetabaseSettings)
     start_date: str = "2011-01-01"  # first month the DAG schedules (catchup starts here)
-    end_date: str | None = None  # last one, if any
+    end_date: str | None = None  # last one, if any (unset: up to last month; demo: 2011-11)
+    catchup_months: int = 12  # a longer schedule is not caught up on unpause (latest month only)
+    retry_delay_seconds: int = 120  # between a failed task's tries (Airflow)
+    wait_poke_seconds: int = 60  # how often a month waiting for the previous one looks again
 
     # the analysis (defaults: the parameter groups above)
     lookback_months: int = Windows.lookback_months

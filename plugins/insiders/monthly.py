@@ -19,11 +19,15 @@ if TYPE_CHECKING:  # the DAG file imports this module: it parses without pandas
 
 
 def run_month(as_of: object, settings: Settings | None = None) -> dict[str, dict]:
-    """Every task of the DAG for one month, in order, in this process: each stage's figures."""
-    from . import pipeline
+    """Every task of the DAG for one month, in order, in this process: each stage's figures.
 
-    _, outputs = pipeline.run_stages(Run.monthly(settings or Settings.from_env(), as_of),
-                                     stages.MONTHLY)
+    The month is held for the whole run (the same lease a DAG run takes in `plan`), so no
+    DAG run or other process writes its folder or stores meanwhile."""
+    from . import pipeline, schedule
+
+    run = Run.monthly(settings or Settings.from_env(), as_of)
+    with schedule.month_lease(run.settings.home, run.month):
+        _, outputs = pipeline.run_stages(run, stages.MONTHLY)
     return outputs
 
 

@@ -155,6 +155,11 @@ def _quality(run: Run) -> dict:
     aside_text = ", ".join(f"{k} {v:,}" for k, v in report.set_aside.items() if v) or "none"
     info("quality: %s rows in, %s kept, set aside: %s", f"{report.rows_in:,}",
          f"{report.rows_kept:,}", aside_text)
+    if run.month is not None:  # a monthly run of a month the data does not reach: refuse it
+        from . import schedule
+
+        data_end = run.source.default_as_of(folder, note=False)
+        schedule.require_covered(data_end, as_of, run.month)
     if not len(kept):
         late = report.set_aside.get("after_as_of", 0) * 2 > report.rows_in
         raise InputError(
@@ -242,10 +247,12 @@ def previous_members(run: Run) -> frozenset[str]:
     earlier month in the document store (monthly runs)."""
     if run.previous_members is not None:
         return run.previous_members
-    from . import stores
+    from . import schedule, stores
 
     with stores.store_from(run.settings) as store:
-        members = frozenset(store.previous_members(run.month))
+        # a gap in the chain (an earlier month complete, the one just before not) is an
+        # error naming the missing month, never a silent restart of the membership
+        members = frozenset(schedule.previous_members(store, run.month))
     info("insiders: %d members in the previous complete run", len(members))
     return members
 

@@ -34,10 +34,11 @@ class Source:
                 progress: Callable[[int], None] | None = None) -> dict:
         raise NotImplementedError
 
-    def default_as_of(self, folder: RunFolder) -> pd.Timestamp:
+    def default_as_of(self, folder: RunFolder, note: bool = True) -> pd.Timestamp:
         """The day after the last real line; stray lines (typos: after today, or alone far
         after the rest) do not move it and are set aside as `stray_date` by the quality
-        stage. The rule is `quality.default_as_of`."""
+        stage. The rule is `quality.default_as_of`. `note=False`: only ask where the data
+        ends (a monthly run checking its month), leaving the extract's notes as they are."""
         import pandas as pd
 
         from .. import quality
@@ -45,7 +46,7 @@ class Source:
 
         choice = quality.default_as_of(quality.lines_per_day(folder.path_of("raw")),
                                        pd.Timestamp.now())
-        if choice.note:
+        if choice.note and note:
             info("as-of: %s", choice.note)
             extracted = folder.stage("extract")
             extracted["notes"] = [*extracted.get("notes", []), choice.note]

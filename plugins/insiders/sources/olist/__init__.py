@@ -57,13 +57,13 @@ class Olist(Source):
             progress(result["rows"])
         return result
 
-    def default_as_of(self, folder: RunFolder) -> pd.Timestamp:
+    def default_as_of(self, folder: RunFolder, note: bool = True) -> pd.Timestamp:
         """The day after the last delivered purchase (later orders are cancelled or in
         transit), as the reader found it; the generic rule when there was none."""
         import pandas as pd
 
         value = folder.stage("extract").get("default_as_of")
-        return pd.Timestamp(value) if value else super().default_as_of(folder)
+        return pd.Timestamp(value) if value else super().default_as_of(folder, note)
 
     def add_features(self, folder: RunFolder, table: pd.DataFrame, as_of: pd.Timestamp,
                      lookback_months: int) -> pd.DataFrame:
