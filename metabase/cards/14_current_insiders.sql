@@ -5,6 +5,8 @@ SELECT
     cs.country AS "Country",
     cs.persona AS "Segment",
     cs.expected_value AS "Expected value",
+    cs.predicted_clv_12m AS "Predicted 12-month value",
+    cs.churn_band AS "Churn risk",
     cs.monetary AS "Spend in period",
     cs.frequency AS "Orders",
     cs.recency_days AS "Days since last order",

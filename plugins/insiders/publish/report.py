@@ -168,12 +168,22 @@ def _who(a: dict, customers: pd.DataFrame) -> str:
         "Net spend": members["monetary"].map(_money),
         "Purchases": members["frequency"].astype(int),
         "Last purchase (days)": members["recency_days"].map(lambda v: f"{v:.0f}"),
-        "Expected next": members["expected_value"].map(_money),
+        "Expected next 3 months": members["expected_value"].map(_money),
+        "Predicted 12 months": members["predicted_clv_12m"].map(_money),
+        "Churn risk": [f"{band} ({risk:.0%})" for band, risk in
+                       zip(members["churn_band"], members["churn_risk"].astype(float),
+                           strict=True)],
+        "Next order by": members["expected_next_order"].map(
+            lambda d: "-" if pd.isna(d) else str(pd.Timestamp(d).date())),
     })
-    body = (_table(frame, left=("Customer", "Persona", "Country"))
+    value = a.get("customer_value", {})
+    body = (_table(frame, left=("Customer", "Persona", "Country", "Churn risk"))
             + f"<p class='muted'>The top {len(members):,} of "
               f"{int(customers['is_insider'].sum()):,}. The complete list, with the figures that "
-              "justify each membership, is in insiders.csv.</p>")
+              "justify each membership, is in insiders.csv. "
+            + esc(value.get("text", "")) + " Churn risk is the chance of no purchase in the "
+              "next 90 days; 'next order by' the date by which the next order has an even "
+              "chance.</p>")
     return _section(1, "who", "Who are the Insiders?", a["who"]["text"], body)
 
 
