@@ -446,10 +446,14 @@ def _backtest_figures(table: pd.DataFrame, summary: dict) -> dict:
     naive = {k: summary.get(f"total_mape_{k}") for k in NAIVE_LABELS
              if summary.get(f"total_mape_{k}") is not None}
     mine = summary.get("total_mape_forecast")
+    if mine is None:
+        return {"available": False, "origins": table.to_dict(orient="records"),
+                "summary": summary, "text": "The earlier months had no revenue to check the "
+                                            "forecast against."}
     best_naive = min(naive.items(), key=lambda kv: kv[1]) if naive else None
     beat = best_naive is None or (mine is not None and mine < best_naive[1])
     coverage = summary.get("month_coverage")
-    text = (f"Replayed at {summary['origins']} earlier months, the forecast of the next 3 "
+    text = (f"Replayed at {summary['origins']} earlier months, the forecast of the following "
             f"months' total was off by {mine:.0%} on average"
             + (f", against {best_naive[1]:.0%} for the best simple rule "
                f"({NAIVE_LABELS[best_naive[0]]})" if best_naive else "")
