@@ -525,7 +525,7 @@ def test_out_of_time_without_anyone_to_compare_does_not_crash() -> None:
     """The issue's crash: as of 2031-01-02 nobody had bought in the year before the cut, but a
     2031 line brought revenue after it; the text formatted a None spend per customer."""
     from insiders.config import SelectionRules, Windows
-    from insiders.models import evaluation
+    from insiders.models import clv, evaluation, valuation
 
     rows = [(str(c), f"2011-{m:02d}-01 10:00:00", 10.0 + c) for c in range(30) for m in (3, 6, 9)]
     rows.append(("5", "2031-01-01 10:00:00", 99.0))
@@ -535,8 +535,10 @@ def test_out_of_time_without_anyone_to_compare_does_not_crash() -> None:
                    description="X", quantity=1, unit_price=tx["revenue"], country="UK",
                    is_return=False, is_cancellation=False)
     tx["customer_id"] = tx["customer_id"].astype("category")
-    result = evaluation.out_of_time(tx, pd.Timestamp("2031-01-02"), Windows(), SelectionRules(),
-                                    n_boot=50, seed=42)
+    as_of = pd.Timestamp("2031-01-02")
+    days = clv.activity(tx)
+    result = evaluation.out_of_time(days, valuation.FitCache(days, 12), as_of, "past_spend",
+                                    Windows(), SelectionRules(), n_boot=50, seed=42)
     assert result["available"] is False
     assert result["text"].startswith("Chosen on 2030-10-02, no customer had a purchase")
 
