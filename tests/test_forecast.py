@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 from insiders.models import forecast as fc
 
 AS_OF = pd.Timestamp("2011-12-01")
@@ -84,85 +83,13 @@ def test_period_totals() -> None:
     assert fc.period_totals(ones, [pd.Timestamp("2011-12-15")]) == [17.0]
 
 
-def test_naive_baseline_repeats_the_last_month() -> None:
-    daily = pd.Series(2.0, index=pd.date_range("2011-09-01", "2011-11-30"))
-    daily[pd.Timestamp("2011-11-15")] += 100
-    out = fc.naive_months(daily, AS_OF, 3)
-    # November: 30 days x 2 + 100
-    assert out["revenue"].tolist() == [160.0] * 3
-    assert out["month"].tolist() == fc.periods(AS_OF, 3)
-    assert out["lower"].isna().all() and out["upper"].isna().all()
+def test_prophet_is_quieted_for_one_call_only() -> None:
+    """Prophet's and cmdstanpy's chatter is silenced inside the call and given back after:
+    no process-wide logger switch-off."""
+    import logging
 
-
-def test_too_short_history_falls_back_to_naive() -> None:
-    short = shop_daily("2011-10-15", "2011-11-30")  # 47 days
-    months, method = fc.forecast(short, AS_OF, 3, seed=42)
-    assert method == "naive"
-    november = float(short[short.index >= pd.Timestamp("2011-11-01")].sum())
-    assert months["revenue"].tolist() == pytest.approx([november] * 3)
-    zero = pd.Series(0.0, index=pd.date_range("2010-12-01", "2011-11-30"))
-    assert fc.forecast(zero, AS_OF, 3, seed=42)[1] == "naive"  # nothing to learn from
-
-
-# --------------------------------------------------------------------------- Prophet
-
-
-@pytest.fixture(scope="module")
-def prophet_result() -> tuple[pd.DataFrame, str]:
-    return fc.forecast(shop_daily(), AS_OF, 3, seed=42)
-
-
-def test_prophet_months_and_intervals(prophet_result: tuple[pd.DataFrame, str]) -> None:
-    months, method = prophet_result
-    assert method == "prophet"
-    assert months["month"].tolist() == fc.periods(AS_OF, 3)
-    assert (months["lower"] <= months["revenue"]).all()
-    assert (months["revenue"] <= months["upper"]).all()
-    assert (months["upper"] > months["lower"]).all()  # an interval, not a point
-    # the true totals of the noiseless pattern (Dec, Jan: 31 days; Feb 2012: 29)
-    truth = [month_of_pattern(m) for m in fc.periods(AS_OF, 3)]
-    assert months["revenue"].to_numpy() == pytest.approx(truth, rel=0.05)
-
-
-def test_prophet_is_deterministic_with_its_seed(prophet_result: tuple[pd.DataFrame, str]
-                                                ) -> None:
-    again, _ = fc.forecast(shop_daily(), AS_OF, 3, seed=42)
-    pd.testing.assert_frame_equal(again, prophet_result[0])
-
-
-# --------------------------------------------------------------------------- backtest
-
-
-def test_backtest_errors_match_its_months_table() -> None:
-    daily = shop_daily()
-    cut = pd.Timestamp("2011-09-01")
-    back = fc.backtest(daily, cut, 3, seed=42)
-    assert back["available"] and back["forecast_from"] == "2011-09-01"
-    months = pd.DataFrame(back["months"])
-    assert months["month"].tolist() == ["2011-09-01", "2011-10-01", "2011-11-01"]
-    # actual: what the series holds in each month; naive: August, repeated
-    for row in back["months"]:
-        start = pd.Timestamp(row["month"])
-        stop = start + pd.DateOffset(months=1)
-        assert row["actual"] == pytest.approx(daily[(daily.index >= start)
-                                                    & (daily.index < stop)].sum(), abs=0.01)
-    august = daily[(daily.index >= pd.Timestamp("2011-08-01")) & (daily.index < cut)].sum()
-    assert months["naive"].to_numpy() == pytest.approx([august] * 3, abs=0.01)
-    a = months["actual"].to_numpy()
-    for name in ("prophet", "naive"):
-        p = months[name].to_numpy()
-        assert back[name]["mae"] == pytest.approx(np.mean(np.abs(a - p)), abs=0.01)
-        assert back[name]["mape"] == pytest.approx(np.mean(np.abs(a - p) / a), abs=1e-4)
-        assert back[name]["total_error"] == pytest.approx(abs(p.sum() - a.sum()) / a.sum(),
-                                                          abs=1e-4)
-    inside = (months["lower"] <= a) & (a <= months["upper"])
-    assert back["interval_coverage"] == pytest.approx(inside.mean(), abs=1e-4)
-    assert f"{int(inside.sum())} of 3 months fell inside" in back["text"]
-    assert f"{back['prophet']['mape']:.0%} against {back['naive']['mape']:.0%}" in back["text"]
-
-
-def test_backtest_needs_history_before_the_cut() -> None:
-    daily = shop_daily("2011-07-10", "2011-11-30")  # 53 days before the cut
-    back = fc.backtest(daily, pd.Timestamp("2011-09-01"), 3, seed=42)
-    assert back == {"available": False, "text": "Not enough history before 2011-09-01 to "
-                                                "backtest the forecast (needs 60 days)."}
+    stan, prophet = logging.getLogger("cmdstanpy"), logging.getLogger("prophet")
+    before = stan.disabled, prophet.level
+    with fc.quiet_prophet():
+        assert stan.disabled and prophet.level == logging.WARNING
+    assert (stan.disabled, prophet.level) == before

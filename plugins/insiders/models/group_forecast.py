@@ -37,9 +37,7 @@ same months last year when the data reaches back that far).
 
 from __future__ import annotations
 
-import logging
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -161,16 +159,13 @@ def prophet_shape(daily: pd.Series, edges: list[pd.Timestamp], seed: int = SEED)
     """Prophet's mean forecast per period (clipped at 0): only the shape is used, so no
     predictive samples are drawn (they cost ~20x the fit and the interval comes from the
     calibration). Same settings as the forecast stage's Prophet."""
-    logging.getLogger("cmdstanpy").disabled = True
-    logging.getLogger("prophet").setLevel(logging.WARNING)
     from prophet import Prophet
 
     span = (daily.index.max() - daily.index.min()).days
     model = Prophet(uncertainty_samples=0, weekly_seasonality=True, daily_seasonality=False,
                     yearly_seasonality=span >= 730)
     future = pd.DataFrame({"ds": pd.date_range(edges[0], edges[-1] - pd.Timedelta(days=1))})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with fc.quiet_prophet():
         model.fit(pd.DataFrame({"ds": daily.index, "y": daily.to_numpy()}), seed=seed)
         yhat = model.predict(future)["yhat"].to_numpy(float)
     which = np.searchsorted(np.array(edges[1:], dtype="datetime64[ns]"),
