@@ -304,7 +304,13 @@ def test_real_run_writes_answers_report_and_stability(real_run: Path) -> None:
     assert sat["text"] and 1 <= sat["review_score_mean"] <= 5
     assert sat["low_review_share_when_late"] > sat["low_review_share_when_on_time"]
     assert answers["characteristics"]["not_applicable"] == ["return_rate"]
-    assert "expected_revenue.forecast" in answers["not_applicable"]
+    # question 5 is answered on the marketplace too: the one-time buyers' expected spend
+    er = answers["expected_revenue"]
+    assert "expected_revenue.forecast" not in answers["not_applicable"]
+    assert er["total"] > 0 and er["marketplace_note"]
+    assert er["total"] == pytest.approx(er["sum_of_insiders_expected_value"], abs=0.05)
+    assert answers["model"]["value_model"]["method"] in ("past_spend", "bgnbd", "blend",
+                                                         "learned", "blend_learned")
     assert answers["data_quality"]["tables"]["orders"]["rows_in"] == FILE_ROWS["orders"]
     assert "Olist records none" in answers["characteristics"]["text"]
     stability = answers["stability"]

@@ -125,11 +125,19 @@ def check_answers_contract(run: Path) -> dict:
     for m in er["months"]:
         assert set(m) == {"month", "revenue", "lower", "upper"}
         pd.Timestamp(m["month"])
-        if er["method"] == "prophet":
+        if m["lower"] is not None:
             assert m["lower"] <= m["revenue"] <= m["upper"]
     assert er["months"][0]["month"] == a["as_of"]  # the first period starts on the as-of day
     assert "available" in er["backtest"] and er["backtest"]["text"]
+    # one expected revenue: the headline is the months and the Insiders' own figures
     assert er["total"] == pytest.approx(sum(m["revenue"] for m in er["months"]), abs=0.05)
+    assert er["total"] == pytest.approx(er["sum_of_insiders_expected_value"], abs=0.05)
+    members = pd.read_csv(run / "insiders.csv")
+    assert er["total"] == pytest.approx(members["expected_value"].sum(), abs=0.01 * len(members))
+    cv = a["customer_value"]
+    assert sum(cv["churn_mix_insiders"].values()) == how["count"]
+    assert set(members["churn_band"]) <= {"Low", "Medium", "High"}
+    assert members["churn_risk"].between(0, 1).all()
 
     oot = a["guarantee"]["out_of_time"]
     assert "available" in oot and oot["text"]
@@ -201,7 +209,7 @@ def check_size_bounds(a: dict) -> None:
 
 def test_answers_and_contract_fields(demo: dict) -> None:
     a = check_answers_contract(demo["api"])
-    assert a["expected_revenue"]["method"] == "prophet"
+    assert a["expected_revenue"]["method"].startswith("bottom-up")
     assert a["guarantee"]["out_of_time"]["available"] is True
     assert a["stability"]["available"] is True
 
@@ -302,12 +310,14 @@ def test_naive_forecast_answer_says_what_it_is(demo: dict) -> None:
     customers = pd.read_parquet(demo["api"] / "customers.parquet")
     rows = [{"month": m["month"], "revenue": 100.0, "lower": None, "upper": None}
             for m in stages["forecast"]["months"]]
-    stages["forecast"] = {**stages["forecast"], "method": "naive", "months": rows,
+    stages["forecast"] = {**stages["forecast"], "months": rows, "total": 300.0,
+                          "total_interval": [None, None],
+                          "text": "There is no earlier month yet to check the model against.",
                           "backtest": {"available": False, "text": "Not enough history."}}
     a = answers_mod.build(pd.Timestamp(answers(demo["api"])["as_of"]), stages, customers)
     text = a["expected_revenue"]["text"]
     assert text.startswith("About 300 over the next 3 months")  # 3 x 100
-    assert "80% interval" not in text and "last month" in text
+    assert "80% interval" not in text and "no earlier month" in text
 
 
 def test_demo_lines_fall_in_trading_hours(demo_file: Path) -> None:
@@ -336,7 +346,7 @@ def test_real_file_end_to_end(real: dict, real_file: Path) -> None:
     # every answer is filled with figures, not only text
     assert a["who"]["top"] and a["characteristics"]["by_persona"]
     assert a["entry_conditions"]["rules"] and a["exit_conditions"]["exit_line"] > 0
-    assert a["expected_revenue"]["method"] == "prophet"
+    assert a["expected_revenue"]["method"].startswith("bottom-up")
     assert a["expected_revenue"]["backtest"]["available"] is True
     assert a["guarantee"]["out_of_time"]["available"] is True
     assert len(a["marketing_actions"]["segments"]) == a["model"]["chosen"]["k"]
