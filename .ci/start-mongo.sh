@@ -97,7 +97,7 @@ import sys
 import pymongo
 port, password = sys.argv[1:]
 client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/")
-client.admin.command("createUser", "insiders_admin", pwd=password, roles=["root"])
+client.admin.command("createUser", "insiders_admin", pwd=password, roles=["root"])  # pragma: allowlist secret (from the environment)
 EOF
 stop auth
 start auth "$AUTH_PORT" --auth

@@ -128,6 +128,17 @@ def _customers_for_run(rng: random.Random, run_index: int) -> list[dict]:
                 ),
             }
         )
+        # the value model's profile: a chance of no purchase in 90 days that grows with
+        # recency, banded as the product does, and a year's value about 4 horizons
+        risk = min(0.99, max(0.01, rows[-1]["recency_days"] / 200 + rng.uniform(-0.1, 0.1)))
+        rows[-1].update({
+            "churn_risk": round(risk, 4),
+            "churn_band": "Low" if risk < 1 / 3 else "Medium" if risk < 2 / 3 else "High",
+            "p_alive": round(1 - risk / 2, 4),
+            "predicted_clv_12m": round(rows[-1]["expected_value"] * rng.uniform(3.2, 4.2), 2),
+            "expected_next_order": (date(2011, 1, 1) + timedelta(
+                days=30 * run_index + rng.randint(3, 120))).isoformat(),
+        })
     rows.sort(key=lambda r: -r["expected_value"])
     n_insiders = round(len(rows) * INSIDER_SHARE)
     for rank, row in enumerate(rows, start=1):

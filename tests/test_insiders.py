@@ -208,7 +208,9 @@ def test_conditions_when_everyone_or_no_one_is_in() -> None:
 
 def test_a_member_who_is_probably_gone_leaves_however_much_they_spent() -> None:
     """The purchase model's verdict overrides past spend: c002 (value 99, far above both
-    lines) is flagged gone, so the member leaves and a gone newcomer (c004) never enters."""
+    lines) is flagged gone, so the member leaves and a gone newcomer (c004) never enters;
+    the group keeps its size with the next customers, so the lines move down to 89 and 84
+    (the 10th and 15th value among those not gone)."""
     frame = ladder()
     gone = frame["customer_id"].isin(["c002", "c004"]).to_numpy()
     out, sel = ins.select(frame, {"c002", "c003"}, SelectionRules(value_coverage=0.18),
@@ -218,9 +220,10 @@ def test_a_member_who_is_probably_gone_leaves_however_much_they_spent() -> None:
     assert status["c002"] == "left" and reasons["c002"].startswith("probably gone")
     assert status["c003"] == "stayed"
     assert status["c004"] == "outside" and reasons["c004"].startswith("probably gone")
-    assert reasons["c001"] == "net spend 100 >= entry line 91"
-    # the lines themselves do not move: they are drawn on the value, not on who is gone
-    assert (sel.entry_line, sel.exit_line) == (91, 86)
+    assert reasons["c001"] == "net spend 100 >= entry line 89"
+    assert (sel.entry_line, sel.exit_line) == (89, 84)
+    assert out["is_insider"].sum() == sel.size == 10  # c003 stayed, nine entered
+    assert out.loc[out["customer_id"] == "c002", "value_rank"].item() > 90  # ranked last
 
 
 def test_conditions_speak_the_value_method_s_language() -> None:

@@ -21,8 +21,9 @@ from urllib.parse import quote_plus
 
 import pymongo
 import pytest
-from insiders import monthly, stores
+from insiders import monthly, stages, stores
 from insiders.config import Settings
+from insiders.context import Run
 from insiders.errors import StoreError
 from pymongo.errors import OperationFailure, WriteError
 from test_documents import mongo_uri_or_skip
@@ -60,7 +61,7 @@ def test_a_dag_month_on_the_server_holds_the_same_documents_as_the_embedded_stor
     server = embedded.with_(mongo_uri=uri, mongo_db=name)
     result = monthly.run_month(AS_OF, server)  # every task of the DAG, the store is the server
     assert result["write_documents"]["run_id"] == RUN
-    monthly.write_documents(AS_OF, embedded)  # the same run folder into the embedded store
+    stages.write_documents(Run.monthly(embedded, AS_OF))  # the same folder, embedded store
 
     with stores.store_from(server) as on_server, stores.store_from(embedded) as local:
         assert on_server.kind == "mongodb" and local.kind == "embedded"

@@ -315,8 +315,9 @@ def _insiders(run: Run) -> dict:
     conditions = ins.derive_conditions(chosen, selection, s.windows, s.seed, method=champion)
     folder.write("selection", chosen)
     counts = chosen["membership"].value_counts().to_dict()
-    top = chosen["has_purchase"] & chosen["value_rank"].between(1, selection.size)
-    gone_in_top = int((top & chosen["membership_reason"].str.startswith("probably gone")).sum())
+    # customers whose value would have put them in, passed over as probably gone
+    gone_in_top = int((chosen["has_purchase"] & (chosen["value_score"] >= selection.entry_line)
+                       & chosen["membership_reason"].str.startswith("probably gone")).sum())
     # previous members with no line at all in the period have left too
     gone_ids = sorted(set(previous) - set(chosen["customer_id"].astype("str")))
     counts["left"] = counts.get("left", 0) + len(gone_ids)
@@ -340,8 +341,10 @@ def _insiders(run: Run) -> dict:
         "value_contest": {
             "winner": champion, "why": replay.why, "methods": summary,
             "origins": replay.table.to_dict(orient="records") if len(replay.table) else [],
-            "notes": replay.notes, "seconds": round(replay.seconds, 3),
+            "notes": replay.notes,
         },
+        # timings stay out of the answers and the documents (same data, same answers)
+        "value_contest_seconds": round(replay.seconds, 3),
         "conditions": asdict(conditions),
         "membership": {k: int(counts.get(k, 0)) for k in ("entered", "stayed", "left")},
         "previous_members": len(previous),

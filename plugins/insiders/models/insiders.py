@@ -94,9 +94,10 @@ def select(
     active = out["has_purchase"].to_numpy()
     ev = out[value].to_numpy(dtype=float)
     gone = np.zeros(len(out), dtype=bool) if gone is None else np.asarray(gone, dtype=bool)
-    # rank active customers by value; ties by past spend, then id, so it is stable
+    # rank active customers by value, those the model believes gone after the others (they
+    # cannot enter, so the group keeps its size); ties by past spend, then id: stable
     order = np.lexsort((out["customer_id"].to_numpy(), -out["monetary"].to_numpy(), -ev,
-                        ~active))
+                        gone, ~active))
     rank = np.empty(len(out), dtype=np.int64)
     rank[order] = np.arange(1, len(out) + 1)
     rank = np.where(active, rank, 0)
@@ -107,7 +108,10 @@ def select(
     exit_rank = int(min(math.ceil(rules.exit_factor * size),
                         math.floor(rules.max_share * n_active)))
     exit_rank = max(exit_rank, size)
-    by_rank = np.sort(ev[active])[::-1]
+    eligible = active & ~gone
+    by_rank = np.sort(ev[eligible if eligible.any() else active])[::-1]
+    size = min(size, len(by_rank))
+    exit_rank = min(exit_rank, len(by_rank))
     entry_line = float(by_rank[size - 1]) if size else float("inf")
     exit_line = float(by_rank[exit_rank - 1]) if exit_rank else float("inf")
 

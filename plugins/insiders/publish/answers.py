@@ -93,8 +93,9 @@ def build(
         "how_many": {
             "text": (f"{n:,} customers, {share:.1%} of the {n_active:,} who bought in the period. "
                      f"Size rule: {sel['rule']}."
-                     + (f" {gone:,} of the top {sel['size']:,} were left out: the purchase model "
-                        "says they have probably stopped buying." if gone else "")),
+                     + (f" {gone:,} customers whose value would have put them in were passed "
+                        "over: the purchase model says they have probably stopped buying."
+                        if gone else "")),
             "count": n,
             "share_of_customers": round(share, 4),
             "active_customers": n_active,
