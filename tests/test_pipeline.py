@@ -134,6 +134,16 @@ def check_answers_contract(run: Path) -> dict:
     assert er["total"] == pytest.approx(er["sum_of_insiders_expected_value"], abs=0.05)
     members = pd.read_csv(run / "insiders.csv")
     assert er["total"] == pytest.approx(members["expected_value"].sum(), abs=0.01 * len(members))
+    # the brief's insights and this month's to-do
+    assert len(a["hypotheses"]) >= 3
+    for h in a["hypotheses"]:
+        assert isinstance(h["verdict"], bool) and h["statement"] and h["text"] and h["figures"]
+    lists = pd.read_csv(run / "campaigns.csv", dtype={"customer_id": "str"})
+    assert lists["customer_id"].is_unique
+    assert a["campaigns"]["counts"] == {k: int((lists["list"] == k).sum())
+                                        for k in ("welcome", "at_risk", "win_back",
+                                                  "next_in_line")}
+    assert set(lists.loc[lists["list"] == "welcome", "customer_id"]) <= set(who["customer_ids"])
     cv = a["customer_value"]
     assert sum(cv["churn_mix_insiders"].values()) == how["count"]
     assert set(members["churn_band"]) <= {"Low", "Medium", "High"}

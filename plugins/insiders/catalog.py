@@ -44,6 +44,8 @@ DATASETS: dict[str, Dataset] = {
                          "risk, expected spend, CLV), membership"),
     "quarantine": Dataset("quarantine.csv.gz", "every set-aside input line with its reason"),
     "report": Dataset("report.html", "the self-contained report"),
+    "campaigns": Dataset("campaigns.csv", "this month's lists for marketing: welcome, at risk, "
+                                          "win back, next in line"),
     # intermediates
     "raw": Dataset("work/raw.parquet", "every input line as text, with its file and row"),
     "rejects": Dataset("work/rejects.parquet", "lines that could not be split into columns"),
@@ -54,6 +56,9 @@ DATASETS: dict[str, Dataset] = {
                          "every customer valued and selected (before the forecast calibrates "
                          "the expected spend)"),
     "cohorts": Dataset("work/cohorts.parquet", "retention by first-purchase month"),
+    "cohort_value": Dataset("work/cohort_value.parquet",
+                            "cumulative net revenue per customer by months since the first "
+                            "purchase, per cohort"),
     "out_of_time_members": Dataset("work/out_of_time_members.json",
                                    "the group chosen one horizon earlier (forecast backtest)"),
 }

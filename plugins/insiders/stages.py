@@ -357,7 +357,7 @@ def _insiders(run: Run) -> dict:
 
 @single_threaded
 def _evaluate(run: Run) -> dict:
-    from .models import evaluation
+    from .models import cohort_value, evaluation, features, hypotheses
 
     s, folder = run.settings, run.folder
     chosen = folder.read("selection")
@@ -367,12 +367,20 @@ def _evaluate(run: Run) -> dict:
     oot = evaluation.out_of_time(days, fits, run.day, method, s.windows, s.selection,
                                  s.bootstrap, s.seed)
     oot.pop("member_ids", None)  # thousands of ids: the group is known by who it is today
-    cohort = evaluation.cohorts(folder.transactions(), run.day, s.lookback_months)
+    tx = folder.transactions()
+    cohort = evaluation.cohorts(tx, run.day, s.lookback_months)
     cohort.columns = [str(c) for c in cohort.columns]
     cohort.to_parquet(folder.path_of("cohorts"))
-    info("evaluate: Insiders vs rest net revenue x%s; out-of-time: %s",
-         today["monetary"]["ratio"], oot["text"])
-    return {"insiders_vs_rest": today, "out_of_time": oot}
+    value = cohort_value.cohort_value(tx, run.day, features.period_start(run.day,
+                                                                         s.lookback_months))
+    folder.write("cohort_value", value.table)
+    tested = hypotheses.evaluate_hypotheses(tx, chosen, run.day, s.lookback_months)
+    info("evaluate: Insiders vs rest net revenue x%s; out-of-time: %s; hypotheses: %s",
+         today["monetary"]["ratio"], oot["text"],
+         ", ".join(f"{h['id']} {'true' if h['verdict'] else 'false'}" for h in tested))
+    return {"insiders_vs_rest": today, "out_of_time": oot, "hypotheses": tested,
+            "cohort_value": {"last_month": value.last_month,
+                             "last_month_partial": value.last_month_partial}}
 
 
 # --------------------------------------------------------------------------- forecast
@@ -520,6 +528,7 @@ def membership_history(run: Run) -> pd.DataFrame | None:
 
 def _report(run: Run) -> dict:
     """answers.json, insiders.csv and report.html from the stages' outputs."""
+    from .models import campaigns
     from .publish import answers as answers_mod
     from .publish import report
 
@@ -531,7 +540,15 @@ def _report(run: Run) -> dict:
         # timings live in the run's `timings`, never in the answers (same data, same answers)
         extra["stability"] = {k: v for k, v in folder.stage("stability").items()
                               if k != "seconds"}
+    lists = campaigns.campaign_lists(
+        customers, stages["insiders"]["selection"]["size"],
+        stages["insiders"]["selection"]["exit_rank"],
+        stages["insiders"]["selection"]["exit_line"],
+        gone_members=sorted(set(stages["insiders"]["previous_member_ids"])
+                            - set(customers["customer_id"].astype("str"))))
+    lists.to_csv(folder.path_of("campaigns"), index=False, float_format="%.4f")
     answers = answers_mod.build(run.day, stages, customers, extra)
+    answers["campaigns"] = campaigns.summary(lists)
     answers["how_many"]["bounds"] = {"min_share": s.min_share, "max_share": s.max_share}
     answers = clean_floats(answers)
     folder.write_json("answers", answers)
@@ -539,11 +556,14 @@ def _report(run: Run) -> dict:
     members[INSIDERS_COLUMNS].to_csv(folder.path_of("insiders_csv"), index=False,
                                      float_format="%.2f")
     cohorts = folder.read("cohorts") if folder.exists("cohorts") else None
+    value = folder.read("cohort_value") if folder.exists("cohort_value") else None
     report.write(folder.path_of("report"), answers, customers, cohorts,
-                 membership_history(run), run.source.title)
+                 membership_history(run), run.source.title, cohort_value=value,
+                 campaigns=lists)
     info("report: answers.json, insiders.csv, report.html written in %s", folder.path)
     return {"answers": str(folder.path_of("answers")), "report": str(folder.path_of("report")),
-            "insiders": str(folder.path_of("insiders_csv"))}
+            "insiders": str(folder.path_of("insiders_csv")),
+            "campaigns": str(folder.path_of("campaigns"))}
 
 
 # --------------------------------------------------------------------------- publish

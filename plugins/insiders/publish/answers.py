@@ -148,6 +148,7 @@ def build(
             "backtest": back,
         },
         "customer_value": _customer_value(customers, members),
+        "hypotheses": ev.get("hypotheses", []),
         "entry_conditions": {
             "text": cond["entry_text"],
             "entry_line": round(float(sel["entry_line"]), 2),

@@ -38,6 +38,8 @@ border-left:4px solid #2f5d8a;border-radius:4px}.muted{color:#616e7c;font-size:1
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:6px 8px;
 border-bottom:1px solid #e4e7eb;text-align:right}th{background:#f5f7fa;font-weight:600}
 td:first-child,th:first-child{text-align:left}td.l,th.l{text-align:left}
+.hyp{border-left:4px solid #9aa5b1;padding:8px 14px;margin:10px 0;background:#f8fafc}
+.hyp.yes{border-color:#4f9d69}.hyp.no{border-color:#c44e52}.hyp p{margin:4px 0 0}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:14px}
 .card{border:1px solid #e4e7eb;border-radius:10px;padding:14px 16px}
 .card h3{margin:0 0 6px;font-size:16px}.tag{display:inline-block;padding:1px 8px;
@@ -84,12 +86,14 @@ def _table(frame: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
 
 def _section(number: int | str, anchor: str, title: str, answer: str, body: str,
              tone: str = "") -> str:
-    return (f"<section id='{anchor}'><h2><span class='n'>{esc(number)}</span>{esc(title)}</h2>"
+    badge = f"<span class='n'>{esc(number)}</span>" if str(number) else ""
+    return (f"<section id='{anchor}'><h2>{badge}{esc(title)}</h2>"
             f"<div class='answer {tone}'>{esc(answer)}</div>{body}</section>")
 
 
 def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None = None,
-           membership_history: pd.DataFrame | None = None, title: str = "Insiders program"
+           membership_history: pd.DataFrame | None = None, title: str = "Insiders program",
+           cohort_value: pd.DataFrame | None = None, campaigns: pd.DataFrame | None = None,
            ) -> str:
     """The whole report as one HTML string."""
     fig = _Figures()
@@ -105,8 +109,10 @@ def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None 
         _exit(answers, membership_history, fig),
         _guarantee(answers, fig),
         _actions(answers, colors),
+        _campaigns(answers, campaigns),
+        _hypotheses(answers),
         _satisfaction(answers, fig),
-        _cohorts(cohorts, fig),
+        _cohorts(cohorts, fig, cohort_value),
         _stability(answers, fig),
         _quality(answers, fig),
         _model(answers, fig),
@@ -124,7 +130,8 @@ def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None 
     nav = "".join(f"<a href='#{a}'>{esc(t)}</a>" for a, t in [
         ("who", "Who"), ("how_many", "How many"), ("characteristics", "Profile"),
         ("revenue_share", "Revenue"), ("expected_revenue", "Forecast"), ("entry", "Entry"),
-        ("exit", "Exit"), ("guarantee", "Proof"), ("actions", "Actions"), ("cohorts", "Cohorts"),
+        ("exit", "Exit"), ("guarantee", "Proof"), ("actions", "Actions"),
+        ("campaigns", "This month"), ("hypotheses", "Insights"), ("cohorts", "Cohorts"),
         ("quality", "Data quality"), ("model", "Model")]
         + ([("stability", "Refresh")] if (answers.get("stability") or {}).get("ari_by_month")
            else [])
@@ -146,11 +153,12 @@ def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None 
 
 def write(path: Path | str, answers: dict, customers: pd.DataFrame,
           cohorts: pd.DataFrame | None = None, membership_history: pd.DataFrame | None = None,
-          title: str = "Insiders program") -> Path:
+          title: str = "Insiders program", cohort_value: pd.DataFrame | None = None,
+          campaigns: pd.DataFrame | None = None) -> Path:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(answers, customers, cohorts, membership_history, title),
-                   encoding="utf-8")
+    tmp.write_text(render(answers, customers, cohorts, membership_history, title,
+                          cohort_value, campaigns), encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -448,7 +456,8 @@ def _satisfaction(a: dict, fig: _Figures) -> str:
     return _section("10", "satisfaction", "How satisfied are they?", s["text"], body)
 
 
-def _cohorts(cohorts: pd.DataFrame | None, fig: _Figures) -> str:
+def _cohorts(cohorts: pd.DataFrame | None, fig: _Figures,
+             value: pd.DataFrame | None = None) -> str:
     if cohorts is None or cohorts.empty:
         return ""
     months = [c for c in cohorts.columns if c != "customers"]
@@ -459,11 +468,72 @@ def _cohorts(cohorts: pd.DataFrame | None, fig: _Figures) -> str:
                              zmin=0, zmax=60, text=[[f"{v:.0f}%" if v == v else "" for v in row]
                                                     for row in z],
                              texttemplate="%{text}", colorbar={"title": "% active"}))
-    f.update_layout(title="Cohort retention: % of each first-purchase month buying again",
+    f.update_layout(title="Retention: % of each first-purchase month buying again",
                     xaxis_title="months since first purchase", yaxis={"autorange": "reversed"})
-    return (f"<section id='cohorts'><h2>Cohorts</h2><p class='muted'>Each row is the customers "
-            f"whose first purchase fell in that month (size in brackets).</p>"
-            f"{fig(f, 60 + 26 * len(labels))}</section>")
+    body = fig(f, 60 + 26 * len(labels))
+    note = ""
+    if value is not None and len(value):
+        wide = value.pivot(index="cohort", columns="months_since_first",
+                           values="value_per_customer").sort_index()
+        partial = value.pivot(index="cohort", columns="months_since_first",
+                              values="partial").reindex_like(wide).fillna(False)
+        text = [[("" if v != v else f"{v:,.0f}" + ("*" if p else "")) for v, p in
+                 zip(row, prow, strict=True)] for row, prow in
+                zip(wide.to_numpy(dtype=float), partial.to_numpy(dtype=bool), strict=True)]
+        g = go.Figure(go.Heatmap(z=wide.to_numpy(dtype=float),
+                                 x=[str(c) for c in wide.columns], y=list(wide.index),
+                                 colorscale="Greens", text=text, texttemplate="%{text}",
+                                 colorbar={"title": "per customer"}))
+        g.update_layout(title="Lifetime value: cumulative net revenue per customer",
+                        xaxis_title="months since first purchase",
+                        yaxis={"autorange": "reversed", "type": "category"})
+        body += fig(g, 60 + 26 * len(wide))
+        if partial.to_numpy().any():
+            note = (" * the last month is not over yet (data up to the as-of date): read "
+                    "its cells as partial, not as customers leaving.")
+    return (f"<section id='cohorts'><h2>Cohorts: retention and lifetime value</h2>"
+            f"<p class='muted'>Each row is the customers whose first purchase fell in that "
+            f"month (size in brackets).{esc(note)}</p>{body}</section>")
+
+
+def _campaigns(a: dict, lists: pd.DataFrame | None) -> str:
+    c = a.get("campaigns")
+    if not c:
+        return ""
+    names = {"welcome": "Welcome", "at_risk": "At risk", "win_back": "Win back",
+             "next_in_line": "Next in line"}
+    rows = []
+    for key, label_ in names.items():
+        part = lists[lists["list"] == key] if lists is not None else pd.DataFrame()
+        top = ", ".join(part["customer_id"].astype(str).head(5)) if len(part) else "-"
+        rows.append({"List": label_, "Customers": f"{c['counts'].get(key, 0):,}",
+                     "Most valuable first": top})
+    body = (_table(pd.DataFrame(rows), left=("List", "Most valuable first"))
+            + "<p class='muted'>Every name, with the reason and the figures, is in "
+              "campaigns.csv.</p>")
+    return _section("", "campaigns", "Who to contact this month", c["text"], body)
+
+
+def _after_statement(h: dict) -> str:
+    """The figures and the test, without repeating the verdict and the statement."""
+    text = str(h.get("text", ""))
+    head = f"{'True' if h['verdict'] else 'False'}: {h['statement']}"
+    return text[len(head):].strip() if text.startswith(head) else text
+
+
+def _hypotheses(a: dict) -> str:
+    items = a.get("hypotheses") or []
+    if not items:
+        return ""
+    cards = "".join(
+        f"<div class='hyp {'yes' if h['verdict'] else 'no'}'><b>"
+        f"{'True' if h['verdict'] else 'False'}: {esc(h['statement'])}</b>"
+        f"<p>{esc(_after_statement(h))}</p></div>" for h in items)
+    true = sum(bool(h["verdict"]) for h in items)
+    answer = (f"{len(items)} beliefs about our customers, tested on the data: {true} "
+              f"{'holds' if true == 1 else 'hold'}, {len(items) - true} "
+              f"{'does' if len(items) - true == 1 else 'do'} not.")
+    return _section("", "hypotheses", "Three things the data says", answer, cards)
 
 
 def _stability(a: dict, fig: _Figures) -> str:
