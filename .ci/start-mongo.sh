@@ -95,9 +95,10 @@ wait_for "$AUTH_PORT"
 "$VENV/bin/python" - "$AUTH_PORT" "$ADMIN_PASSWORD" <<'EOF'
 import sys
 import pymongo
-port, password = sys.argv[1:]
+port = sys.argv[1]
 client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/")
-client.admin.command("createUser", "insiders_admin", pwd=password, roles=["root"])  # pragma: allowlist secret (from the environment)
+# the admin password is the script's second argument, generated per run (not a literal)
+client.admin.command("createUser", "insiders_admin", pwd=sys.argv[2], roles=["root"])  # pragma: allowlist secret
 EOF
 stop auth
 start auth "$AUTH_PORT" --auth

@@ -428,7 +428,7 @@ def _forecast(run: Run) -> dict:
                             strict=True)
         if start >= daily.index.min().normalize()
     ] if len(daily) else []
-    back = _backtest_figures(result["backtest"], result["backtest_summary"])
+    back = gf.backtest_figures(result["backtest"], result["backtest_summary"])
     total = round(float(customers.loc[customers["is_insider"], "expected_value"].sum()), 2)
     info("forecast: %s next %d months (%s), total %s; %s", "bottom-up", s.horizon_months,
          ", ".join(f"{r['month']} {r['revenue']:,.0f}" for r in rows), f"{total:,.0f}",
@@ -441,40 +441,6 @@ def _forecast(run: Run) -> dict:
                 customers.loc[customers["is_insider"], "expected_spend_model"].sum()), 2),
             "bias_months": result["bias_months"], "notes": result["notes"],
             "text": result["text"], "history": history, "backtest": back}
-
-
-NAIVE_LABELS = {"naive_last_month": "last month repeated", "naive_mean_3m": "the mean of the "
-                "last 3 months", "naive_last_year": "the same months last year"}
-
-
-def _backtest_figures(table: pd.DataFrame, summary: dict) -> dict:
-    """The rolling backtest in plain figures: the 3-month total's error of the product and
-    of every naive baseline, and how often the 80% interval held."""
-    if table is None or not len(table):
-        return {"available": False, "origins": [], "summary": summary,
-                "text": "No earlier month has a whole horizon after it yet: the forecast "
-                        "cannot be checked against what happened."}
-    naive = {k: summary.get(f"total_mape_{k}") for k in NAIVE_LABELS
-             if summary.get(f"total_mape_{k}") is not None}
-    mine = summary.get("total_mape_forecast")
-    if mine is None:
-        return {"available": False, "origins": table.to_dict(orient="records"),
-                "summary": summary, "text": "The earlier months had no revenue to check the "
-                                            "forecast against."}
-    best_naive = min(naive.items(), key=lambda kv: kv[1]) if naive else None
-    beat = best_naive is None or (mine is not None and mine < best_naive[1])
-    coverage = summary.get("month_coverage")
-    text = (f"Replayed at {summary['origins']} earlier months, the forecast of the following "
-            f"months' total was off by {mine:.0%} on average"
-            + (f", against {best_naive[1]:.0%} for the best simple rule "
-               f"({NAIVE_LABELS[best_naive[0]]})" if best_naive else "")
-            + (": it did better." if beat else ": the simple rule did better.")
-            + (f" {summary['months_inside']} of {summary['months_with_interval']} months fell "
-               f"inside the 80% interval." if coverage is not None else
-               " There are too few earlier errors yet for an 80% interval."))
-    rows = table.to_dict(orient="records")
-    return {"available": True, "origins": rows, "summary": summary, "text": text,
-            "beats_naive": bool(beat)}
 
 
 # --------------------------------------------------------------------------- stability

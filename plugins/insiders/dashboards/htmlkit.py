@@ -30,6 +30,7 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 PLOTLY_JS_VERSION = "4.1.1"
@@ -205,3 +206,22 @@ class Figures:
                 f'<script type="application/json" data-figure="{ident}">'
                 f"{_script_json(json.dumps(spec, separators=(',', ':')))}</script>")
         return out
+
+
+def table(frame: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
+    """A plain HTML table, every cell escaped; `left` names the left-aligned columns."""
+    head = "".join(f"<th class='{'l' if c in left else ''}'>{esc(c)}</th>" for c in frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = "".join(f"<td class='{'l' if c in left else ''}'>{esc(row[c])}</td>"
+                        for c in frame.columns)
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def section(number: int | str, anchor: str, title: str, answer: str, body: str,
+            tone: str = "") -> str:
+    """A report section: its number (none for the extra sections), title, plain answer."""
+    badge = f"<span class='n'>{esc(number)}</span>" if str(number) else ""
+    return (f"<section id='{anchor}'><h2>{badge}{esc(title)}</h2>"
+            f"<div class='answer {tone}'>{esc(answer)}</div>{body}</section>")

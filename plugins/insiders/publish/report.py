@@ -12,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from insiders.dashboards.htmlkit import BASE_CSS, Figures, esc, label
+from insiders.dashboards.htmlkit import BASE_CSS, Figures, esc, label, section, table
+
+from . import insights
 
 PALETTE = ["#2f5d8a", "#e07b39", "#4f9d69", "#c44e52", "#8172b3", "#937860", "#da8bc3",
            "#8c8c8c", "#ccb974", "#64b5cd"]
@@ -74,23 +76,6 @@ class _Figures:
         return self.figures.html(fig, height=f"{height}px")
 
 
-def _table(frame: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
-    head = "".join(f"<th class='{'l' if c in left else ''}'>{esc(c)}</th>" for c in frame.columns)
-    rows = []
-    for _, row in frame.iterrows():
-        cells = "".join(f"<td class='{'l' if c in left else ''}'>{esc(row[c])}</td>"
-                        for c in frame.columns)
-        rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _section(number: int | str, anchor: str, title: str, answer: str, body: str,
-             tone: str = "") -> str:
-    badge = f"<span class='n'>{esc(number)}</span>" if str(number) else ""
-    return (f"<section id='{anchor}'><h2>{badge}{esc(title)}</h2>"
-            f"<div class='answer {tone}'>{esc(answer)}</div>{body}</section>")
-
-
 def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None = None,
            membership_history: pd.DataFrame | None = None, title: str = "Insiders program",
            cohort_value: pd.DataFrame | None = None, campaigns: pd.DataFrame | None = None,
@@ -109,10 +94,10 @@ def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None 
         _exit(answers, membership_history, fig),
         _guarantee(answers, fig),
         _actions(answers, colors),
-        _campaigns(answers, campaigns),
-        _hypotheses(answers),
+        insights.campaigns(answers, campaigns),
+        insights.hypotheses(answers),
         _satisfaction(answers, fig),
-        _cohorts(cohorts, fig, cohort_value),
+        insights.cohorts(cohorts, fig, cohort_value),
         _stability(answers, fig),
         _quality(answers, fig),
         _model(answers, fig),
@@ -185,14 +170,14 @@ def _who(a: dict, customers: pd.DataFrame) -> str:
             lambda d: "-" if pd.isna(d) else str(pd.Timestamp(d).date())),
     })
     value = a.get("customer_value", {})
-    body = (_table(frame, left=("Customer", "Persona", "Country", "Churn risk"))
+    body = (table(frame, left=("Customer", "Persona", "Country", "Churn risk"))
             + f"<p class='muted'>The top {len(members):,} of "
               f"{int(customers['is_insider'].sum()):,}. The complete list, with the figures that "
               "justify each membership, is in insiders.csv. "
             + esc(value.get("text", "")) + " Churn risk is the chance of no purchase in the "
               "next 90 days; 'next order by' the date by which the next order has an even "
               "chance.</p>")
-    return _section(1, "who", "Who are the Insiders?", a["who"]["text"], body)
+    return section(1, "who", "Who are the Insiders?", a["who"]["text"], body)
 
 
 def _how_many(a: dict, customers: pd.DataFrame, fig: _Figures) -> str:
@@ -211,7 +196,7 @@ def _how_many(a: dict, customers: pd.DataFrame, fig: _Figures) -> str:
                     xaxis_title="% of active customers (best first)",
                     yaxis_title="% of expected revenue")
     body = fig(f, 340)
-    return _section(2, "how_many", "How many customers are in the group?",
+    return section(2, "how_many", "How many customers are in the group?",
                     a["how_many"]["text"], body)
 
 
@@ -242,8 +227,8 @@ def _characteristics(a: dict, colors: dict, fig: _Figures) -> str:
         "Share": _pct(s["share"]), "Revenue share": _pct(s["revenue_share"]),
         "Insiders": s["insiders"], "Who they are": s["description"]} for s in segs])
     body = (f"<div class='grid2'><div>{fig(f1, 360)}</div><div>{fig(f2, 360)}</div></div>"
-            + "<h3>Segment profiles</h3>" + _table(prof, left=("Persona", "Who they are")))
-    return _section(3, "characteristics", "What are they like?", a["characteristics"]["text"],
+            + "<h3>Segment profiles</h3>" + table(prof, left=("Persona", "Who they are")))
+    return section(3, "characteristics", "What are they like?", a["characteristics"]["text"],
                     body)
 
 
@@ -260,7 +245,7 @@ def _revenue_share(a: dict, fig: _Figures) -> str:
             f"<b>{_pct(r['value'])}</b> of net revenue. They are expected to bring "
             f"<b>{_pct(r['expected_share_next'])}</b> of the next months' revenue of today's "
             "customers.</p></div></div>")
-    return _section(4, "revenue_share", "What share of revenue do they bring?", r["text"], body)
+    return section(4, "revenue_share", "What share of revenue do they bring?", r["text"], body)
 
 
 def _expected(a: dict, fig: _Figures) -> str:
@@ -313,15 +298,15 @@ def _expected(a: dict, fig: _Figures) -> str:
                  "80% interval" if summ.get("months_with_interval") else
                  "no interval yet (too few earlier errors)")
         body += (f"<div class='grid2'><div>{fig(f2, 320)}</div><div><h3>Backtest errors</h3>"
-                 f"{_table(err, left=('Method',))}<p class='muted'>{esc(cover)}. "
+                 f"{table(err, left=('Method',))}<p class='muted'>{esc(cover)}. "
                  f"{esc(back['text'])}</p></div></div>")
     else:
         body += f"<p class='muted'>{esc(back.get('text', 'No backtest.'))}</p>"
-    table = pd.DataFrame([{"Month starting": m["month"], "Expected": _money(m["revenue"]),
+    months_table = pd.DataFrame([{"Month starting": m["month"], "Expected": _money(m["revenue"]),
                            "Low (10%)": _money(m.get("lower")),
                            "High (90%)": _money(m.get("upper"))} for m in months])
-    body += _table(table)
-    return _section(5, "expected_revenue", "What will they spend in the coming months?",
+    body += table(months_table)
+    return section(5, "expected_revenue", "What will they spend in the coming months?",
                     e["text"], body)
 
 
@@ -335,7 +320,7 @@ def _entry(a: dict) -> str:
             f"recall {_pct(e['recall'])}). The ranking itself uses "
             f"{esc(e['value_method'].replace('_', ' '))}: {esc(a['model']['value_method_why'])}"
             "</p>")
-    return _section(6, "entry", "What does it take to join?", e["text"], body)
+    return section(6, "entry", "What does it take to join?", e["text"], body)
 
 
 def _exit(a: dict, history: pd.DataFrame | None, fig: _Figures) -> str:
@@ -362,7 +347,7 @@ def _exit(a: dict, history: pd.DataFrame | None, fig: _Figures) -> str:
                 f"Against the previous run: {m['entered']} entered, {m['stayed']} stayed, "
                 f"{m['left']} left.")
         body += f"<p>{esc(note)}</p>"
-    return _section(7, "exit", "When does a member leave?", x["text"], body)
+    return section(7, "exit", "When does a member leave?", x["text"], body)
 
 
 def _guarantee(a: dict, fig: _Figures) -> str:
@@ -378,7 +363,7 @@ def _guarantee(a: dict, fig: _Figures) -> str:
                                             if v["difference"] is not None else "n/a"),
                      "p-value": "n/a" if v["p_value"] is None else f"{v['p_value']:.2g}",
                      "Significant": "yes" if v["significant"] else "no"})
-    body = "<h3>Today: Insiders against the rest</h3>" + _table(pd.DataFrame(rows),
+    body = "<h3>Today: Insiders against the rest</h3>" + table(pd.DataFrame(rows),
                                                                    left=("Figure",))
     o = g["out_of_time"]
     tone = ""
@@ -398,13 +383,13 @@ def _guarantee(a: dict, fig: _Figures) -> str:
             {"Group": "Rest", **_oot_row(o["rest"])}])
         contest = g.get("value_contest", {})
         body += (f"<h3>Out of time</h3><div class='grid2'><div>{fig(f, 340)}</div><div>"
-                 f"{_table(share, left=('Group',))}<p class='muted'>{esc(o['text'])}</p>"
+                 f"{table(share, left=('Group',))}<p class='muted'>{esc(o['text'])}</p>"
                  f"<p class='muted'>{esc(contest.get('why', ''))}</p></div></div>")
         better = o["insiders"]["revenue_per_customer"] > o["rest"]["revenue_per_customer"]
         tone = "ok" if better else "warn"
     else:
         body += f"<p class='muted'>{esc(o.get('text'))}</p>"
-    return _section(8, "guarantee", "What proves they are better?", g["text"], body, tone)
+    return section(8, "guarantee", "What proves they are better?", g["text"], body, tone)
 
 
 def _oot_row(x: dict) -> dict:
@@ -425,7 +410,7 @@ def _actions(a: dict, colors: dict) -> str:
             f"{esc(s['action'])}</p></div>")
     body = (f"<div class='cards'>{''.join(cards)}</div><p><b>For the Insiders:</b> "
             f"{esc(m['insiders_action'])}</p>")
-    return _section(9, "actions", "What should marketing do?", m["text"], body)
+    return section(9, "actions", "What should marketing do?", m["text"], body)
 
 
 def _satisfaction(a: dict, fig: _Figures) -> str:
@@ -450,90 +435,10 @@ def _satisfaction(a: dict, fig: _Figures) -> str:
     na = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>"
                  for k, v in (a.get("not_applicable") or {}).items())
     body = (f"<div class='grid2'><div>{fig(f, 320)}</div><div>"
-            f"{_table(pd.DataFrame(rows), left=('Persona',))}</div></div>"
+            f"{table(pd.DataFrame(rows), left=('Persona',))}</div></div>"
             + (f"<h3>What does not apply to this source</h3><ul class='muted'>{na}</ul>"
                if na else ""))
-    return _section("10", "satisfaction", "How satisfied are they?", s["text"], body)
-
-
-def _cohorts(cohorts: pd.DataFrame | None, fig: _Figures,
-             value: pd.DataFrame | None = None) -> str:
-    if cohorts is None or cohorts.empty:
-        return ""
-    months = [c for c in cohorts.columns if c != "customers"]
-    z = cohorts[months].to_numpy(dtype=float) * 100
-    labels = [f"{idx} ({int(n):,})" for idx, n in zip(cohorts.index, cohorts["customers"],
-                                                     strict=True)]
-    f = go.Figure(go.Heatmap(z=z, x=[str(m) for m in months], y=labels, colorscale="Blues",
-                             zmin=0, zmax=60, text=[[f"{v:.0f}%" if v == v else "" for v in row]
-                                                    for row in z],
-                             texttemplate="%{text}", colorbar={"title": "% active"}))
-    f.update_layout(title="Retention: % of each first-purchase month buying again",
-                    xaxis_title="months since first purchase", yaxis={"autorange": "reversed"})
-    body = fig(f, 60 + 26 * len(labels))
-    note = ""
-    if value is not None and len(value):
-        wide = value.pivot(index="cohort", columns="months_since_first",
-                           values="value_per_customer").sort_index()
-        partial = value.pivot(index="cohort", columns="months_since_first",
-                              values="partial").reindex_like(wide).fillna(False)
-        text = [[("" if v != v else f"{v:,.0f}" + ("*" if p else "")) for v, p in
-                 zip(row, prow, strict=True)] for row, prow in
-                zip(wide.to_numpy(dtype=float), partial.to_numpy(dtype=bool), strict=True)]
-        g = go.Figure(go.Heatmap(z=wide.to_numpy(dtype=float),
-                                 x=[str(c) for c in wide.columns], y=list(wide.index),
-                                 colorscale="Greens", text=text, texttemplate="%{text}",
-                                 colorbar={"title": "per customer"}))
-        g.update_layout(title="Lifetime value: cumulative net revenue per customer",
-                        xaxis_title="months since first purchase",
-                        yaxis={"autorange": "reversed", "type": "category"})
-        body += fig(g, 60 + 26 * len(wide))
-        if partial.to_numpy().any():
-            note = (" * the last month is not over yet (data up to the as-of date): read "
-                    "its cells as partial, not as customers leaving.")
-    return (f"<section id='cohorts'><h2>Cohorts: retention and lifetime value</h2>"
-            f"<p class='muted'>Each row is the customers whose first purchase fell in that "
-            f"month (size in brackets).{esc(note)}</p>{body}</section>")
-
-
-def _campaigns(a: dict, lists: pd.DataFrame | None) -> str:
-    c = a.get("campaigns")
-    if not c:
-        return ""
-    names = {"welcome": "Welcome", "at_risk": "At risk", "win_back": "Win back",
-             "next_in_line": "Next in line"}
-    rows = []
-    for key, label_ in names.items():
-        part = lists[lists["list"] == key] if lists is not None else pd.DataFrame()
-        top = ", ".join(part["customer_id"].astype(str).head(5)) if len(part) else "-"
-        rows.append({"List": label_, "Customers": f"{c['counts'].get(key, 0):,}",
-                     "Most valuable first": top})
-    body = (_table(pd.DataFrame(rows), left=("List", "Most valuable first"))
-            + "<p class='muted'>Every name, with the reason and the figures, is in "
-              "campaigns.csv.</p>")
-    return _section("", "campaigns", "Who to contact this month", c["text"], body)
-
-
-def _after_statement(h: dict) -> str:
-    """The figures and the test, without repeating the verdict and the statement."""
-    text = str(h.get("text", ""))
-    head = f"{'True' if h['verdict'] else 'False'}: {h['statement']}"
-    return text[len(head):].strip() if text.startswith(head) else text
-
-
-def _hypotheses(a: dict) -> str:
-    items = a.get("hypotheses") or []
-    if not items:
-        return ""
-    cards = "".join(
-        f"<div class='hyp {'yes' if h['verdict'] else 'no'}'><b>"
-        f"{'True' if h['verdict'] else 'False'}: {esc(h['statement'])}</b>"
-        f"<p>{esc(_after_statement(h))}</p></div>" for h in items)
-    true = sum(bool(h["verdict"]) for h in items)
-    answer = (f"{len(items)} beliefs about our customers, tested on the data: {true} "
-              f"{'holds' if true == 1 else 'hold'}, {len(items) - true} "
-              f"{'does' if len(items) - true == 1 else 'do'} not.")
-    return _section("", "hypotheses", "Three things the data says", answer, cards)
+    return section("10", "satisfaction", "How satisfied are they?", s["text"], body)
 
 
 def _stability(a: dict, fig: _Figures) -> str:
@@ -570,14 +475,14 @@ def _quality(a: dict, fig: _Figures) -> str:
             "with a reason (see quarantine.csv.gz); nothing was dropped silently. "
             + q.get("policy", "Returns and cancellations are kept and netted."))
     body = (f"<div class='grid2'><div>{fig(f, 60 + 34 * max(len(reasons), 2))}</div><div>"
-            f"{_table(pd.DataFrame(rows))}<ul class='muted'>{notes}</ul></div></div>")
+            f"{table(pd.DataFrame(rows))}<ul class='muted'>{notes}</ul></div></div>")
     if q.get("tables"):  # sources made of several tables (Olist): their own accounting
         per = pd.DataFrame([{"Table": t, "Rows in": f"{v['rows_in']:,}",
                              "Kept": f"{v['rows_kept']:,}",
                              "Set aside": ", ".join(f"{k} {n:,}" for k, n in
                                                     v["set_aside"].items()) or "-"}
                             for t, v in q["tables"].items()])
-        body += "<h3>Per source table</h3>" + _table(per, left=("Table", "Set aside"))
+        body += "<h3>Per source table</h3>" + table(per, left=("Table", "Set aside"))
     return (f"<section id='quality'><h2>Data quality</h2><div class='answer'>{esc(text)}</div>"
             f"{body}</section>")
 
@@ -595,18 +500,18 @@ def _model(a: dict, fig: _Figures) -> str:
                                                   "color": INSIDER}))
     f.update_layout(title="Clustering candidates: silhouette by number of segments",
                     xaxis_title="segments (k)", yaxis_title="silhouette (higher is better)")
-    table = cands.rename(columns={"algorithm": "Algorithm", "k": "k",
+    cand_table = cands.rename(columns={"algorithm": "Algorithm", "k": "k",
                                   "silhouette": "Silhouette", "davies_bouldin": "Davies-Bouldin",
                                   "calinski_harabasz": "Calinski-Harabasz",
                                   "min_segment_share": "Smallest segment", "useful": "Useful",
                                   "chosen": "Chosen", "note": "Note"})
-    table["Smallest segment"] = table["Smallest segment"].map(lambda v: f"{v:.1%}")
-    table["Useful"] = table["Useful"].map({True: "yes", False: "no"})
-    table["Chosen"] = table["Chosen"].map({True: "yes", False: ""})
+    cand_table["Smallest segment"] = cand_table["Smallest segment"].map(lambda v: f"{v:.1%}")
+    cand_table["Useful"] = cand_table["Useful"].map({True: "yes", False: "no"})
+    cand_table["Chosen"] = cand_table["Chosen"].map({True: "yes", False: ""})
     vm = m["value_model"]
     body = (f"<div class='grid2'><div>{fig(f, 340)}</div><div>"
             f"<p class='muted'>Features: {esc(', '.join(m['features']))} (log-transformed, "
             f"standardised).</p><p class='muted'>Value model: {esc(vm['note'])}</p></div></div>"
-            + _table(table, left=("Algorithm", "Note")))
+            + table(cand_table, left=("Algorithm", "Note")))
     return (f"<section id='model'><h2>Model comparison</h2><div class='answer'>"
             f"{esc(m['why'])}</div>{body}</section>")
