@@ -89,6 +89,12 @@ class Settings:
     stability_months: int = StabilityRules.months
     seed: int = DEFAULT_SEED
     chunk_rows: int = 250_000
+    # where the transaction-level work runs (engine/): duckdb (embedded, out of core),
+    # spark (the spark extra; spark_master local[N] or spark://host:7077) or pandas
+    engine: str = "duckdb"
+    engine_memory: str | None = None  # DuckDB memory_limit, e.g. "2GB" (default: its own)
+    spark_master: str = "local[2]"
+    spark_conf: str | None = None  # "key=value,key=value", e.g. spark.driver.port=4141
 
     def __post_init__(self) -> None:
         if not isinstance(self.home, Path):  # a plain string from a caller is fine

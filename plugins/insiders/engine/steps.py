@@ -1,0 +1,98 @@
+"""The quality and features stages on an engine: same files, same figures as the pandas path.
+
+`stages.py` calls these when the settings name an engine other than `pandas`.
+Results stream back in blocks (Arrow batches): the transactions file and the
+quarantine are written block by block, so only the engine (which spills to
+disk) ever holds all the lines.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from .. import quality
+from .backends import Engine, connect, parse_conf
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..catalog import RunFolder
+    from ..config import Settings
+
+
+@contextmanager
+def open_engine(settings: Settings, folder: RunFolder | None = None) -> Iterator[Engine]:
+    """The engine the settings name, spilling into the run folder's work/ when it must."""
+    temp = folder.path / "work" / "engine-tmp" if folder is not None else None
+    engine = connect(settings.engine, temp_dir=temp, memory_limit=settings.engine_memory,
+                     spark_master=settings.spark_master,
+                     spark_conf=parse_conf(settings.spark_conf))
+    try:
+        yield engine
+    finally:
+        engine.close()
+        if temp is not None and temp.exists():
+            import shutil
+
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
+               ) -> quality.QualityReport:
+    """Raw extract -> transactions + quarantine files and the row accounting."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..quarantine import QuarantineWriter
+    from . import lines
+
+    report = quality.QualityReport()
+    raw = engine.raw_lines(folder.path_of("raw"))
+    unknown = lines.unknown_source_reasons(engine, raw)
+    if unknown:
+        raise ValueError(f"unknown set-aside reason(s) from the source: {unknown}")
+    dictionaries = lines.build_dictionaries(engine, raw, as_of)
+    classified = engine.materialize(lines.classify(engine, raw, dictionaries))
+    kept = engine.materialize(lines.with_duplicates(classified))
+    outcome = lines.account(engine, classified, kept)
+    with QuarantineWriter(folder.path_of("quarantine")) as set_aside:
+        rejects = folder.read("rejects")
+        if len(rejects):
+            set_aside(quality.malformed_to_quarantine(rejects))
+            report.add("malformed_row", len(rejects))
+            report.rows_in += len(rejects)
+        for frame in lines.quarantine_batches(engine, raw.select(*raw.columns), classified,
+                                              kept):
+            set_aside(frame)
+    report.rows_in += outcome.rows_in
+    for reason in quality.REASONS:
+        if outcome.counts.get(reason):
+            report.add(reason, outcome.counts[reason])
+    path = folder.path_of("transactions")
+    tmp = path.with_name(path.name + ".tmp")
+    writer = None
+    rows = 0
+    try:
+        for frame in lines.kept_batches(engine, kept, dictionaries,
+                                        lines.source_files(engine, raw)):
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+            rows += len(frame)
+        if writer is None:  # nothing kept: an empty file of the right layout
+            from ..quarantine import TRANSACTION_COLUMNS
+
+            pd.DataFrame(columns=TRANSACTION_COLUMNS).to_parquet(tmp, index=False)
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(path)
+    report.rows_kept = rows
+    if outcome.several_countries:
+        report.notes.append(f"{outcome.several_countries} customer(s) appear under several "
+                            "countries; each is shown with the country of most of their lines")
+    return report
