@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="insiders-out", help="output folder (default: "
                                                            "./insiders-out)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--engine", choices=("duckdb", "spark", "pandas"), default=None,
+                     help="where the line-level work runs (default: INSIDERS_ENGINE or duckdb; "
+                          "spark needs the spark extra)")
 
     demo = sub.add_parser("demo", help="write the deterministic demo data set")
     demo.add_argument("--out", required=True, help="file to write (.csv or .csv.gz)")
@@ -150,7 +153,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from . import pipeline, stages
 
-    settings = Settings.from_env(source_query=args.query)
+    settings = Settings.from_env(source_query=args.query, engine=args.engine)
     started = time.perf_counter()
     bar = None
     if not args.quiet:

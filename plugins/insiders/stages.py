@@ -80,6 +80,16 @@ def _source_name(run: Run) -> str:
         if run.folder.has_stage("extract") else "the input"
 
 
+def transactions(run: Run):
+    """The kept lines for the models: a pandas frame (engine `pandas`) or the engine's
+    `Lines`, which aggregates where the lines are (engine/aggregates.py)."""
+    if run.settings.engine == "pandas":
+        return run.folder.transactions()
+    from .engine.steps import lines_of
+
+    return lines_of(run)
+
+
 # --------------------------------------------------------------------------- extract
 
 
@@ -95,6 +105,31 @@ def _extract(run: Run) -> dict:
 
 def _quality(run: Run) -> dict:
     """Typed transactions and a quarantine that accounts for every set-aside row.
+
+    On an engine (settings.engine, default duckdb: engine/) or in pandas, below; both
+    write the same transactions file and quarantine and give the same accounting."""
+    if run.settings.engine == "pandas":
+        report, kept_rows = _pandas_quality(run)
+    else:
+        from .engine.steps import engine_of, quality_on
+
+        report = quality_on(engine_of(run), run.folder, run.day)
+        kept_rows = report.rows_kept
+    quarantine_path = run.folder.path_of("quarantine")
+    if not report.balanced:  # a bug, never a data problem: refuse to go on with lost rows
+        raise RuntimeError(f"row accounting does not balance: {report.as_dict()}")
+    aside_text = ", ".join(f"{k} {v:,}" for k, v in report.set_aside.items() if v) or "none"
+    info("quality: %s rows in, %s kept, set aside: %s", f"{report.rows_in:,}",
+         f"{report.rows_kept:,}", aside_text)
+    if not kept_rows:
+        raise InputError(
+            f"{_source_name(run)}: every one of the {report.rows_in:,} rows was set aside "
+            f"({aside_text}); see {quarantine_path} for each row and its reason")
+    return {**report.as_dict(), "as_of": str(run.day.date())}
+
+
+def _pandas_quality(run: Run) -> tuple:
+    """The quality stage in pandas (engine `pandas`): the reference the engines match.
 
     Text is read back block by block; the typed lines that pass are compact
     (categorical text), so holding them until duplicates are decided keeps
@@ -137,21 +172,12 @@ def _quality(run: Run) -> dict:
         kept = kept.loc[~dup].drop(columns="row_hash").reset_index(drop=True)
     report.rows_kept = len(kept)
     folder.write("transactions", kept)
-    if not report.balanced:  # a bug, never a data problem: refuse to go on with lost rows
-        raise RuntimeError(f"row accounting does not balance: {report.as_dict()}")
-    if len(kept):
+    if len(kept) and report.balanced:
         several = quality.customers_with_several_countries(kept)
         if several:
             report.notes.append(f"{several} customer(s) appear under several countries; each "
                                 "is shown with the country of most of their lines")
-    aside_text = ", ".join(f"{k} {v:,}" for k, v in report.set_aside.items() if v) or "none"
-    info("quality: %s rows in, %s kept, set aside: %s", f"{report.rows_in:,}",
-         f"{report.rows_kept:,}", aside_text)
-    if not len(kept):
-        raise InputError(
-            f"{_source_name(run)}: every one of the {report.rows_in:,} rows was set aside "
-            f"({aside_text}); see {quarantine_path} for each row and its reason")
-    return {**report.as_dict(), "as_of": str(as_of.date())}
+    return report, len(kept)
 
 
 # --------------------------------------------------------------------------- features
@@ -162,7 +188,7 @@ def _features(run: Run) -> dict:
     from .models import features
 
     windows = run.settings.windows
-    table = features.customer_features(run.folder.transactions(), run.day,
+    table = features.customer_features(transactions(run), run.day,
                                        windows.lookback_months)
     table = run.source.add_features(run.folder, table, run.day, windows.lookback_months)
     run.folder.write("features", table)
@@ -245,7 +271,7 @@ def _insiders(run: Run) -> dict:
 
     s, folder = run.settings, run.folder
     previous = previous_members(run)
-    tx = folder.transactions()
+    tx = transactions(run)
     table = folder.read("features")
     segments = folder.read("segments")
     contest = ins.compare_value_methods(tx, run.day, s.windows, s.selection, s.seed)
@@ -286,7 +312,7 @@ def _evaluate(run: Run) -> dict:
     from .models import evaluation
 
     s, folder = run.settings, run.folder
-    tx = folder.transactions()
+    tx = transactions(run)
     customers = folder.read("customers")
     method = folder.stage("insiders")["value_model"]["method"]
     today = evaluation.insiders_vs_rest(customers, s.bootstrap, s.seed)
@@ -312,7 +338,7 @@ def _forecast(run: Run) -> dict:
     from .models import forecast
 
     s, folder, as_of = run.settings, run.folder, run.day
-    tx = folder.transactions()
+    tx = transactions(run)
     customers = folder.read("customers")
     members = set(customers.loc[customers["is_insider"], "customer_id"].astype("str"))
     daily = forecast.daily_revenue(tx, members, as_of)
@@ -348,7 +374,7 @@ def _stability(run: Run) -> dict:
     from .models import stability
 
     s, folder = run.settings, run.folder
-    tx = folder.transactions()
+    tx = transactions(run)
     seg = folder.stage("segment")
     result = stability.ari_curve(
         tx, run.day, seg["chosen"]["algorithm"], seg["chosen"]["k"], s.stability,

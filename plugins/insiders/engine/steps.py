@@ -96,3 +96,24 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
         report.notes.append(f"{outcome.several_countries} customer(s) appear under several "
                             "countries; each is shown with the country of most of their lines")
     return report
+
+
+def engine_of(run) -> Engine:
+    """The run's engine, opened once per process (the CLI's stages share it; each Airflow
+    task opens its own) and closed when the process ends."""
+    settings = run.settings
+    return run.folder.cached(f"engine:{settings.engine}", lambda: connect(
+        settings.engine, temp_dir=run.folder.path / "work" / "engine-tmp",
+        memory_limit=settings.engine_memory, spark_master=settings.spark_master,
+        spark_conf=parse_conf(settings.spark_conf)))
+
+
+def lines_of(run):
+    """The run's transactions file as the engine's `Lines` (one per file version)."""
+    from .aggregates import Lines
+
+    path = run.folder.path_of("transactions")
+    stat = path.stat()
+
+    return run.folder.cached(f"lines:{stat.st_mtime_ns}:{stat.st_size}",
+                             lambda: Lines.from_parquet(engine_of(run), path))

@@ -93,7 +93,7 @@ def out_of_time(
     """Choose the group `horizon` months ago as the pipeline would have, then see what it spent."""
     horizon_months, lookback_months = windows.horizon_months, windows.lookback_months
     cut = as_of - pd.DateOffset(months=horizon_months)
-    first = transactions["invoice_date"].min() if len(transactions) else as_of
+    first = feats.first_date(transactions, as_of)
     if pd.isna(first) or cut <= first + pd.Timedelta(days=28):
         return {"available": False,
                 "text": (f"Not enough history for an out-of-time check: it needs data from "
@@ -206,6 +206,12 @@ def cohorts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: in
     columns: `customers` then months since the first purchase (0..); values:
     share of the cohort that bought in that month.
     """
+    if not isinstance(transactions, pd.DataFrame):  # an engine's Lines: it counts
+        counts = transactions.cohort_activity(as_of, lookback_months)
+        if counts.empty:
+            return pd.DataFrame()
+        return cohort_table(counts.set_index(["cohort", "offset"])["n"].unstack(fill_value=0),
+                            as_of)
     start = feats.period_start(as_of, lookback_months)
     buys = transactions[(transactions["quantity"] > 0) & ~transactions["is_cancellation"]
                         & (transactions["invoice_date"] < as_of)]
@@ -220,7 +226,12 @@ def cohorts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: in
     if frame.empty:
         return pd.DataFrame()
     frame["offset"] = frame["month"] - frame["cohort"]
-    active = frame.groupby(["cohort", "offset"]).size().unstack(fill_value=0)
+    return cohort_table(frame.groupby(["cohort", "offset"]).size().unstack(fill_value=0), as_of)
+
+
+def cohort_table(active: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Customers active per (cohort, months since) -> shares, unknown-yet months blank."""
+    active = active.sort_index().sort_index(axis=1)
     # every month since the first purchase has a column, even one where nobody bought
     active = active.reindex(columns=range(int(active.columns.max()) + 1), fill_value=0)
     sizes = active[0]

@@ -47,6 +47,8 @@ def _pairs(starts: list[pd.Timestamp]) -> list[tuple[pd.Timestamp, pd.Timestamp]
 def daily_revenue(transactions: pd.DataFrame, customers: set[str], end: pd.Timestamp
                   ) -> pd.Series:
     """Net revenue per day of the given customers before `end` (days without sales are 0)."""
+    if not isinstance(transactions, pd.DataFrame):  # an engine's Lines: it aggregates
+        return transactions.daily_revenue(customers, end)
     lines = transactions[(transactions["invoice_date"] < end)
                          & transactions["customer_id"].astype("str").isin(customers)]
     if lines.empty:

@@ -99,7 +99,7 @@ def period_months(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_mont
                   ) -> float:
     """Months the analysed period really covers (less than the lookback early in the data)."""
     start = feats.period_start(as_of, lookback_months)
-    first = transactions["invoice_date"].min() if len(transactions) else as_of
+    first = feats.first_date(transactions, as_of)
     begin = max(start, first) if pd.notna(first) else as_of
     return max((as_of - begin).days / feats.DAYS_PER_MONTH, 0.0)
 
@@ -122,7 +122,7 @@ def fit_value_model(
     if method == "past_spend":
         return past_spend_model(transactions, as_of, windows)
     cut = as_of - pd.DateOffset(months=horizon_months)
-    first = transactions["invoice_date"].min() if len(transactions) else as_of
+    first = feats.first_date(transactions, as_of)
     history_days = (cut - first).days if pd.notna(first) else 0
     train = feats.customer_features(transactions, cut, lookback_months)
     train = train[train["has_purchase"]]
