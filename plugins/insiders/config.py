@@ -92,7 +92,7 @@ class Settings:
     # where the transaction-level work runs (engine/): duckdb (embedded, out of core),
     # spark (the spark extra; spark_master local[N] or spark://host:7077) or pandas
     engine: str = "duckdb"
-    engine_memory: str | None = None  # DuckDB memory_limit, e.g. "2GB" (default: its own)
+    engine_memory: str | None = "2GB"  # DuckDB memory_limit: beyond it, it spills to disk
     spark_master: str = "local[2]"
     spark_conf: str | None = None  # "key=value,key=value", e.g. spark.driver.port=4141
 

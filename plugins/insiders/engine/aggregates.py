@@ -107,7 +107,9 @@ class Lines:
         if self._first is None:
             t = self.table
             value = self.engine.to_pandas(t.aggregate(first=t.invoice_date.min()))["first"]
-            self._first = pd.Timestamp(value.iloc[0]) if len(value) else pd.NaT
+            first = pd.Timestamp(value.iloc[0]) if len(value) else pd.NaT
+            # microseconds, as the transactions file stores them (Spark hands back ns)
+            self._first = first.as_unit("us") if pd.notna(first) else first
         return self._first
 
     # ------------------------------------------------------------------ features

@@ -9,6 +9,7 @@ a large result never has to fit in memory at once). The expressions in
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,7 @@ def _spark(master: str, conf: dict[str, str]) -> Engine:
         "spark.ui.enabled": "false",
         "spark.driver.memory": "2g",
         "spark.ui.showConsoleProgress": "false",
+        "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / "insiders-spark-warehouse"),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "8",
         "spark.sql.execution.arrow.pyspark.enabled": "true",

@@ -146,14 +146,24 @@ def classify(engine: Engine, raw, dictionaries: dict[str, Dictionary]):
     return table.select(*picks, reason=reason)
 
 
-def with_duplicates(classified):
-    """Kept lines get `dup`: True for a copy of an earlier kept line (raw text equal)."""
-    import ibis
+def duplicates(classified):
+    """Positions of kept lines that copy an earlier kept line (raw text equal).
 
+    A group-by on the raw codes finds the texts seen more than once (few); only lines of
+    those are compared with their group's first position: no sort of all the lines, and
+    the result is small (the duplicates' positions)."""
     kept = classified.filter(classified.reason.isnull())
-    window = ibis.window(group_by=[kept[f"rc_{c}"] for c in RAW_COLUMNS],
-                         order_by=kept[POSITION])
-    return kept.mutate(dup=ibis.row_number().over(window) > 0)
+    keys = [f"rc_{c}" for c in RAW_COLUMNS]
+    groups = kept.group_by(keys).aggregate(first=kept[POSITION].min(), n=kept.count())
+    repeated = groups.filter(groups.n > 1).select(*keys, "first")
+    marked = kept.inner_join(repeated, keys)
+    return marked.filter(marked[POSITION] != marked.first).select(POSITION)
+
+
+def kept_lines(classified, dups):
+    """The lines that pass every check and are no copy."""
+    kept = classified.filter(classified.reason.isnull())
+    return kept.anti_join(dups, POSITION)
 
 
 @dataclass
@@ -163,17 +173,17 @@ class Outcome:
     several_countries: int
 
 
-def account(engine: Engine, classified, kept) -> Outcome:
+def account(engine: Engine, classified, dups) -> Outcome:
     """Rows per reason (kept lines count under None), duplicates, several-country customers."""
     per = engine.to_pandas(classified.group_by("reason").aggregate(n=classified.count()))
     counts = {("" if pd.isna(r) else str(r)): int(n) for r, n in zip(per["reason"], per["n"],
                                                                      strict=True)}
     rows_in = sum(counts.values())
     counts.pop("", None)
-    dup = int(engine.to_pandas(kept.aggregate(n=kept.dup.sum()))["n"].iloc[0] or 0)
+    dup = int(engine.to_pandas(dups.count().name("n").as_table())["n"].iloc[0])
     if dup:
         counts["duplicate"] = dup
-    good = kept.filter(~kept.dup)
+    good = kept_lines(classified, dups)
     several = good.group_by("customer_id_code").aggregate(
         n=good.country_code.nunique())
     several_countries = int(engine.to_pandas(several.filter(several.n > 1).count().name("n")
@@ -181,15 +191,15 @@ def account(engine: Engine, classified, kept) -> Outcome:
     return Outcome(counts, rows_in, several_countries)
 
 
-def quarantine_batches(engine: Engine, raw, classified, kept) -> Iterator[pd.DataFrame]:
+def quarantine_batches(engine: Engine, raw, classified, dups) -> Iterator[pd.DataFrame]:
     """Set-aside lines as written in the input, in file order, duplicates last."""
     import ibis
 
     columns = [*RAW_COLUMNS, "source_file", "source_row"]
     aside = classified.filter(classified.reason.notnull()).select(
         POSITION, reason_="reason")
-    dups = kept.filter(kept.dup).select(POSITION).mutate(reason_=ibis.null().cast("string"))
-    for part, label in ((aside, None), (dups, "duplicate")):
+    copies = dups.mutate(reason_=ibis.null().cast("string"))
+    for part, label in ((aside, None), (copies, "duplicate")):
         joined = raw.inner_join(part, POSITION).order_by(POSITION)
         for batch in engine.batches(joined.select(*columns, "reason_")):
             frame = batch.to_pandas()
@@ -197,10 +207,10 @@ def quarantine_batches(engine: Engine, raw, classified, kept) -> Iterator[pd.Dat
             yield frame
 
 
-def kept_batches(engine: Engine, kept, dictionaries: dict[str, Dictionary],
+def kept_batches(engine: Engine, classified, dups, dictionaries: dict[str, Dictionary],
                  file_order: list[str]) -> Iterator[pd.DataFrame]:
     """The kept lines in the transactions layout, in file order, block by block."""
-    good = kept.filter(~kept.dup).order_by(POSITION).select(
+    good = kept_lines(classified, dups).order_by(POSITION).select(
         "invoice_code", "invoice_cancel", "stock_code_code", "description_code",
         "quantity_value", "invoice_date_value", "unit_price_value", "customer_id_code",
         "country_code", "source_file", "source_row")

@@ -56,16 +56,15 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
         raise ValueError(f"unknown set-aside reason(s) from the source: {unknown}")
     dictionaries = lines.build_dictionaries(engine, raw, as_of)
     classified = engine.materialize(lines.classify(engine, raw, dictionaries))
-    kept = engine.materialize(lines.with_duplicates(classified))
-    outcome = lines.account(engine, classified, kept)
+    dups = engine.materialize(lines.duplicates(classified))
+    outcome = lines.account(engine, classified, dups)
     with QuarantineWriter(folder.path_of("quarantine")) as set_aside:
         rejects = folder.read("rejects")
         if len(rejects):
             set_aside(quality.malformed_to_quarantine(rejects))
             report.add("malformed_row", len(rejects))
             report.rows_in += len(rejects)
-        for frame in lines.quarantine_batches(engine, raw.select(*raw.columns), classified,
-                                              kept):
+        for frame in lines.quarantine_batches(engine, raw, classified, dups):
             set_aside(frame)
     report.rows_in += outcome.rows_in
     for reason in quality.REASONS:
@@ -76,7 +75,7 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     writer = None
     rows = 0
     try:
-        for frame in lines.kept_batches(engine, kept, dictionaries,
+        for frame in lines.kept_batches(engine, classified, dups, dictionaries,
                                         lines.source_files(engine, raw)):
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if writer is None:
