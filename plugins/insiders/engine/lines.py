@@ -30,6 +30,7 @@ from .backends import POSITION, Engine
 NULL_KEY = "<insiders:no value>"  # joins never match a missing value: stand-in for it on both sides
 # the columns whose checks set a line aside, in the order of quality.REASONS
 CHECKED = ("invoice_date", "customer_id", "quantity", "unit_price", "stock_code")
+TEXT_COLUMNS = ("invoice", "stock_code", "description", "customer_id", "country")
 
 
 @dataclass
