@@ -26,5 +26,10 @@ if [ -z "${INSIDERS_TEST_PG_URL:-}" ] && [ "$(id -u)" = 0 ]; then
 fi
 echo "PostgreSQL for tests: ${INSIDERS_TEST_PG_URL:-none}"
 
+# the spark extra: CI runs the engine tests on Spark's local mode too (Java 17 on PATH)
+if ! $BIN/python -c "import pyspark" >/dev/null 2>&1; then
+  $BIN/pip install -q --disable-pip-version-check -r requirements-spark.txt
+fi
+
 $BIN/ruff check .
 $BIN/pytest -q "$@"
