@@ -73,8 +73,14 @@ class Lines:
         self.engine = engine
         self.raw_table = table
         self.file_order = file_order
-        self.table = table
         self.invoice_order = invoice_order
+        if engine.name == "duckdb":
+            # the models ask for features at a dozen dates: a DuckDB table (insertion order
+            # kept, spilled to disk beyond the memory limit) scans several times faster than
+            # decoding the Parquet file each time
+            table = engine.materialize(table)
+            self.raw_table = table
+        self.table = table
         if engine.name == "duckdb":
             # one thread: DuckDB's compensated sum (fsum) then adds each group's lines in
             # file order, which is what pandas does: the same floats to the last bit
