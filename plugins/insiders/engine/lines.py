@@ -64,7 +64,7 @@ def _first_reason(checks: list[tuple[str, np.ndarray]], n: int) -> np.ndarray:
 
 def _coded(keys: pd.Series, cleaned: pd.Series) -> tuple[np.ndarray, pd.Index]:
     codes, categories = pd.factorize(cleaned)
-    return codes, pd.Index(categories, dtype="str")
+    return codes.astype(np.int32), pd.Index(categories, dtype="str")
 
 
 def build_dictionaries(engine: Engine, raw, as_of: pd.Timestamp,
@@ -77,7 +77,8 @@ def build_dictionaries(engine: Engine, raw, as_of: pd.Timestamp,
         keys = _distinct(engine, raw, column)
         text = _text(keys)
         n = len(keys)
-        frame = pd.DataFrame({"key": keys, "rc": np.arange(n, dtype=np.int64)})
+        # 32-bit codes: the engine's working table of all the lines stays half as wide
+        frame = pd.DataFrame({"key": keys, "rc": np.arange(n, dtype=np.int32)})
         checks: list[tuple[str, np.ndarray]] = []
         categories = None
         if column == "invoice_date":

@@ -1,4 +1,4 @@
-"""The quality and features stages on an engine: same files, same figures as the pandas path.
+"""The quality stage and the models' lines on an engine: same files, same figures as pandas.
 
 `stages.py` calls these when the settings name an engine other than `pandas`.
 Results stream back in blocks (Arrow batches): the transactions file and the
@@ -8,7 +8,6 @@ disk) ever holds all the lines.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -17,27 +16,7 @@ from .. import quality
 from .backends import Engine, connect, parse_conf
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from ..catalog import RunFolder
-    from ..config import Settings
-
-
-@contextmanager
-def open_engine(settings: Settings, folder: RunFolder | None = None) -> Iterator[Engine]:
-    """The engine the settings name, spilling into the run folder's work/ when it must."""
-    temp = folder.path / "work" / "engine-tmp" if folder is not None else None
-    engine = connect(settings.engine, temp_dir=temp, memory_limit=settings.engine_memory,
-                     spark_master=settings.spark_master,
-                     spark_conf=parse_conf(settings.spark_conf))
-    try:
-        yield engine
-    finally:
-        engine.close()
-        if temp is not None and temp.exists():
-            import shutil
-
-            shutil.rmtree(temp, ignore_errors=True)
 
 
 def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
