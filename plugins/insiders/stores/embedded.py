@@ -31,6 +31,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,19 @@ class EmbeddedClient:
         self._databases.clear()
 
 
+@contextmanager
+def _opening(file: Path) -> Iterator[None]:
+    """One process at a time sets a database file up (an exclusive lock on `<file>.lock`)."""
+    import fcntl
+
+    with open(file.with_name(file.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class EmbeddedDatabase:
     """One SQLite file; a collection is a table, created on first use."""
 
@@ -218,12 +232,16 @@ class EmbeddedDatabase:
         self.mutex = threading.RLock()  # the lease heartbeat writes from its own thread
         self.conn = sqlite3.connect(self.file, timeout=client.timeout, isolation_level=None,
                                     check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        with self.transaction():
-            self.conn.execute("CREATE TABLE IF NOT EXISTS _indexes (collection TEXT NOT NULL, "
-                              "name TEXT NOT NULL, spec TEXT NOT NULL, "
-                              "PRIMARY KEY (collection, name))")
+        # Switching a fresh file to WAL takes an exclusive lock that SQLite's busy timeout
+        # does not wait for: processes opening a new store at once (Airflow tasks, a
+        # backfill) would get "database is locked". They take turns on a lock file instead.
+        with _opening(self.file):
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            with self.transaction():
+                self.conn.execute("CREATE TABLE IF NOT EXISTS _indexes (collection TEXT NOT "
+                                  "NULL, name TEXT NOT NULL, spec TEXT NOT NULL, "
+                                  "PRIMARY KEY (collection, name))")
         self._collections: dict[str, EmbeddedCollection] = {}
 
     def __getitem__(self, name: str) -> EmbeddedCollection:
