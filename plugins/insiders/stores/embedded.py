@@ -31,7 +31,6 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,8 @@ import bson
 from bson import ObjectId
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
+
+from .filelock import exclusive
 
 _CODEC = bson.CodecOptions(document_class=dict, tz_aware=False)
 _COMPARISONS = {"$gt", "$gte", "$lt", "$lte"}
@@ -207,19 +208,6 @@ class EmbeddedClient:
         self._databases.clear()
 
 
-@contextmanager
-def _opening(file: Path) -> Iterator[None]:
-    """One process at a time sets a database file up (an exclusive lock on `<file>.lock`)."""
-    import fcntl
-
-    with open(file.with_name(file.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class EmbeddedDatabase:
     """One SQLite file; a collection is a table, created on first use."""
 
@@ -235,7 +223,7 @@ class EmbeddedDatabase:
         # Switching a fresh file to WAL takes an exclusive lock that SQLite's busy timeout
         # does not wait for: processes opening a new store at once (Airflow tasks, a
         # backfill) would get "database is locked". They take turns on a lock file instead.
-        with _opening(self.file):
+        with exclusive(self.file.with_name(self.file.name + ".lock")):
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             with self.transaction():
