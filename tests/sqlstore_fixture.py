@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from insiders.publish.sql_sync import (
+    CAMPAIGNS,
     CUSTOMER_SEGMENTS,
     DATA_QUALITY,
     FORECASTS,
@@ -227,6 +228,31 @@ def _membership(run_id: str, customers: list[dict], previous: set[str]) -> list[
     return rows
 
 
+def _campaigns(run_id: str, customers: list[dict], membership: list[dict]) -> list[dict]:
+    """The month's lists as models.campaigns draws them: welcome (entered), at risk (a member
+    with High churn risk), win back (left), next in line (just below the entry line)."""
+    by_id = {c["customer_id"]: c for c in customers}
+    size = round(len(customers) * INSIDER_SHARE)
+    rows = []
+    for m in membership:
+        c = by_id.get(m["customer_id"], {})
+        if m["status"] == "entered":
+            name, reason = "welcome", "entered the Insiders this month"
+        elif m["status"] == "stayed" and c.get("churn_band") == "High":
+            name, reason = "at_risk", "high churn risk: no purchase expected in the next 90 days"
+        elif m["status"] == "left":
+            name, reason = "win_back", f"left the Insiders this month: {m['reason']}"
+        elif m["status"] == "outside" and size < c.get("value_rank", 0) <= 1.5 * size:
+            name, reason = "next_in_line", "just below the entry line: one more purchase away"
+        else:
+            continue
+        rows.append({"run_id": run_id, "customer_id": m["customer_id"], "list": name,
+                     "reason": reason, "expected_value": m["expected_value"],
+                     "churn_risk": c.get("churn_risk"), "churn_band": c.get("churn_band"),
+                     "value_rank": c.get("value_rank", 0)})
+    return rows
+
+
 def _forecasts(rng: random.Random, run_id: str, as_of: date, base: float) -> list[dict]:
     rows = []
     months = [_months_back(as_of, k) for k in range(12, 0, -1)]
@@ -339,6 +365,7 @@ def build_synthetic_store(url: str, *, seed: int = 7) -> None:
                             sum(f["revenue"] for f in forecasts if f["kind"] == "forecast"), 2
                         ),
                         "recommended_refresh_months": 3,
+                        "currency": "GBP",
                     },
                 )
                 conn.execute(
@@ -348,6 +375,7 @@ def build_synthetic_store(url: str, *, seed: int = 7) -> None:
                 conn.execute(SEGMENT_PROFILES.insert(), profiles)
                 conn.execute(MEMBERSHIP.insert(), membership)
                 conn.execute(FORECASTS.insert(), forecasts)
+                conn.execute(CAMPAIGNS.insert(), _campaigns(run_id, customers, membership))
                 conn.execute(
                     DATA_QUALITY.insert(),
                     [{"run_id": run_id, "reason": r, "rows": n} for r, n in quality.items()],

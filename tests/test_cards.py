@@ -61,6 +61,7 @@ def referenced_columns(card) -> list[str]:
     names += [k for k in settings.get("series_settings") or {} if k not in names]
     if settings.get("scalar.field"):
         names.append(settings["scalar.field"])
+    names += [m for m in card.money if m not in names]
     return names
 
 
@@ -117,3 +118,94 @@ def test_cards_agree_on_sqlite_and_postgres(tmp_path: Path) -> None:
         engine.dispose()
     for card in SPEC.cards:
         assert answers[0][card.file] == answers[1][card.file], card.file
+
+
+# Setting names and values as Metabase v0.64's frontend defines them (read in its source:
+# visualizations/lib/settings/graph.js and series.ts, shared/settings/series.ts,
+# lib/settings/column.js; echarts/cartesian/model/stack.ts, option/series.ts). Metabase
+# stores any map, so a misspelt key is silently ignored there: this is the check.
+CARD_SETTINGS = {"graph.dimensions", "graph.metrics", "graph.x_axis.title_text",
+                 "graph.y_axis.title_text", "graph.y_axis.unpin_from_zero",
+                 "stackable.stack_type", "series_settings", "column_settings"}
+SERIES_SETTINGS = {
+    "display": {"line", "area", "bar"}, "line.interpolate": {"linear", "cardinal", "step-after"},
+    "line.style": {"solid", "dashed", "dotted"}, "line.size": {"S", "M", "L"},
+    "line.marker_enabled": {None, True, False}, "line.missing": {"zero", "none", "interpolate"},
+    "axis": {None, "left", "right"}, "color": None, "title": None,
+}
+COLUMN_SETTINGS = {"number_style": {"decimal", "percent", "scientific", "currency"},
+                   "currency": None, "currency_style": {"symbol", "code", "name"},
+                   "currency_in_header": {True, False}}
+
+
+def _settings_problems(card, settings: dict) -> list[str]:
+    problems = [f"unknown card setting {k}" for k in settings if k not in CARD_SETTINGS]
+    if settings.get("stackable.stack_type") not in (None, "stacked", "normalized"):
+        problems.append(f"stack type {settings['stackable.stack_type']!r}")
+    for name, opts in (settings.get("series_settings") or {}).items():
+        for key, value in opts.items():
+            allowed = SERIES_SETTINGS.get(key, ())
+            if key not in SERIES_SETTINGS or (allowed is not None and value not in allowed):
+                problems.append(f"series {name!r}: {key}={value!r}")
+    for key, opts in (settings.get("column_settings") or {}).items():
+        for k, v in opts.items():
+            allowed = COLUMN_SETTINGS.get(k, ())
+            if k not in COLUMN_SETTINGS or (allowed is not None and v not in allowed):
+                problems.append(f"column {key}: {k}={v!r}")
+    return problems
+
+
+@pytest.mark.parametrize("card", SPEC.cards, ids=lambda c: Path(c.file).stem)
+def test_cards_use_only_settings_metabase_has(card) -> None:
+    from insiders.dashboards.spec import currency_settings
+
+    assert _settings_problems(card, currency_settings(card, "BRL")) == []
+    # no smoothed line anywhere: Metabase's default is straight, and `cardinal` (a spline)
+    # can pass below the real points
+    for opts in (card.visualization_settings.get("series_settings") or {}).values():
+        assert opts.get("line.interpolate", "linear") != "cardinal", card.file
+
+
+def test_the_checker_of_settings_refuses_made_up_ones() -> None:
+    card = SPEC.cards[0]
+    assert _settings_problems(card, {"graph.band": True})
+    assert _settings_problems(card, {"series_settings": {"A": {"line.interpolate": "spline"}}})
+    assert _settings_problems(card, {"column_settings": {'["name","A"]': {"currency": "GBP",
+                                                                          "prefix_code": 1}}})
+
+
+def test_the_forecast_card_shows_the_same_figures_as_the_report(tmp_path: Path) -> None:
+    """One actual per month, for the group the forecast is for: the latest run's Insiders,
+    month by month equal to answers.json's expected_revenue.history (the report's forecast
+    chart), and the forecast with a band from its low to its high end. The backtest's
+    different group has its own card."""
+    from conftest import _pipeline_store, pipeline_runs
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    _pipeline_store(url)
+    latest = max(pipeline_runs())
+    expected = pipeline_runs()[latest][0]["answers"]["expected_revenue"]
+    card = next(c for c in SPEC.cards if c.file == "cards/10_forecast_vs_actuals.sql")
+    backtest = next(c for c in SPEC.cards if c.file == "cards/17_forecast_backtest.sql")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            frame = run_card_sql(conn, card.sql)
+            back = run_card_sql(conn, backtest.sql)
+    finally:
+        engine.dispose()
+    months = [str(m)[:10] for m in frame["Month"]]
+    assert len(months) == len(set(months)), "a month appears twice"
+    actual = {m: v for m, v in zip(months, frame["Actual"], strict=True)
+              if v is not None and not math.isnan(v)}
+    assert actual == pytest.approx({h["month"]: h["revenue"] for h in expected["history"]})
+    rows = {m: r for m, r in zip(months, frame.itertuples(index=False), strict=True)}
+    for m in expected["months"]:
+        row = rows[m["month"]]
+        assert row.Forecast == pytest.approx(m["revenue"])
+        assert row[1] == pytest.approx(m["lower"])  # the band's base ...
+        assert row[1] + row[2] == pytest.approx(m["upper"])  # ... plus its width: the high end
+        assert row.Actual is None or math.isnan(row.Actual)  # no actual for future months
+    assert not {"Backtest (actual)", "What that group spent"} & set(frame.columns)
+    assert list(back.columns) == ["Month", "What that group spent", "Our forecast then",
+                                  "Mean of the 3 months before"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html as htmllib
+import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -25,7 +28,7 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-quic", "--virtual-time-budget=5000",
 ]
-WINDOW = (1400, 3100)  # tall enough for the whole dashboard
+WINDOW = (1400, 4700)  # tall enough for the whole dashboard
 
 
 def dom_text(text: str) -> str:
@@ -135,3 +138,116 @@ def test_page_renders_in_headless_chromium(page: Path, tmp_path: Path) -> None:
     assert dom_text(EVIL_PERSONA) in dom
     assert "<script>window.__pwned" not in dom
     assert "<img src=" not in dom and "<b>bold</b>" not in dom
+
+
+def card_figures(html: str) -> dict[str, dict]:
+    """Each chart card's plotly figure (data and layout), by card file."""
+    out = {}
+    for part in html.split('<section class="card')[1:]:
+        file = re.search(r'data-card="([^"]+)"', part).group(1)
+        found = re.search(r'<script type="application/json" data-figure="[^"]+">(.*?)</script>',
+                          part, re.S)
+        if found:
+            out[htmllib.unescape(file)] = json.loads(found.group(1))
+    return out
+
+
+def test_the_forecast_card_is_one_group_with_a_band_and_straight_lines(page: Path) -> None:
+    html = page.read_text(encoding="utf-8")
+    figures = card_figures(html)
+    traces = figures["cards/10_forecast_vs_actuals.sql"]["data"]
+    by_name = {t["name"]: t for t in traces}
+    assert set(by_name) == {"Interval low", "80% interval", "Actual", "Forecast"}
+    band = by_name["80% interval"]
+    base = by_name["Interval low"]
+    # the interval is a filled band: its width stacked on its (invisible) low end
+    assert band["stackgroup"] == base["stackgroup"] and band["fill"] == "tonexty"
+    assert base["showlegend"] is False and band.get("showlegend", True) is not False
+    assert by_name["Forecast"]["line"]["dash"] == "dash"
+    assert "stackgroup" not in by_name["Actual"] and "stackgroup" not in by_name["Forecast"]
+    layout = figures["cards/10_forecast_vs_actuals.sql"]["layout"]
+    assert layout["yaxis"]["rangemode"] == "tozero"
+    assert layout["xaxis"]["tickformat"] == "%b %Y"  # months, not plotly's day ticks
+    # no smoothed line on the page: Metabase draws straight segments unless told otherwise
+    shapes = {t.get("line", {}).get("shape") for f in figures.values() for t in f["data"]
+              if t["type"] == "scatter"}
+    assert shapes <= {"linear"}, shapes
+
+
+def test_money_is_shown_in_the_runs_currency(page: Path) -> None:
+    """The synthetic store's runs are in GBP: scalars carry the code, tables name it in the
+    money columns' headings (Metabase's currency_in_header), charts in their y axis title."""
+    html = page.read_text(encoding="utf-8")
+    forecast = html.split('data-card="cards/04_forecast_next.sql"')[1].split("</section>")[0]
+    assert re.search(r'class="scalar-value">GBP [0-9,]+<', forecast), forecast
+    share = html.split('data-card="cards/03_insiders_revenue_share_now.sql"')[1]
+    assert "GBP" not in share.split("</section>")[0]  # a share is no money
+    campaigns = html.split('data-card="cards/19_campaign_list.sql"')[1].split("</section>")[0]
+    assert ">Expected value (GBP)</th>" in campaigns and ">Churn risk (%)</th>" in campaigns
+    layout = card_figures(html)["cards/10_forecast_vs_actuals.sql"]["layout"]
+    assert layout["yaxis"]["title"]["text"].endswith("(GBP)")
+
+
+def test_the_campaign_cards_show_the_latest_runs_lists(page: Path) -> None:
+    engine = sa.create_engine(str(page.parent / "insiders.sqlite").join(("sqlite:///", "")))
+    with engine.connect() as conn:
+        counts = dict(conn.execute(sa.text(
+            'SELECT "list", COUNT(*) FROM campaigns WHERE run_id = :r GROUP BY "list"'),
+            {"r": RUN_IDS[-1]}).all())
+    engine.dispose()
+    html = page.read_text(encoding="utf-8")
+    bars = card_figures(html)["cards/18_campaign_counts.sql"]["data"]
+    (customers,) = [t for t in bars if t["name"] == "Customers"]
+    labels = {"welcome": "Welcome", "at_risk": "At risk", "win_back": "Win back",
+              "next_in_line": "Next in line"}
+    assert customers["x"] == list(labels.values())  # every list, an empty one too
+    assert dict(zip(customers["x"], customers["y"], strict=True)) == {
+        labels[k]: counts.get(k, 0) for k in labels}
+    table = html.split('data-card="cards/19_campaign_list.sql"')[1].split("</section>")[0]
+    assert table.count("<tr>") - 1 == min(sum(counts.values()), 500)
+
+
+CLIP_CHECK = """<script>setTimeout(function () {
+  var problems = [];
+  document.querySelectorAll('section.card').forEach(function (card) {
+    var name = card.getAttribute('data-card'), box = card.getBoundingClientRect();
+    if (card.scrollHeight > card.clientHeight + 1 || card.scrollWidth > card.clientWidth + 1)
+      problems.push(name + ': content larger than the card');
+    card.querySelectorAll('.card-title, .card-desc, .scalar-value, .scalar-label')
+      .forEach(function (el) {
+        var r = el.getBoundingClientRect();
+        if (el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1
+            || r.bottom > box.bottom + 1)
+          problems.push(name + ': text cut: ' + el.textContent.slice(0, 50));
+      });
+    card.querySelectorAll('.table-wrap').forEach(function (el) {
+      if (el.scrollWidth > el.clientWidth + 1) problems.push(name + ': table cut at the side');
+    });
+    card.querySelectorAll('svg.main-svg text').forEach(function (t) {
+      var r = t.getBoundingClientRect();
+      if (!t.textContent || r.width === 0) return;
+      if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1
+          || r.bottom > box.bottom + 1)
+        problems.push(name + ': chart text outside the card: ' + t.textContent.slice(0, 40));
+    });
+  });
+  var out = document.createElement('pre'); out.id = 'clip-report';
+  out.textContent = JSON.stringify(problems); document.body.appendChild(out);
+}, 1500);</script>"""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="headless chromium is not installed "
+                                             "(apt-get install chromium)")
+def test_no_title_label_or_table_is_cut_off(page: Path, tmp_path: Path) -> None:
+    """Laid out by Chromium at the page's width: every title, description, scalar, axis
+    label and table fits its card (the scalar descriptions and the model table used to be
+    cut, with an ellipsis or a scrollbar)."""
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", CLIP_CHECK + "</body>"),
+                     encoding="utf-8")
+    dom = chromium(f"--window-size={WINDOW[0]},{WINDOW[1]}", "--dump-dom",
+                   probe.resolve().as_uri()).stdout
+    found = re.search(r'<pre id="clip-report">(.*?)</pre>', dom, re.S)
+    assert found, "the check did not run"
+    assert json.loads(htmllib.unescape(found.group(1))) == []

@@ -151,6 +151,32 @@ def test_a_month_cannot_hold_a_customer_twice(settings, month_runs):
             assert len(ids) == len(set(ids)) == store.count(name, "2011-10")
 
 
+def test_the_campaign_lists_are_the_runs_csv_and_a_rerun_replaces_them(settings, month_runs):
+    """The month's campaigns collection holds campaigns.csv row for row (one list per
+    customer); writing the month again with other lists leaves only those, and the store
+    refuses a second document for the same customer and month."""
+    from insiders.models.campaigns import LISTS
+
+    with stores.store_from(settings) as store:
+        for run_id in month_runs:
+            _write(store, month_runs, run_id)
+        for run_id, (_, docs) in month_runs.items():
+            stored = sorted((d["customer_id"], d["list"], d["reason"])
+                            for d in store.documents("campaigns", run_id))
+            assert stored == sorted((d["customer_id"], d["list"], d["reason"])
+                                    for d in docs["campaigns"])
+            assert stored and {d[1] for d in stored} <= set(LISTS)
+        run, docs = copy.deepcopy(month_runs["2011-11"])
+        docs["campaigns"] = docs["campaigns"][:3]
+        store.write_run(run, docs)
+        assert sorted(d["customer_id"] for d in store.documents("campaigns", "2011-11")) == \
+            sorted(d["customer_id"] for d in docs["campaigns"])
+        assert store.count("campaigns", "2011-10") == len(month_runs["2011-10"][1]["campaigns"])
+        twice = dict(store.db["campaigns"].find_one({"run_id": "2011-11"}, {"_id": 0}))
+        with pytest.raises(DuplicateKeyError):  # the unique index, not only the _id
+            store.db["campaigns"].insert_one({**twice, "list": "at_risk"})
+
+
 def test_previous_members_come_from_the_latest_complete_earlier_run(settings, month_runs):
     with stores.store_from(settings) as store:
         _write(store, month_runs, "2011-10")

@@ -28,7 +28,14 @@ from insiders.dashboards.provision import (
     provision,
     provision_from_env,
 )
-from insiders.dashboards.spec import DefinitionError, default_definition_dir, load_definition
+from insiders.dashboards.spec import (
+    CURRENCY_SQL,
+    DefinitionError,
+    column_key,
+    currency_settings,
+    default_definition_dir,
+    load_definition,
+)
 from sqlstore_fixture import build_synthetic_store
 
 EMAIL = "admin@insiders.example"
@@ -88,7 +95,9 @@ def test_first_provision_creates_everything(fake: FakeMetabase, store_path: Path
     assert collection["name"] == SPEC.collection
     # each card's SQL was tried through Metabase before anything was written
     queries = [r for r in fake.requests if r.path == "/api/dataset"]
-    assert [q.body["native"]["query"] for q in queries] == [c.sql for c in SPEC.cards]
+    # ... then the store's currency (runs.currency), for the money columns
+    assert [q.body["native"]["query"] for q in queries] == [c.sql for c in SPEC.cards] + [
+        CURRENCY_SQL]
     assert all(q.status == 202 for q in queries)
     # dashboard cards went onto a dashboard without tabs, and no tabs were made up
     (put,) = [r for r in fake.mutations if r.method == "PUT" and "/api/dashboard/" in r.path]
@@ -99,7 +108,7 @@ def test_first_provision_creates_everything(fake: FakeMetabase, store_path: Path
         assert stored["dataset_query"]["stages"][0]["native"] == card.sql
         assert stored["dataset_query"]["database"] == db["id"]
         assert stored["display"] == card.display
-        assert stored["visualization_settings"] == card.visualization_settings
+        assert stored["visualization_settings"] == currency_settings(card, "GBP")
         assert stored["description"] == card.description
         assert stored["collection_id"] == collection["id"]
 
@@ -444,3 +453,43 @@ def test_the_dag_task_provisions_with_the_settings_it_is_given(store_path: Path,
         assert not provision(fake.url, email=EMAIL, password=PASSWORD,
                              database={"engine": "sqlite", "path": str(store_path)},
                              poll_interval=0.01).changed
+
+
+def test_money_columns_are_shown_in_the_stores_currency(fake: FakeMetabase, store_path: Path,
+                                                        tmp_path: Path) -> None:
+    """Metabase's own column settings (number_style currency, currency, code style) for
+    every money column, in the currency the latest run recorded; a store whose currency
+    changes (another source) updates exactly the money cards; a store without one leaves
+    the files' settings as they are."""
+    run(fake, store_path)
+    forecast = fake.card_by_name("Revenue forecast, next period")["visualization_settings"]
+    assert forecast["column_settings"] == {column_key("Forecast revenue"): {
+        "number_style": "currency", "currency": "GBP", "currency_style": "code"}}
+    assert column_key("Forecast revenue") == '["name","Forecast revenue"]'  # JSON.stringify
+    assert "column_settings" not in fake.card_by_name("Insiders in the latest run")[
+        "visualization_settings"]
+
+    brl = tmp_path / "brl.sqlite"
+    shutil.copy(store_path, brl)
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{brl}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE runs SET currency = 'BRL'"))
+    engine.dispose()
+    fake.clear_log()
+    report = run(fake, brl)
+    updated = sorted(i.name for i in report.updated if i.kind == "card")
+    assert updated == sorted(c.name for c in SPEC.cards if c.money)
+    stored = fake.card_by_name("Campaign lists this month")["visualization_settings"]
+    assert stored["column_settings"][column_key("Expected value")]["currency"] == "BRL"
+
+    engine = sa.create_engine(f"sqlite:///{brl}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE runs SET currency = NULL"))
+    engine.dispose()
+    with FakeMetabase() as fresh:
+        run(fresh, brl)
+        for card in SPEC.cards:
+            assert fresh.card_by_name(card.name)["visualization_settings"] == (
+                card.visualization_settings)

@@ -30,7 +30,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MONGO_INIT = ROOT / "mongo-init"
-COLLECTIONS = ("runs", "customers", "segments", "membership", "forecasts", "stability")
+COLLECTIONS = ("runs", "customers", "segments", "membership", "forecasts", "stability",
+               "campaigns")
 
 # Keywords MongoDB's $jsonSchema supports that this checker implements; anything else in a
 # validator fails the tests until the checker learns it.
@@ -257,6 +258,21 @@ def example_documents() -> dict[str, list[dict]]:
         {"run_id": "2011-11", "months_since_fit": 3, "ari": 0.74, "threshold": 0.8},
         {"run_id": "2011-11", "months_since_fit": 6, "ari": None, "threshold": 0.8},
     ]
+    campaigns = [
+        {"run_id": "2011-11", "customer_id": "12347", "list": "welcome",
+         "reason": "entered the Insiders this month", "expected_value": 1730.25,
+         "churn_risk": 0.12, "churn_band": "Low", "value_rank": 14},
+        {"run_id": "2011-11", "customer_id": "14911", "list": "at_risk",
+         "reason": "high churn risk: no purchase expected in the next 90 days",
+         "expected_value": 880.0, "churn_risk": 0.71, "churn_band": "High", "value_rank": 190},
+        {"run_id": "2011-11", "customer_id": "15311", "list": "next_in_line",
+         "reason": "just below the entry line: one more purchase away", "expected_value": 402,
+         "churn_risk": 0.3, "churn_band": "Low", "value_rank": 260},
+        # a member with no line at all in the period: no rank, no prediction
+        {"run_id": "2011-11", "customer_id": "17850", "list": "win_back",
+         "reason": "left the Insiders this month: no purchase in the analysed period",
+         "expected_value": 0.0, "churn_risk": None, "churn_band": None, "value_rank": 0},
+    ]
     return {
         "runs": [writing, complete, as_strings],
         "customers": [customer, newcomer],
@@ -264,6 +280,7 @@ def example_documents() -> dict[str, list[dict]]:
         "membership": membership,
         "forecasts": forecasts,
         "stability": stability,
+        "campaigns": campaigns,
     }
 
 
@@ -392,6 +409,13 @@ BREAKING = [
         ("stability", {"months_since_fit": -1}),
         ("stability", {"months_since_fit": 1.5}),
         ("stability", {"threshold": None}),
+        ("campaigns", {"list": "vip"}),
+        ("campaigns", {"customer_id": 12347}),
+        ("campaigns", {"reason": ""}),
+        ("campaigns", {"churn_risk": 1.5}),
+        ("campaigns", {"churn_band": "high"}),
+        ("campaigns", {"value_rank": -1}),
+        ("campaigns", {"expected_value": "1730.25"}),
 ]
 
 
@@ -432,6 +456,7 @@ UNIQUE_KEYS = {
     "segments": ["run_id", "segment"],
     "forecasts": ["run_id", "month", "kind"],
     "stability": ["run_id", "months_since_fit"],
+    "campaigns": ["run_id", "customer_id"],
 }
 
 

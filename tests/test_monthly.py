@@ -36,7 +36,7 @@ def _sql_counts(url: str, run_id: str) -> dict[str, int]:
     counts = sql_sync.table_counts(url, run_id)
     return {"customers": counts["customer_segments"], "segments": counts["segment_profiles"],
             "membership": counts["membership"], "forecasts": counts["forecasts"],
-            "stability": counts["stability"]}
+            "stability": counts["stability"], "campaigns": counts["campaigns"]}
 
 
 def test_ten_months_give_ten_complete_runs_in_both_stores(backfill):

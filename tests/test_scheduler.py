@@ -244,6 +244,7 @@ def test_the_sql_store_holds_one_complete_run_per_month_and_nothing_twice(ran):
             assert counts["segment_profiles"] == docs["segments"]
             assert counts["membership"] == docs["membership"]
             assert counts["forecasts"] == docs["forecasts"]
+            assert counts["campaigns"] == docs["campaigns"] > 0
     assert sql_sync.table_counts(url)["runs"] == 4
 
 

@@ -13,7 +13,8 @@ from insiders.errors import StoreError
 from insiders.publish import sql_sync
 
 TABLE_FOR = {"customers": "customer_segments", "segments": "segment_profiles",
-             "membership": "membership", "forecasts": "forecasts", "stability": "stability"}
+             "membership": "membership", "forecasts": "forecasts", "stability": "stability",
+             "campaigns": "campaigns"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -143,3 +144,70 @@ def test_the_sql_store_going_away_mid_sync_leaves_the_previous_state(store, fres
 def test_an_unreachable_sql_store_is_a_clear_error(store):
     with pytest.raises(StoreError, match=r"SQL store postgresql\+psycopg://u:\*\*\*@127.0.0.1:9/x"):
         sql_sync.sync(store, "postgresql+psycopg://u:secret@127.0.0.1:9/x?connect_timeout=2")
+
+
+def test_the_campaign_lists_reach_the_sql_store_and_a_rerun_replaces_them(store, sql_url,
+                                                                         month_runs):
+    """campaigns.csv -> documents -> table `campaigns`, row for row; re-running a month with
+    other lists leaves exactly the new ones (keyed by run month and customer)."""
+    sql_sync.sync(store, sql_url)
+    engine = sa.create_engine(sql_url)
+    query = sa.text('SELECT customer_id, "list", reason, expected_value, churn_risk, '
+                    'value_rank FROM campaigns WHERE run_id = :r')
+    try:
+        for run_id, (_, docs) in month_runs.items():
+            assert docs["campaigns"], f"run {run_id} has no campaign list"
+            with engine.connect() as conn:
+                got = {r.customer_id: r for r in conn.execute(query, {"r": run_id})}
+            assert len(got) == len(docs["campaigns"])
+            for d in docs["campaigns"]:
+                row = got[d["customer_id"]]
+                assert (row.list, row.reason, row.value_rank) == (d["list"], d["reason"],
+                                                                  d["value_rank"])
+                assert row.expected_value == pytest.approx(d["expected_value"])
+                if d["churn_risk"] is None:
+                    assert row.churn_risk is None
+                else:
+                    assert row.churn_risk == pytest.approx(d["churn_risk"])
+        run, docs = copy.deepcopy(month_runs["2011-11"])
+        kept = docs["campaigns"][:2]
+        kept[0] = {**kept[0], "list": "win_back", "reason": "left the Insiders this month: test"}
+        docs["campaigns"] = kept
+        store.write_run(run, docs)
+        assert sql_sync.sync(store, sql_url)["synced"] == ["2011-11"]
+        with engine.connect() as conn:
+            rows = conn.execute(query, {"r": "2011-11"}).all()
+            other = conn.execute(sa.text("SELECT COUNT(*) FROM campaigns WHERE run_id = :r"),
+                                 {"r": "2011-10"}).scalar_one()
+        assert sorted((r.customer_id, r.list) for r in rows) == sorted(
+            (d["customer_id"], d["list"]) for d in kept)
+        assert other == len(month_runs["2011-10"][1]["campaigns"])
+    finally:
+        engine.dispose()
+
+
+def test_the_runs_currency_is_stored_and_an_older_store_gains_the_column(store, sql_url,
+                                                                         month_runs):
+    """answers.json `currency` lands in runs.currency; a store created before the column
+    existed gets it by ALTER TABLE (nullable), its rows kept, and the next sync fills it."""
+    engine = sa.create_engine(sql_url)
+    old = sa.MetaData()
+    sa.Table("runs", old, *[sa.Column(c.name, c.type, primary_key=c.primary_key)
+                            for c in sql_sync.RUNS.columns if c.name != "currency"])
+    try:
+        old.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO runs (run_id, as_of, period_start, version) "
+                                 "VALUES ('2011-01', '2011-02-01', '2010-02-01', 'old')"))
+        run, docs = copy.deepcopy(month_runs["2011-11"])
+        run["answers"] = {**run["answers"], "currency": "GBP"}
+        store.write_run(run, docs)
+        sql_sync.sync(store, sql_url)
+        with engine.connect() as conn:
+            assert "currency" in {c["name"] for c in sa.inspect(conn).get_columns("runs")}
+            rows = dict(conn.execute(sa.text("SELECT run_id, currency FROM runs")).all())
+        assert rows["2011-11"] == "GBP"
+        assert rows["2011-01"] is None  # the older row is kept, with no currency
+        assert rows["2011-10"] == month_runs["2011-10"][0]["answers"].get("currency")
+    finally:
+        engine.dispose()

@@ -23,7 +23,13 @@ import sqlalchemy as sa
 
 from insiders.dashboards.htmlkit import BASE_CSS, Figures
 from insiders.dashboards.htmlkit import esc as _esc
-from insiders.dashboards.spec import CardSpec, DashboardSpec, DefinitionError, load_definition
+from insiders.dashboards.spec import (
+    CURRENCY_SQL,
+    CardSpec,
+    DashboardSpec,
+    DefinitionError,
+    load_definition,
+)
 from insiders.errors import InsidersError
 
 ROW_PX = 52  # height of one grid row; Metabase's rows are about this tall
@@ -33,6 +39,9 @@ PALETTE = ["#509EE3", "#88BF4D", "#A989C5", "#EF8C8C", "#F9D45C", "#F2A86F", "#9
            "#7172AD"]  # Metabase's default series colours, so both dashboards look alike
 FONT = "Inter, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 DASHES = {"dashed": "dash", "dotted": "dot", "solid": "solid"}
+# Metabase's `line.interpolate` (series setting; default "linear") as plotly line shapes
+SHAPES = {"linear": "linear", "cardinal": "spline", "step-after": "hv"}
+HIDDEN = {"#fff", "#ffffff", "white"}  # a white series is a spacer (a band's base): no legend
 
 
 class DashboardError(InsidersError):
@@ -89,6 +98,14 @@ def query_cards(sql_url: str, spec: DashboardSpec) -> dict[str, pd.DataFrame]:
             except Exception:
                 conn.rollback()
             results["__latest_run__"] = pd.DataFrame({"run": [latest]})
+            currency = None
+            try:  # a store synced before runs had a currency has no such column
+                found = run_card_sql(conn, CURRENCY_SQL)
+                currency = found.iloc[0, 0] if len(found) else None
+            except Exception:
+                conn.rollback()
+            results["__currency__"] = pd.DataFrame({
+                "currency": [str(currency).strip().upper() if currency else None]})
     except sa.exc.OperationalError as exc:
         raise DashboardError(
             f"Cannot connect to the SQL store: {str(exc.orig).splitlines()[0]}"
@@ -142,11 +159,13 @@ def _card_height_px(card: CardSpec) -> int:
     return card.position.size_y * ROW_PX + (card.position.size_y - 1) * GAP_PX
 
 
-def _render_scalar(card: CardSpec, frame: pd.DataFrame) -> str:
+def _render_scalar(card: CardSpec, frame: pd.DataFrame, currency: str | None = None) -> str:
     if frame.empty or not len(frame.columns):
         return '<div class="scalar"><div class="scalar-value">–</div></div>'
     column = str(frame.columns[0])
     value = format_value(frame.iloc[0, 0], column)
+    if currency and column in card.money and not _is_missing(frame.iloc[0, 0]):
+        value = f"{currency} {value}"  # Metabase's currency_style "code"
     return (
         '<div class="scalar">'
         f'<div class="scalar-value">{_esc(value)}</div>'
@@ -155,7 +174,7 @@ def _render_scalar(card: CardSpec, frame: pd.DataFrame) -> str:
     )
 
 
-def _render_table(card: CardSpec, frame: pd.DataFrame) -> str:
+def _render_table(card: CardSpec, frame: pd.DataFrame, currency: str | None = None) -> str:
     if frame.empty:
         return '<div class="empty">No rows</div>'
     shown = frame.head(TABLE_ROW_LIMIT)
@@ -167,8 +186,12 @@ def _render_table(card: CardSpec, frame: pd.DataFrame) -> str:
         else:  # short labels (run keys, ids, countries) read better on one line
             longest = max((len(format_value(v)) for v in values), default=0)
             classes.append("txt short" if longest <= 22 else "txt")
+    def heading(column: str) -> str:  # Metabase's currency_in_header: the code in the heading
+        return f"{column} ({currency})" if currency and column in card.money else column
+
     head = "".join(
-        f'<th class="{k}">{_esc(c)}</th>' for c, k in zip(frame.columns, classes, strict=True)
+        f'<th class="{k}">{_esc(heading(str(c)))}</th>'
+        for c, k in zip(frame.columns, classes, strict=True)
     )
     body = []
     for row in shown.itertuples(index=False):
@@ -207,7 +230,38 @@ def _axis_values(series: pd.Series) -> tuple[list, str]:
     return [_esc(format_value(v)) if isinstance(v, str) else v for v in values], "category"
 
 
-def _figure(card: CardSpec, frame: pd.DataFrame) -> go.Figure:
+def _month_ticks(values: pd.Series) -> dict:
+    """Monthly data on a date axis: one labelled tick per month (or every few months), as
+    Metabase shows a month unit, instead of plotly's day ticks (`Sep 1, Oct 1, Oct 31`)."""
+    days = pd.to_datetime(pd.Series([v for v in values if not _is_missing(v)]), errors="coerce")
+    if days.empty or days.isna().any() or not (days.dt.day == 1).all():
+        return {}
+    months = (days.max().year - days.min().year) * 12 + days.max().month - days.min().month + 1
+    return {"dtick": f"M{max(1, math.ceil(months / 8))}", "tickformat": "%b %Y"}
+
+
+def _series_display(card_display: str, index: int, opts: dict) -> str:
+    """A series' display as Metabase decides it: its own setting, else a combo chart's first
+    series is a line and the others bars (`getSeriesDefaultDisplay`), else the card's."""
+    if opts.get("display"):
+        return str(opts["display"])
+    if card_display == "combo":
+        return "line" if index == 0 else "bar"
+    return {"row": "bar"}.get(card_display, card_display)
+
+
+def _fill(color: str) -> str:
+    """An area's fill: the series colour at Metabase's area opacity (about 0.3)."""
+    if color.lower() in HIDDEN:
+        return "rgba(255,255,255,0)"
+    match = re.fullmatch(r"#([0-9a-fA-F]{6})", color)
+    if not match:
+        return color
+    r, g, b = (int(match.group(1)[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},0.35)"
+
+
+def _figure(card: CardSpec, frame: pd.DataFrame, currency: str | None = None) -> go.Figure:
     settings = card.visualization_settings
     columns = [str(c) for c in frame.columns]
     dims = [d for d in settings.get("graph.dimensions") or columns[:1] if d in columns]
@@ -242,37 +296,51 @@ def _figure(card: CardSpec, frame: pd.DataFrame) -> go.Figure:
             x, _ = _axis_values(frame[x_name])
             series.append((metric, x, frame[metric].tolist(), series_settings.get(metric, {})))
     _, axis_type = _axis_values(frame[x_name])
-    default = {"combo": "line", "row": "bar"}.get(card.display, card.display)
-    if card.display == "combo" and series:
-        default = "bar"
     right_axis = False
     for index, (name, x, y, opts) in enumerate(series):
-        color = PALETTE[index % len(PALETTE)]
-        kind = opts.get("display") or default
-        if card.display == "combo" and index > 0 and not opts.get("display"):
-            kind = "line"
+        kind = _series_display(card.display, index, opts)
+        color = str(opts.get("color") or PALETTE[index % len(PALETTE)])
         axis = "y2" if opts.get("axis") == "right" else "y"
         right_axis = right_axis or axis == "y2"
-        label = _esc(name)
+        label = _esc(str(opts.get("title") or name))
         if kind == "bar":
             horizontal = card.display == "row"
             fig.add_trace(go.Bar(
                 x=y if horizontal else x, y=x if horizontal else y, name=label, yaxis=axis,
                 orientation="h" if horizontal else "v", marker={"color": color},
             ))
-        else:
-            dash = DASHES.get(str(opts.get("line.style", "solid")), "solid")
-            fig.add_trace(go.Scatter(
-                x=x, y=y, name=label, yaxis=axis, mode="lines+markers",
-                line={"color": color, "width": 2.5, "dash": dash, "shape": "spline",
-                      "smoothing": 0.4},
-                marker={"size": 5}, connectgaps=False,
-                fill="tozeroy" if kind == "area" else None,
-            ))
+            continue
+        # Metabase draws straight segments unless told `cardinal` (a spline can pass below
+        # the real points); areas stack only with areas, and only when the card stacks
+        shape = SHAPES.get(str(opts.get("line.interpolate") or "linear"), "linear")
+        dash = DASHES.get(str(opts.get("line.style", "solid")), "solid")
+        markers = opts.get("line.marker_enabled") is not False
+        hidden = color.lower() in HIDDEN
+        area = kind == "area"
+        if area and stacked:  # a band covers only the months it has values for
+            kept = [(a, b) for a, b in zip(x, y, strict=True) if not _is_missing(b)]
+            x, y = [a for a, _ in kept], [b for _, b in kept]
+        fig.add_trace(go.Scatter(
+            x=x, y=y, name=label, yaxis=axis, mode="lines+markers" if markers else "lines",
+            line={"color": color, "width": 0 if hidden else (1 if area else 2.5),
+                  "dash": dash, "shape": shape},
+            marker={"size": 5},
+            connectgaps=opts.get("line.missing", "interpolate") == "interpolate",
+            fill=None if not area else ("tonexty" if stacked else "tozeroy"),
+            fillcolor=_fill(color) if area else None,
+            stackgroup=f"area-{axis}" if area and stacked else None,
+            showlegend=not hidden, hoverinfo="skip" if hidden else None,
+        ))
     fig.update_layout(barmode="stack" if stacked else "group")
     x_title = settings.get("graph.x_axis.title_text")
     y_title = settings.get("graph.y_axis.title_text")
+    if currency and card.display != "row" and any(
+            m in card.money and (series_settings.get(m) or {}).get("axis") != "right"
+            for m in metrics):
+        y_title = f"{y_title or 'Amount'} ({currency})"
     category_axis = {"type": axis_type} if card.display != "row" else {}
+    if axis_type == "date" and card.display != "row":
+        category_axis.update(_month_ticks(frame[x_name]))
     fig.update_xaxes(title_text=_esc(x_title) if x_title else None, **category_axis)
     fig.update_yaxes(title_text=_esc(y_title) if y_title else None)
     if not settings.get("graph.y_axis.unpin_from_zero") and card.display != "row":
@@ -283,10 +351,11 @@ def _figure(card: CardSpec, frame: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def _render_chart(card: CardSpec, frame: pd.DataFrame, figures: Figures) -> str:
+def _render_chart(card: CardSpec, frame: pd.DataFrame, figures: Figures,
+                  currency: str | None = None) -> str:
     if frame.empty:
         return '<div class="empty">No rows</div>'
-    fig = _figure(card, frame)
+    fig = _figure(card, frame, currency)
     fig.update_layout(
         template="plotly_white",
         font={"family": FONT, "size": 12, "color": "#4C5773"},
@@ -307,15 +376,17 @@ def _render_chart(card: CardSpec, frame: pd.DataFrame, figures: Figures) -> str:
     return f"<div>{figures.html(fig)}</div>"
 
 
-def render_card(card: CardSpec, frame: pd.DataFrame, figures: Figures) -> str:
-    """One card's HTML: title, description and its visualisation, placed on the grid."""
+def render_card(card: CardSpec, frame: pd.DataFrame, figures: Figures,
+                currency: str | None = None) -> str:
+    """One card's HTML: title, description and its visualisation, placed on the grid.
+    Money columns (`card.money`) are shown in `currency`, the latest run's."""
     p = card.position
     if card.display in ("scalar", "smartscalar", "progress", "gauge"):
-        body, kind = _render_scalar(card, frame), "scalar-card"
+        body, kind = _render_scalar(card, frame, currency), "scalar-card"
     elif card.display in ("table", "object", "pivot"):
-        body, kind = _render_table(card, frame), "table-card"
+        body, kind = _render_table(card, frame, currency), "table-card"
     else:
-        body, kind = _render_chart(card, frame, figures), "chart-card"
+        body, kind = _render_chart(card, frame, figures, currency), "chart-card"
     description = (
         f'<p class="card-desc" title="{_esc(card.description)}">{_esc(card.description)}</p>'
         if card.description else ""
@@ -352,13 +423,10 @@ html, body { margin: 0; background: var(--bg); color: var(--ink);
   min-width: 0; min-height: 0; overflow: hidden; }
 .card header { padding: 14px 16px 6px; }
 .card-title { margin: 0; font-size: 15px; font-weight: 650; line-height: 1.3; }
-.card-desc { margin: 4px 0 0; color: var(--muted); font-size: 12.5px; line-height: 1.4;
-  display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical;
-  overflow: hidden; }
+.card-desc { margin: 4px 0 0; color: var(--muted); font-size: 12.5px; line-height: 1.4; }
 .card-body { flex: 1; min-height: 0; position: relative; padding: 0 10px 10px; }
 .chart-card .card-body > div { position: absolute; inset: 0 10px 10px 10px; }
 .scalar-card header { padding-bottom: 0; }
-.scalar-card .card-desc { -webkit-line-clamp: 1; }
 .scalar { height: 100%; display: flex; flex-direction: column; justify-content: center;
   padding: 0 6px; }
 .scalar-value { font-size: 36px; font-weight: 700; color: var(--brand); line-height: 1.1;
@@ -394,7 +462,11 @@ footer { margin-top: 22px; color: var(--muted); font-size: 12px; }
 def render_page(spec: DashboardSpec, results: dict[str, pd.DataFrame]) -> str:
     """The whole page as a string, from the definition and each card's query result."""
     figures = Figures(prefix="card")
-    sections = [render_card(card, results[card.name], figures) for card in spec.cards]
+    money = results.get("__currency__")
+    currency = money.iloc[0, 0] if money is not None and len(money) else None
+    currency = None if _is_missing(currency) else currency
+    sections = [render_card(card, results[card.name], figures, currency)
+                for card in spec.cards]
     latest_frame = results.get("__latest_run__")
     latest = latest_frame.iloc[0, 0] if latest_frame is not None else None
     rendered = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

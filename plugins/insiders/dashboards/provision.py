@@ -42,9 +42,11 @@ from insiders.dashboards.metabase import (
     same_sql,
 )
 from insiders.dashboards.spec import (
+    CURRENCY_SQL,
     CardSpec,
     DashboardSpec,
     DefinitionError,
+    currency_settings,
     default_definition_dir,
     load_definition,
 )
@@ -298,15 +300,24 @@ class _Provisioner:
                     f"{error or 'query failed'}"
                 )
 
+    def store_currency(self, database_id: int) -> str | None:
+        """The latest run's currency (`runs.currency`), asked of Metabase like the cards; None
+        when the store has no run, no such column yet or no currency recorded."""
+        result = self.client.run_native(database_id, CURRENCY_SQL)
+        rows = ((result.get("data") or {}).get("rows") or []) if not result.get("error") else []
+        value = rows[0][0] if rows and rows[0] else None
+        return (str(value).strip().upper() or None) if value else None
+
     def ensure_card(self, card: CardSpec, database_id: int, collection_id: int,
-                    existing: int | None) -> int:
+                    existing: int | None, currency: str | None = None) -> int:
         query = {"database": database_id, "type": "native", "native": {"query": card.sql}}
+        settings = currency_settings(card, currency)
         if existing is None:
             body: dict[str, Any] = {
                 "name": card.name,
                 "type": "question",
                 "display": card.display,
-                "visualization_settings": card.visualization_settings,
+                "visualization_settings": settings,
                 "dataset_query": query,
                 "collection_id": collection_id,
             }
@@ -325,8 +336,8 @@ class _Provisioner:
             changes["display"] = card.display
         if (current.get("description") or "") != card.description:
             changes["description"] = card.description or None
-        if not is_subset(card.visualization_settings, current.get("visualization_settings")):
-            changes["visualization_settings"] = card.visualization_settings
+        if not is_subset(settings, current.get("visualization_settings")):
+            changes["visualization_settings"] = settings
         if current.get("collection_id") != collection_id:
             changes["collection_id"] = collection_id
         if changes:
@@ -435,11 +446,12 @@ def provision(
     database_id = steps.ensure_database(wanted_db)
     steps.wait_for_sync(database_id)
     steps.validate_cards(spec, database_id)
+    currency = steps.store_currency(database_id)
     collection_id = steps.ensure_collection(spec.collection)
     existing = steps.collection_items(collection_id)
     card_ids = {
         card.name: steps.ensure_card(card, database_id, collection_id,
-                                     existing.get(("card", card.name)))
+                                     existing.get(("card", card.name)), currency)
         for card in spec.cards
     }
     steps.ensure_dashboard(spec, collection_id, card_ids, existing.get(("dashboard", spec.name)))

@@ -18,6 +18,9 @@ from typing import Any
 from insiders.errors import InsidersError
 
 GRID_COLUMNS = 24  # Metabase's dashboard grid
+# the currency of the latest run's money figures (sql_sync: `runs.currency`), read by both
+# renderers to show the money columns of `CardSpec.money` in it
+CURRENCY_SQL = "SELECT currency FROM runs WHERE run_id = (SELECT MAX(run_id) FROM runs)"
 DISPLAYS = frozenset(
     {"scalar", "smartscalar", "line", "area", "bar", "row", "combo", "pie", "table",
      "scatter", "waterfall", "funnel", "progress", "gauge"}
@@ -52,6 +55,35 @@ class CardSpec:
     visualization_settings: dict
     position: Position
     description: str = ""
+    # result columns that hold money: shown in the run's currency (`currency_settings`)
+    money: tuple[str, ...] = ()
+
+
+def column_key(column: str) -> str:
+    """Metabase's key for a native query's column in `column_settings`: the JSON text of
+    `["name", column]` exactly as its frontend writes it (`JSON.stringify`, no spaces)."""
+    return json.dumps(["name", column], separators=(",", ":"), ensure_ascii=False)
+
+
+def currency_settings(card: CardSpec, currency: str | None) -> dict:
+    """The card's visualization settings with its money columns in `currency` (ISO 4217).
+
+    The currency belongs to the data (GBP for Online Retail, BRL for Olist: `runs.currency`),
+    not to the files, so both renderers add it when they know the store's: Metabase's own
+    column settings (`number_style: currency`, `currency`, `currency_style: code`; in a
+    table the code sits in the column heading, `currency_in_header`, Metabase's default).
+    Without a currency, or without money columns, the settings are the files' as they are.
+    """
+    if not currency or not card.money:
+        return card.visualization_settings
+    settings = dict(card.visualization_settings)
+    columns = dict(settings.get("column_settings") or {})
+    for column in card.money:
+        columns[column_key(column)] = {**columns.get(column_key(column), {}),
+                                       "number_style": "currency", "currency": currency,
+                                       "currency_style": "code"}
+    settings["column_settings"] = columns
+    return settings
 
 
 @dataclass(frozen=True)
@@ -135,6 +167,9 @@ def load_definition(definition_dir: Path | None = None) -> DashboardSpec:
             raise DefinitionError(f"{where}: SQL file {item['file']} not found") from None
         if not sql:
             raise DefinitionError(f"{where}: SQL file {item['file']} is empty")
+        money = item.get("money") or []
+        if not isinstance(money, list) or not all(isinstance(m, str) and m for m in money):
+            raise DefinitionError(f"{where}: money must be a list of column names")
         cards.append(
             CardSpec(
                 name=name,
@@ -144,6 +179,7 @@ def load_definition(definition_dir: Path | None = None) -> DashboardSpec:
                 visualization_settings=settings,
                 position=position,
                 description=str(item.get("description") or "").strip(),
+                money=tuple(money),
             )
         )
     _check_overlaps(cards, path.name)

@@ -133,6 +133,8 @@ def build(folder: RunFolder, run_id: str, source: str | None = None) -> tuple[di
                        "threshold": float(stab["threshold"])}
                       for p in stab.get("ari_by_month", [])]
 
+    campaign_docs = campaign_documents(folder)
+
     flows = dict(ins["membership"])
     flows["left"] = sum(1 for d in membership_docs if d["status"] == "left")
     flows["members"] = int(customers["is_insider"].sum())
@@ -166,5 +168,23 @@ def build(folder: RunFolder, run_id: str, source: str | None = None) -> tuple[di
     }
     documents = {"customers": customer_docs, "segments": segment_docs,
                  "membership": membership_docs, "forecasts": forecast_docs,
-                 "stability": stability_docs}
+                 "stability": stability_docs, "campaigns": campaign_docs}
     return run, documents
+
+
+def campaign_documents(folder: RunFolder) -> list[dict]:
+    """The month's campaign lists (campaigns.csv, written by the report stage) as documents:
+    one per customer, so the dashboard and the SQL store read the very rows marketing gets.
+    A run folder from before the lists existed has none."""
+    if not folder.exists("campaigns"):
+        return []
+    lists = pd.read_csv(folder.path_of("campaigns"), dtype={"customer_id": "str"},
+                        keep_default_na=False, na_values=[""])
+    return [
+        {"customer_id": str(r["customer_id"]), "list": str(r["list"]),
+         "reason": str(r["reason"]), "expected_value": _num(r["expected_value"]),
+         "churn_risk": _num(r["churn_risk"]),
+         "churn_band": None if _num(r["churn_band"]) is None else str(r["churn_band"]),
+         "value_rank": int(r["value_rank"])}
+        for r in lists.to_dict(orient="records")
+    ]

@@ -66,6 +66,8 @@ RUNS = Table(
     Column("left_count", Integer),
     Column("forecast_next", Float),
     Column("recommended_refresh_months", Integer),
+    # ISO 4217 code of every money figure of the run (answers.json `currency`, from the source)
+    Column("currency", String(3)),
 )
 
 CUSTOMER_SEGMENTS = Table(
@@ -169,10 +171,24 @@ STABILITY = Table(
 )
 
 
+CAMPAIGNS = Table(
+    "campaigns",
+    METADATA,
+    Column("run_id", String(7), primary_key=True),
+    Column("customer_id", String(64), primary_key=True),  # one list per customer and month
+    Column("list", String(16), nullable=False),
+    Column("reason", Text),
+    Column("expected_value", Float),
+    Column("churn_risk", Float),
+    Column("churn_band", String(8)),
+    Column("value_rank", Integer),
+)
+
+
 # --------------------------------------------------------------------------- sync
 
 TABLES = (RUNS, CUSTOMER_SEGMENTS, SEGMENT_PROFILES, MEMBERSHIP, FORECASTS, DATA_QUALITY,
-          MODEL_CANDIDATES, STABILITY)
+          MODEL_CANDIDATES, STABILITY, CAMPAIGNS)
 
 
 def _date(text: str | None) -> dt.date | None:
@@ -208,6 +224,7 @@ def flatten(run: dict, documents: dict[str, list[dict]]) -> dict[Table, list[dic
         "stayed_count": flows.get("stayed"), "left_count": flows.get("left"),
         "forecast_next": summary.get("forecast_next"),
         "recommended_refresh_months": summary.get("recommended_refresh_months"),
+        "currency": (run.get("answers") or {}).get("currency"),
     })
     for d in documents.get("customers", []):
         f = d.get("features", {})
@@ -257,6 +274,13 @@ def flatten(run: dict, documents: dict[str, list[dict]]) -> dict[Table, list[dic
     for d in documents.get("stability", []):
         rows[STABILITY].append({"run_id": run_id, "months_since_fit": d["months_since_fit"],
                                 "ari": d.get("ari"), "threshold": d.get("threshold")})
+    for d in documents.get("campaigns", []):
+        rows[CAMPAIGNS].append({"run_id": run_id, "customer_id": d["customer_id"],
+                                "list": d["list"], "reason": d.get("reason"),
+                                "expected_value": d.get("expected_value"),
+                                "churn_risk": d.get("churn_risk"),
+                                "churn_band": d.get("churn_band"),
+                                "value_rank": d.get("value_rank")})
     return rows
 
 

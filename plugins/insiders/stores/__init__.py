@@ -47,7 +47,7 @@ from pymongo.errors import (
 from ..config import Settings
 from ..errors import RunLockedError, StoreError
 
-COLLECTIONS = ("customers", "segments", "membership", "forecasts", "stability")
+COLLECTIONS = ("customers", "segments", "membership", "forecasts", "stability", "campaigns")
 # the same indexes as mongo-init/indexes.json (a test keeps them equal)
 INDEXES: dict[str, list[dict]] = {
     "runs": [{"key": {"status": 1, "run_id": -1}, "name": "status_run_id"}],
@@ -67,11 +67,16 @@ INDEXES: dict[str, list[dict]] = {
         {"key": {"run_id": 1, "months_since_fit": 1}, "name": "run_months_since_fit",
          "unique": True},
     ],
+    # one list per customer and month (models.campaigns), read list by list
+    "campaigns": [
+        {"key": {"run_id": 1, "customer_id": 1}, "name": "run_customer", "unique": True},
+        {"key": {"run_id": 1, "list": 1, "value_rank": 1}, "name": "run_list_value_rank"},
+    ],
 }
 # each document's _id is its key within the run: uniqueness every store enforces natively
 KEY_FIELDS = {"customers": ("customer_id",), "membership": ("customer_id",),
               "segments": ("segment",), "forecasts": ("month", "kind"),
-              "stability": ("months_since_fit",)}
+              "stability": ("months_since_fit",), "campaigns": ("customer_id",)}
 BATCH = 5000
 DEFAULT_LEASE = dt.timedelta(seconds=120)
 
