@@ -219,9 +219,23 @@ def table(frame: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def analysts(text: str = "", body: str = "") -> str:
+    """The folded "For analysts" part of a section: tests, p-values, intervals.
+
+    Plain words come first on every page; the statistics behind them stay one click away
+    (`text` is escaped, `body` is HTML the caller built from escaped parts)."""
+    if not text and not body:
+        return ""
+    para = f"<p>{esc(text)}</p>" if text else ""
+    return (f"<details class='analysts'><summary>For analysts</summary>{para}{body}"
+            "</details>")
+
+
 def section(number: int | str, anchor: str, title: str, answer: str, body: str,
-            tone: str = "") -> str:
-    """A report section: its number (none for the extra sections), title, plain answer."""
+            tone: str = "", details: str = "", details_body: str = "") -> str:
+    """A report section: its number (none for the extra sections), title, plain answer,
+    the body, then the folded statistics (`details` text, `details_body` HTML)."""
     badge = f"<span class='n'>{esc(number)}</span>" if str(number) else ""
     return (f"<section id='{anchor}'><h2>{badge}{esc(title)}</h2>"
-            f"<div class='answer {tone}'>{esc(answer)}</div>{body}</section>")
+            f"<div class='answer {tone}'>{esc(answer)}</div>{body}"
+            f"{analysts(details, details_body)}</section>")

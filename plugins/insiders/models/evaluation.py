@@ -20,6 +20,7 @@ from ..config import SelectionRules, Windows
 from . import features as feats
 from . import guarantee, valuation
 from . import insiders as ins
+from .significance import ALPHA, significant
 
 KEY_FIGURES = {
     "monetary": "net revenue per customer in the period",
@@ -71,7 +72,8 @@ def compare(values: np.ndarray, in_group: np.ndarray, n_boot: int, seed: int) ->
         "ci95": [_r(lo), _r(hi)],
         "ratio": _r(g.mean() / r.mean()) if len(r) and r.mean() else None,
         "p_value": p,
-        "significant": bool(np.isfinite(p) and p < 0.05 and np.sign(lo) == np.sign(hi)),
+        "alpha": ALPHA,
+        "significant": significant(p, ALPHA),
     }
 
 

@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ...publish.answers import guarantee_text
+from ... import wording
+from ...publish.answers import proof
+from . import Olist
 from .experience import EXPERIENCE_DESCRIPTIONS, satisfaction_figures
 
 if TYPE_CHECKING:
     from ...catalog import RunFolder
 
+CURRENCY = Olist.currency
 NO_RETURNS = ("Olist records no returns (a cancelled order is not a purchase, not a return), "
               "so return figures are 0 by construction and say nothing about these customers.")
 
@@ -51,8 +54,9 @@ def extra_answers(folder: RunFolder, stages: dict, customers: pd.DataFrame) -> d
     personas_count = customers.loc[customers["is_insider"], "persona"].value_counts()
     top = personas_count.index[0] if len(personas_count) else "n/a"
     characteristics = (
-        f"The typical Insider spent {_fmt(m['insiders_median'], ',.0f')} BRL in the period "
-        f"against {_fmt(m['rest_median'], ',.0f')} for other customers and placed "
+        f"The typical Insider spent {wording.money(m['insiders_median'], CURRENCY)} in the "
+        f"period against {wording.money(m['rest_median'], CURRENCY)} for other customers and "
+        "placed "
         f"{_fmt(f['insiders_mean'], '.2f')} orders on average against "
         f"{_fmt(f['rest_mean'], '.2f')} ({_fmt(fig['repeat_share'], '.1%')} of customers "
         f"ordered more than once). They rated their purchases "
@@ -89,7 +93,7 @@ def extra_answers(folder: RunFolder, stages: dict, customers: pd.DataFrame) -> d
         "questions": {"satisfaction": "How satisfied are the customers, and what upsets them?"},
         "source": {"kind": "olist", "person": "customer_unique_id",
                    "purchase": "a delivered order (order_status = delivered)",
-                   "currency": "BRL", "tables": stages["extract"].get("tables", {})},
+                   "currency": CURRENCY, "tables": stages["extract"].get("tables", {})},
     }
     n_members = int(customers["is_insider"].sum())
     _merge_future(answers, stages, n_members, fig["repeat_share"])
@@ -113,16 +117,8 @@ def _merge_future(answers: dict, stages: dict, n_members: int, repeat_share: flo
         "spend repeated.")}
     if not oot.get("available"):
         return
-    g, rest = oot["insiders"], oot["rest"]
-    significant = oot.get("insiders_vs_rest", {}).get("significant")
-    base = guarantee_text(stages["evaluate"]["insiders_vs_rest"], oot)
+    said = proof(stages["evaluate"]["insiders_vs_rest"], oot, CURRENCY)
     answers["guarantee"]["text"] = (
-        f"{base} On a marketplace where {repeat} of customers order more than once, that is "
-        f"past spend, not a promise: the Insiders chosen on {oot['chosen_on']} spent "
-        f"{g['revenue_per_customer']:,.2f} BRL each over the next {oot['months']} months "
-        f"against {rest['revenue_per_customer']:,.2f} for the rest"
-        + (" (a difference that is not statistically significant)" if significant is False
-           else "")
-        + ". The program's job here is to turn them into repeat buyers, and the satisfaction "
-        "figures say where to start."
-    ).strip()
+        f"{said['text']} On a marketplace where {repeat} of customers order more than once, "
+        "today's spend is past spend, not a promise: the program's job here is to turn the "
+        "Insiders into repeat buyers, and the satisfaction figures say where to start.")
