@@ -399,24 +399,29 @@ def _exit(a: dict, history: pd.DataFrame | None, fig: _Figures) -> str:
     body = ""
     if history is not None and not history.empty:
         # one category per monthly run (a month axis, not days): the bars and the line's
-        # points share the category centres; the members axis starts at 0, so 53 -> 55 -> 53
-        # reads as the small change it is
+        # points share the category centres. Members and flows share one scale from 0 (no
+        # second axis), so 53 -> 55 -> 53 reads as the small change it is
         months = _months(history)
         f = go.Figure()
         f.add_trace(go.Bar(x=months, y=history["entered"], name="entered",
-                           marker_color=PALETTE[2]))
+                           marker_color=PALETTE[2], text=[f"+{int(v):,}" for v in
+                                                          history["entered"]],
+                           textposition="inside", insidetextanchor="start"))
         f.add_trace(go.Bar(x=months, y=-history["left"], name="left",
-                           marker_color=PALETTE[3]))
-        f.add_trace(go.Scatter(x=months, y=history["members"], name="members (right axis)",
+                           marker_color=PALETTE[3], text=[f"-{int(v):,}" if v else "" for v in
+                                                          history["left"]],
+                           textposition="inside", insidetextanchor="start"))
+        f.add_trace(go.Scatter(x=months, y=history["members"], name="members",
                                mode="lines+markers+text", line={"color": INSIDER, "width": 3},
                                text=[f"{int(v):,}" for v in history["members"]],
-                               textposition="top center", yaxis="y2"))
-        top = float(max(history["members"].max(), 1)) * 1.2
-        f.update_layout(barmode="relative", title="Membership flows per month",
+                               textposition="top center"))
+        top = float(max(history["members"].max(), history["entered"].max(), 1)) * 1.2
+        bottom = -float(max(history["left"].max(), 0)) * 1.3
+        f.update_layout(barmode="relative",
+                        title="Membership flows per month (members and flows on one scale)",
                         xaxis={"type": "category", "title": "monthly run"},
-                        yaxis={"title": "customers entering (+) / leaving (-)"},
-                        yaxis2={"title": "members (axis from 0)", "overlaying": "y",
-                                "side": "right", "range": [0, top], "showgrid": False})
+                        yaxis={"title": "customers",
+                               "range": [bottom, top], "zeroline": True})
         body += fig(f, 340)
     else:
         m = x["membership"]
