@@ -1,7 +1,10 @@
 """Report sections on what to do and what the data says: this month's campaign lists, the
-brief's hypotheses, and the cohorts (retention and lifetime value)."""
+brief's hypotheses, the cohorts (retention and lifetime value) and, for sources with
+reviews, satisfaction."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -9,6 +12,10 @@ import plotly.graph_objects as go
 from insiders.dashboards.htmlkit import Figures, esc
 from insiders.dashboards.htmlkit import section as _section
 from insiders.dashboards.htmlkit import table as _table
+
+from .. import wording
+
+_pct = wording.share
 
 PARTIAL_GREY = [[0, "#d9dde2"], [1, "#d9dde2"]]
 
@@ -149,3 +156,40 @@ def hypotheses(a: dict) -> str:
                f"{level:.0%} level and the difference goes the stated way." if level else "")
     return _section("", "hypotheses", "Three things the data says", answer, cards,
                     details=details, details_body=f"<ul>{tests}</ul>")
+
+
+NOT_APPLICABLE_WORDS = {"return_rate": "Returns", "top_countries": "Countries"}
+
+
+def satisfaction(a: dict, fig: Callable[..., str], good: str, bad: str) -> str:
+    """Sources with reviews and delivery dates (Olist): satisfaction, and what does not apply."""
+    s = a.get("satisfaction")
+    if not s:
+        return ""
+    rows = [{"Persona": p["persona"], "Customers": f"{p['customers']:,}",
+             "Mean review (of 5)": "n/a" if p["review_score_mean"] is None
+             else f"{p['review_score_mean']:.2f}",
+             "1-2 star reviews": _pct(p["low_review_share"]),
+             "Late deliveries": _pct(p["late_share"]),
+             "Days late per order": wording.duration_days(p["avg_days_late"])}
+            for p in s["by_persona"]]
+    f = go.Figure(go.Bar(
+        x=["Delivered on time", "Delivered late"],
+        y=[100 * (s["low_review_share_when_on_time"] or 0),
+           100 * (s["low_review_share_when_late"] or 0)],
+        marker_color=[good, bad],
+        text=[_pct(s["low_review_share_when_on_time"]), _pct(s["low_review_share_when_late"])],
+        textposition="outside"))
+    f.update_layout(title="Share of purchases rated 1-2 stars", yaxis_title="%")
+    # one line per figure that does not apply, named in words (the keys are JSON paths)
+    plain: dict[str, str] = {}
+    for key, why in (a.get("not_applicable") or {}).items():
+        plain.setdefault(NOT_APPLICABLE_WORDS.get(key.rsplit(".", 1)[-1],
+                                                  key.rsplit(".", 1)[-1].replace("_", " ")),
+                         why)
+    na = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in plain.items())
+    body = (f"<div class='grid2'><div>{fig(f, 320)}</div><div>"
+            f"{_table(pd.DataFrame(rows), left=('Persona',))}</div></div>"
+            + (f"<h3>What does not apply to this source</h3><ul class='muted'>{na}</ul>"
+               if na else ""))
+    return _section("10", "satisfaction", "How satisfied are they?", s["text"], body)

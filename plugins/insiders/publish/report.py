@@ -13,7 +13,16 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from insiders.dashboards.htmlkit import BASE_CSS, Figures, esc, label, section, table
+from insiders.dashboards.htmlkit import (
+    BASE_CSS,
+    Figures,
+    esc,
+    label,
+    log_ticks,
+    month_labels,
+    section,
+    table,
+)
 
 from .. import wording
 from ..models.significance import ALPHA, significant
@@ -74,32 +83,6 @@ def _cur(a: dict) -> str:
     return f" ({a['currency']})" if a.get("currency") else ""
 
 
-def _months(history: pd.DataFrame) -> list[str]:
-    """Monthly run ids (YYYY-MM) as category labels: one tick per month ('Sep 2011')."""
-    return [pd.Period(str(m), freq="M").strftime("%b %Y") for m in history["run_id"]]
-
-
-def log_ticks(values: list[float]) -> tuple[list[float], list[str]]:
-    """Readable ticks for a log axis over `values`: 1-3-10 steps labelled 0.1, 1, 10, 1k."""
-    lo = min([v for v in values if v > 0] + [1.0])
-    hi = max(values + [1.0])
-    ticks, decade = [], 10.0 ** (int(np.floor(np.log10(lo))) - 1)
-    while decade <= hi * 10:
-        for step in (1, 3):
-            v = step * decade
-            if lo / 3 <= v <= hi * 3:
-                ticks.append(v)
-        decade *= 10
-    return ticks, [_short(v) for v in ticks]
-
-
-def _short(v: float) -> str:
-    for size, suffix in ((1e9, "bn"), (1e6, "M"), (1e3, "k")):
-        if v >= size:
-            return f"{v / size:g}{suffix}"
-    return f"{v:g}"
-
-
 class _Figures:
     """Render plotly figures with the report's look; only the first one carries plotly.js."""
 
@@ -140,7 +123,7 @@ def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None 
         _actions(answers, colors),
         insights.campaigns(answers, campaigns),
         insights.hypotheses(answers),
-        _satisfaction(answers, fig),
+        insights.satisfaction(answers, fig, PALETTE[2], PALETTE[3]),
         insights.cohorts(cohorts, fig, cohort_value, answers["as_of"],
                          answers.get("currency", "")),
         _stability(answers, fig),
@@ -401,7 +384,7 @@ def _exit(a: dict, history: pd.DataFrame | None, fig: _Figures) -> str:
         # one category per monthly run (a month axis, not days): the bars and the line's
         # points share the category centres. Members and flows share one scale from 0 (no
         # second axis), so 53 -> 55 -> 53 reads as the small change it is
-        months = _months(history)
+        months = month_labels(history["run_id"])
         f = go.Figure()
         f.add_trace(go.Bar(x=months, y=history["entered"], name="entered",
                            marker_color=PALETTE[2], text=[f"+{int(v):,}" for v in
@@ -510,43 +493,6 @@ def _actions(a: dict, colors: dict) -> str:
     body = (f"<div class='cards'>{''.join(cards)}</div><p><b>For the Insiders:</b> "
             f"{esc(m['insiders_action'])}</p>")
     return section(9, "actions", "What should marketing do?", m["text"], body)
-
-
-NOT_APPLICABLE_WORDS = {"return_rate": "Returns", "top_countries": "Countries"}
-
-
-def _satisfaction(a: dict, fig: _Figures) -> str:
-    """Sources with reviews and delivery dates (Olist): satisfaction, and what does not apply."""
-    s = a.get("satisfaction")
-    if not s:
-        return ""
-    rows = [{"Persona": p["persona"], "Customers": f"{p['customers']:,}",
-             "Mean review (of 5)": "n/a" if p["review_score_mean"] is None
-             else f"{p['review_score_mean']:.2f}",
-             "1-2 star reviews": _pct(p["low_review_share"]),
-             "Late deliveries": _pct(p["late_share"]),
-             "Days late per order": wording.duration_days(p["avg_days_late"])}
-            for p in s["by_persona"]]
-    f = go.Figure(go.Bar(
-        x=["Delivered on time", "Delivered late"],
-        y=[100 * (s["low_review_share_when_on_time"] or 0),
-           100 * (s["low_review_share_when_late"] or 0)],
-        marker_color=[PALETTE[2], PALETTE[3]],
-        text=[_pct(s["low_review_share_when_on_time"]), _pct(s["low_review_share_when_late"])],
-        textposition="outside"))
-    f.update_layout(title="Share of purchases rated 1-2 stars", yaxis_title="%")
-    # one line per figure that does not apply, named in words (the keys are JSON paths)
-    plain: dict[str, str] = {}
-    for key, why in (a.get("not_applicable") or {}).items():
-        plain.setdefault(NOT_APPLICABLE_WORDS.get(key.rsplit(".", 1)[-1],
-                                                  key.rsplit(".", 1)[-1].replace("_", " ")),
-                         why)
-    na = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in plain.items())
-    body = (f"<div class='grid2'><div>{fig(f, 320)}</div><div>"
-            f"{table(pd.DataFrame(rows), left=('Persona',))}</div></div>"
-            + (f"<h3>What does not apply to this source</h3><ul class='muted'>{na}</ul>"
-               if na else ""))
-    return section("10", "satisfaction", "How satisfied are they?", s["text"], body)
 
 
 def _stability(a: dict, fig: _Figures) -> str:
