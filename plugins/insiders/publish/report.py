@@ -487,7 +487,7 @@ def _actions(a: dict, colors: dict) -> str:
         color = colors.get(s["persona"], PALETTE[0])
         cards.append(
             f"<div class='card' style='border-top:4px solid {color}'><h3>{esc(s['persona'])}"
-            f"<span class='tag' style='background:{color}'>{s['share']:.0%}</span></h3>"
+            f"<span class='tag' style='background:{color}'>{_pct(s['share'])}</span></h3>"
             f"<p class='muted'>{esc(s['description'])}</p><p><b>Action:</b> "
             f"{esc(s['action'])}</p></div>")
     body = (f"<div class='cards'>{''.join(cards)}</div><p><b>For the Insiders:</b> "
