@@ -18,6 +18,9 @@ from .. import wording
 _pct = wording.share
 
 PARTIAL_GREY = [[0, "#d9dde2"], [1, "#d9dde2"]]
+# light-to-medium scales: the cells' dark text stays readable on the strongest colour
+BLUES = [[0, "#f7fbff"], [1, "#4a90c8"]]
+GREENS = [[0, "#f7fcf5"], [1, "#52b060"]]
 
 
 def partial_month(as_of: str | pd.Timestamp | None) -> tuple[str, int, int] | None:
@@ -47,7 +50,7 @@ def _heatmap(z, flags, x, y, text, colorscale, zmax, colorbar: str, partial_labe
     full, part = _split_partial(z, flags)
     fig = go.Figure(go.Heatmap(z=full, x=x, y=y, colorscale=colorscale, zmin=0, zmax=zmax,
                                text=text, texttemplate="%{text}", colorbar={"title": colorbar},
-                               hoverongaps=False))
+                               textfont={"color": "#1f2933"}, hoverongaps=False))
     if any(v is not None for row in part for v in row):
         fig.add_trace(go.Heatmap(z=part, x=x, y=y, colorscale=PARTIAL_GREY, showscale=False,
                                  text=text, texttemplate="%{text}", hoverongaps=False,
@@ -78,7 +81,7 @@ def cohorts(cohorts: pd.DataFrame | None, fig: Figures,
     title = "Retention: % of each first-purchase month buying again"
     if part:
         title += f"<br><sub>grey * cells: {part[0]} is partial ({part[1]} of {part[2]} days)</sub>"
-    f = _heatmap(z, flags, [str(m) for m in months], labels, text, "Blues", 60, "% active",
+    f = _heatmap(z, flags, [str(m) for m in months], labels, text, BLUES, 60, "% active",
                  partial_label)
     f.update_layout(title=title, xaxis_title="months since first purchase",
                     yaxis={"autorange": "reversed"}, margin={"t": 60})
@@ -99,7 +102,7 @@ def cohorts(cohorts: pd.DataFrame | None, fig: Figures,
             vtitle += (f"<br><sub>grey * cells: {part[0]} is partial ({part[1]} of "
                        f"{part[2]} days)</sub>")
         g = _heatmap(zv.tolist(), pv.tolist(), [str(c) for c in wide.columns],
-                     list(wide.index), text, "Greens", None, "per customer", partial_label)
+                     list(wide.index), text, GREENS, None, "per customer", partial_label)
         g.update_layout(title=vtitle, xaxis_title="months since first purchase",
                         yaxis={"autorange": "reversed", "type": "category"}, margin={"t": 60})
         body += fig(g, 80 + 26 * len(wide))
