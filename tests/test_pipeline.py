@@ -327,7 +327,8 @@ def test_naive_forecast_answer_says_what_it_is(demo: dict) -> None:
     a = answers_mod.build(pd.Timestamp(answers(demo["api"])["as_of"]), stages, customers)
     text = a["expected_revenue"]["text"]
     assert text.startswith("About 300 over the next 3 months")  # 3 x 100
-    assert "80% interval" not in text and "no earlier month" in text
+    assert "80% interval" not in text and "not enough history yet" in text
+    assert "no earlier month" in a["expected_revenue"]["analysts"]  # what the figure is
 
 
 def test_demo_lines_fall_in_trading_hours(demo_file: Path) -> None:

@@ -152,7 +152,8 @@ def build(
             "text": (f"About {_money(fc_total)} over the next {len(fc_months)} months from "
                      f"today's {n:,} Insiders"
                      + (f", most likely between {_money(interval[0])} and "
-                        f"{_money(interval[1])}" if has_interval else "") + "."),
+                        f"{_money(interval[1])}." if has_interval else
+                        ". There is not enough history yet to give a likely range.")),
             "analysts": (("80% interval of the total: "
                           f"{_money(interval[0])} to {_money(interval[1])}. "
                           if has_interval else "") + fc.get("text", "") + " "
