@@ -272,7 +272,7 @@ def test_personas_follow_the_figures() -> None:
     assert "big spenders" in names[3]
     assert prof["persona"].is_unique
     assert prof["description"].str.len().gt(40).all() and prof["action"].str.len().gt(40).all()
-    assert "12.0 days late" in prof["description"][2]
+    assert "12 days late" in prof["description"][2]
 
 
 # --------------------------------------------------------------------------- the real data
