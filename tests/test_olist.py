@@ -360,6 +360,10 @@ def check_report_in_reais_by_state(run: Path) -> None:
                if r.startswith("<td class='l'>Insiders</td>"))
     assert f"<td class=''>{each}</td>" in row and f"<td class=''>{share}</td>" in row
     assert not re.search(r"spent 1 each|brought 0%", a["guarantee"]["text"])
+    if oot["overlap_with_top_spenders"] < 1:  # the analysts' comparison rounds like the table
+        top = wording.share(oot["top_spenders"]["share_of_next_revenue"])
+        assert f"top past spenders brought {top}:" in a["guarantee"]["analysts"]
+        assert f"<td class=''>{top}</td>" in found["guarantee"]
     # what does not apply, in words (not JSON paths); persona descriptions in BRL and hours
     satisfaction = html.unescape(found["satisfaction"])
     assert "<b>Returns</b>" in satisfaction and "guarantee.insiders_vs_rest" not in satisfaction

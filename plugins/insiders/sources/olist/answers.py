@@ -38,16 +38,16 @@ def extra_answers(folder: RunFolder, stages: dict, customers: pd.DataFrame) -> d
                if when_late is not None and on_time is not None and when_late >= 2 * on_time
                else "Late deliveries do not explain the bad reviews on their own")
     text = (
-        f"Customers rated {_fmt(fig['reviewed_share'], '.0%')} of the period's "
+        f"Customers rated {wording.share(fig['reviewed_share'])} of the period's "
         f"{fig['purchases']:,} purchases, {_fmt(fig['review_score_mean'], '.2f')}/5 on average, "
-        f"with {_fmt(fig['low_review_share'], '.0%')} at 1-2 stars. {verdict}: "
-        f"{_fmt(fig['low_review_share_when_late'], '.0%')} of late purchases got "
-        f"1-2 stars against {_fmt(fig['low_review_share_when_on_time'], '.0%')} of those on "
-        f"time ({_fmt(fig['late_share'], '.0%')} of deliveries were late). The Insiders rate "
+        f"with {wording.share(fig['low_review_share'])} at 1-2 stars. {verdict}: "
+        f"{wording.share(fig['low_review_share_when_late'])} of late purchases got "
+        f"1-2 stars against {wording.share(fig['low_review_share_when_on_time'])} of those on "
+        f"time ({wording.share(fig['late_share'])} of deliveries were late). The Insiders rate "
         f"us {_fmt(ins['review_score_mean'], '.2f')}/5 against "
         f"{_fmt(rest['review_score_mean'], '.2f')} for the rest, and "
-        f"{_fmt(ins['late_share'], '.0%')} of their deliveries were late against "
-        f"{_fmt(rest['late_share'], '.0%')}."
+        f"{wording.share(ins['late_share'])} of their deliveries were late against "
+        f"{wording.share(rest['late_share'])}."
     )
     vs = stages["evaluate"]["insiders_vs_rest"]
     m, f = vs["monetary"], vs["frequency"]
@@ -58,7 +58,7 @@ def extra_answers(folder: RunFolder, stages: dict, customers: pd.DataFrame) -> d
         f"period against {wording.money(m['rest_median'], CURRENCY)} for other customers and "
         "placed "
         f"{_fmt(f['insiders_mean'], '.2f')} orders on average against "
-        f"{_fmt(f['rest_mean'], '.2f')} ({_fmt(fig['repeat_share'], '.1%')} of customers "
+        f"{_fmt(f['rest_mean'], '.2f')} ({wording.share(fig['repeat_share'])} of customers "
         f"ordered more than once). They rated their purchases "
         f"{_fmt(ins['review_score_mean'], '.1f')}/5 against "
         f"{_fmt(rest['review_score_mean'], '.1f')}. Most are {top}. Returns do not apply: "
@@ -88,8 +88,8 @@ def extra_answers(folder: RunFolder, stages: dict, customers: pd.DataFrame) -> d
         "marketing_actions": {"insiders_action": (
             "Recognition over discounts, and a flawless next order: free shipping with a "
             "guaranteed delivery date, priority customer care and a personal apology when a "
-            f"delivery is late ({_fmt(ins['late_share'], '.0%')} of theirs were); the goal is a "
-            f"second purchase ({_fmt(ins['repeat_share'], '.0%')} of them have made one).")},
+            f"delivery is late ({wording.share(ins['late_share'])} of theirs were); the goal is a "
+            f"second purchase ({wording.share(ins['repeat_share'])} of them have made one).")},
         "questions": {"satisfaction": "How satisfied are the customers, and what upsets them?"},
         "source": {"kind": "olist", "person": "customer_unique_id",
                    "purchase": "a delivered order (order_status = delivered)",
@@ -110,7 +110,7 @@ def _merge_future(answers: dict, stages: dict, n_members: int, repeat_share: flo
     sentence on what past spend means where almost nobody buys twice.
     """
     oot = stages["evaluate"]["out_of_time"]
-    repeat = _fmt(repeat_share, ".1%")
+    repeat = wording.share(repeat_share)
     answers["expected_revenue"] = {"marketplace_note": (
         f"Only {repeat} of Olist customers ordered more than once, so the figure is small: it "
         "is what these one-time buyers are expected to come back and spend, not their past "
