@@ -527,7 +527,7 @@ def _quality(a: dict, fig: _Figures) -> str:
     f.update_layout(title="Rows set aside, by reason", yaxis={"autorange": "reversed"})
     rows = [{"": "rows read", "rows": f"{q['rows_in']:,}"},
             {"": "rows kept", "rows": f"{q['rows_kept']:,}"}]
-    rows += [{"": f"set aside: {wording.reason(k)} ({q['reasons'].get(k, '')})",
+    rows += [{"": f"set aside: {q['reasons'].get(k) or wording.reason(k)}",
               "rows": f"{v:,}"} for k, v in reasons.items()]
     notes = "".join(f"<li>{esc(n)}</li>" for n in q.get("notes", []))
     total_aside = sum(reasons.values())
