@@ -76,7 +76,7 @@ def test_insiders_who_return_more_make_the_hypothesis_false() -> None:
         [True] * 6 + [False] * 6, index=INS + REST))
     assert result["figures"]["insiders_mean_return_share"] == pytest.approx(0.45)
     assert result["test"]["direction_as_stated"] is False
-    assert result["verdict"] is False and "goes the other way" in result["text"]
+    assert result["verdict"] is False and "goes the other way" in result["analysts"]
     _check_verdict_rule(result)
 
 

@@ -4,6 +4,7 @@ store, with matching row counts; running a month again changes nothing."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -108,6 +109,13 @@ def test_each_month_has_its_report_with_membership_flows(backfill):
     folder = Run.monthly(settings, LAST).folder.path
     html = (folder / "report.html").read_text()
     assert "Membership flows per month" in html
+    # one category per monthly run so far, as months ("Nov 2011"), not days
+    exit_ = re.search(r"<section id='exit'>(.*?)</section>", html, re.S).group(1)
+    fig = json.loads(re.search(r'data-figure="[^"]+">(.*?)</script>', exit_, re.S).group(1))
+    months = pd.period_range(month_of(FIRST), month_of(LAST), freq="M")  # 2011-02 .. 2011-11
+    assert fig["layout"]["xaxis"]["type"] == "category"
+    assert fig["data"][0]["x"] == [m.strftime("%b %Y") for m in months]
+    assert fig["data"][0]["x"][-1] == "Nov 2011"
     answers = json.loads((folder / "answers.json").read_text())
     assert answers["as_of"] == "2011-12-01"
     assert answers["exit_conditions"]["previous_members"] > 0

@@ -272,7 +272,7 @@ def test_personas_follow_the_figures() -> None:
     assert "big spenders" in names[3]
     assert prof["persona"].is_unique
     assert prof["description"].str.len().gt(40).all() and prof["action"].str.len().gt(40).all()
-    assert "12.0 days late" in prof["description"][2]
+    assert "12 days late" in prof["description"][2]
 
 
 # --------------------------------------------------------------------------- the real data
@@ -327,6 +327,54 @@ def test_real_run_writes_answers_report_and_stability(real_run: Path) -> None:
     assert "How often to refresh the segmentation" in report
     assert "How satisfied are they?" in report
     assert (real_run / "insiders.csv").stat().st_size > 0
+
+
+def check_report_in_reais_by_state(run: Path) -> None:
+    """Olist's report: BRL everywhere, states labelled as states, and a proof box that says
+    what the table beside it says (same figures, same rounding, colour = verdict)."""
+    import html
+    import re
+
+    from insiders import wording
+    from insiders.publish.answers import PROOF_TONES, proof_verdict
+
+    a = _answers(run)
+    assert next(iter(a)) == "currency" and a["currency"] == "BRL"
+    assert a["region_label"] == "State"
+    page = (run / "report.html").read_text(encoding="utf-8")
+    found = dict(re.findall(r"<section id='([^']+)'>(.*?)</section>", page, flags=re.S))
+    assert "<th class='l'>State</th>" in found["who"]
+    assert "<th class='l'>Country</th>" not in found["who"]
+    assert "BRL" in page.split("</header>")[0]
+    oot = a["guarantee"]["out_of_time"]
+    tone = PROOF_TONES[proof_verdict(oot)]
+    box = found["guarantee"].split("</div>")[0]
+    assert f"<div class='answer {tone}'>" in box
+    assert a["guarantee"]["text"].startswith(
+        "The proof holds" if tone == "ok" else "The proof does not hold")
+    each = wording.amount(oot["insiders"]["revenue_per_customer"])
+    share = wording.share(oot["insiders"]["share_of_next_revenue"])
+    assert f"spent {each} BRL each" in html.unescape(box)
+    assert f"brought {share} of all revenue" in html.unescape(box)
+    row = next(r for r in found["guarantee"].split("<tr>")
+               if r.startswith("<td class='l'>Insiders</td>"))
+    assert f"<td class=''>{each}</td>" in row and f"<td class=''>{share}</td>" in row
+    assert not re.search(r"spent 1 each|brought 0%", a["guarantee"]["text"])
+    if oot["overlap_with_top_spenders"] < 1:  # the analysts' comparison rounds like the table
+        top = wording.share(oot["top_spenders"]["share_of_next_revenue"])
+        assert f"top past spenders brought {top}:" in a["guarantee"]["analysts"]
+        assert f"<td class=''>{top}</td>" in found["guarantee"]
+    # what does not apply, in words (not JSON paths); persona descriptions in BRL and hours
+    satisfaction = html.unescape(found["satisfaction"])
+    assert "<b>Returns</b>" in satisfaction and "guarantee.insiders_vs_rest" not in satisfaction
+    for s in a["marketing_actions"]["segments"]:
+        assert " BRL " in s["description"], s["description"]
+        assert not re.search(r"\b0\.\d+ days", s["description"]), s["description"]
+
+
+@pytest.mark.realdata
+def test_real_report_in_reais_by_state(real_run: Path) -> None:
+    check_report_in_reais_by_state(real_run)
 
 
 @pytest.mark.realdata

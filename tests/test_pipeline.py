@@ -327,7 +327,8 @@ def test_naive_forecast_answer_says_what_it_is(demo: dict) -> None:
     a = answers_mod.build(pd.Timestamp(answers(demo["api"])["as_of"]), stages, customers)
     text = a["expected_revenue"]["text"]
     assert text.startswith("About 300 over the next 3 months")  # 3 x 100
-    assert "80% interval" not in text and "no earlier month" in text
+    assert "80% interval" not in text and "not enough history yet" in text
+    assert "no earlier month" in a["expected_revenue"]["analysts"]  # what the figure is
 
 
 def test_demo_lines_fall_in_trading_hours(demo_file: Path) -> None:
@@ -382,4 +383,8 @@ def test_real_file_as_of_has_an_out_of_time_guarantee(real: dict, real_file: Pat
     for figures in (g, r, oot["top_spenders"]):
         assert all(v is not None for v in figures.values())
     assert g["revenue"] + r["revenue"] <= oot["next_revenue_total"] + 0.01
-    assert oot["text"] in a["guarantee"]["text"]
+    # the plain box says what the group spent, in pounds; the model's comparison with the
+    # yardsticks is for analysts
+    assert (f"spent {g['revenue_per_customer']:,.0f} GBP each over the next "
+            f"{oot['months']} months") in a["guarantee"]["text"]
+    assert oot["text"].partition(" of all revenue. ")[2] in a["guarantee"]["analysts"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import html
+import json
 import re
 import shutil
 import struct
@@ -210,7 +211,12 @@ def test_bad_outcomes_are_said_plainly(inputs: tuple) -> None:
     worse = copy.deepcopy(a)
     oot = worse["guarantee"]["out_of_time"]
     oot["insiders"]["revenue_per_customer"] = oot["rest"]["revenue_per_customer"] - 1
-    assert "<div class='answer warn'>" in dict(sections(report.render(worse, customers,
+    # did worse than the rest: red; better but not significant at the stated level: amber
+    assert "<div class='answer bad'>" in dict(sections(report.render(worse, customers,
+                                                                      cohorts)))["guarantee"]
+    weak = copy.deepcopy(a)
+    weak["guarantee"]["out_of_time"]["insiders_vs_rest"]["p_value"] = 0.3
+    assert "<div class='answer warn'>" in dict(sections(report.render(weak, customers,
                                                                        cohorts)))["guarantee"]
     assert "<div class='answer ok'>" in body["guarantee"]  # the demo's Insiders did better
     gone = copy.deepcopy(a)
@@ -233,3 +239,146 @@ def test_screenshot_of_the_demo_report(run: Path, chromium: str, tmp_path: Path)
     assert len(data) > 50_000  # charts and tables, not a blank page
     SCREENS.mkdir(parents=True, exist_ok=True)
     shutil.copy(png, SCREENS / "report.png")  # for people to look at
+
+
+# --------------------------------------------------------------------------- plain words
+
+
+def figures_of(body: str) -> list[dict]:
+    """The plotly figures embedded in a section, as JSON."""
+    return [json.loads(text) for text in re.findall(
+        r'<script type="application/json" data-figure="[^"]+">(.*?)</script>', body, re.S)]
+
+
+def visible_outside_details(body: str) -> str:
+    """A section's text a reader sees without opening 'For analysts' (no scripts, no tags)."""
+    body = re.sub(r"<details class='analysts'>.*?</details>", "", body, flags=re.S)
+    body = re.sub(r"<script.*?</script>", "", body, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+JARGON = re.compile(r"\bp\s*[=<]|\bCI\b|\bARI\b|precision|recall|MAPE|Mann-Whitney|"
+                    r"silhouette|Davies|\b\w+\.\w+\.\w+\b|\b[a-z]+_[a-z_]+\b|\bx\d")
+ANSWERS = ("who", "how_many", "characteristics", "revenue_share", "expected_revenue",
+           "entry_conditions", "exit_conditions", "guarantee", "marketing_actions",
+           "customer_value")
+
+
+def test_answers_carry_the_currency_and_both_dates(run: Path) -> None:
+    a = read_answers(run)
+    assert next(iter(a)) == "currency" and a["currency"] == "GBP"
+    last = pd.read_parquet(run / "work/transactions.parquet")["invoice_date"].max()
+    assert a["data_through"] == str(last.date()) == a["period"]["data_through"]
+    assert pd.Timestamp(a["data_through"]) < pd.Timestamp(a["as_of"])
+    money = ["characteristics", "revenue_share", "expected_revenue", "customer_value"]
+    if not a["entry_conditions"]["value_method"].startswith("blend"):  # else a 0-1 score
+        money += ["entry_conditions", "exit_conditions"]
+    for key in money:
+        assert " GBP" in a[key]["text"], key
+    for rule in a["entry_conditions"]["rules"]:
+        assert ("spend" not in rule and "order value" not in rule) or " GBP" in rule, rule
+    page = (run / "report.html").read_text(encoding="utf-8")
+    header = page.split("</header>")[0]
+    assert f"As of {a['as_of']}, data through {a['data_through']}" in header
+    assert f"{a['expected_revenue']['total']:,.0f} GBP" in header
+    assert "Net spend (GBP)" in dict(sections(page))["who"]
+
+
+def test_every_answer_opens_plainly(run: Path) -> None:
+    """No p-values, intervals, model names or codes in the sentences marketing reads:
+    answers.json texts, the hypotheses, and every section outside 'For analysts'."""
+    a = read_answers(run)
+    for key in ANSWERS:
+        assert not JARGON.search(a[key]["text"].replace("insiders.csv", "")), \
+            (key, a[key]["text"])
+    for h in a["hypotheses"]:
+        assert not JARGON.search(h["text"]), h["text"]
+        assert "p = " in h["analysts"] or "p < " in h["analysts"]  # the test, for analysts
+    page = (run / "report.html").read_text(encoding="utf-8")
+    found = dict(sections(page))
+    for sid, body in found.items():
+        text = visible_outside_details(body).replace("insiders.csv", "").replace(
+            "campaigns.csv", "").replace("quarantine.csv.gz", "")
+        if sid in ("quality",):
+            text = re.sub(r"\([^)]*\)", "", text)  # the reasons' explanations in brackets
+        assert not JARGON.search(text), (sid, JARGON.search(text).group(0))
+    for sid in ("expected_revenue", "entry", "guarantee", "hypotheses", "model", "stability"):
+        assert "<details class='analysts'><summary>For analysts</summary>" in found[sid], sid
+    assert "Mann-Whitney" in found["guarantee"].split("<details class='analysts'>")[1]
+
+
+def test_significance_in_the_table_follows_the_p_value(inputs: tuple) -> None:
+    a, customers, cohorts = inputs
+    a = copy.deepcopy(a)
+    figure = a["guarantee"]["insiders_vs_rest"]["monetary"]
+    figure["p_value"], figure["significant"] = 0.2, True  # a stale flag must not be shown
+    body = dict(sections(report.render(a, customers, cohorts)))["guarantee"]
+    row = next(r for r in body.split("<tr>") if html.escape(figure["label"]) in r)
+    assert "<td class=''>p = 0.2</td><td class=''>no</td>" in row
+
+
+def test_membership_flows_on_a_month_axis(inputs: tuple) -> None:
+    """Three monthly runs: one category per month, the line's points on the bars' centres
+    (the same categories), members and flows on one scale from 0 (no second axis that
+    would make 53 -> 55 -> 53 a spike)."""
+    a, customers, cohorts = inputs
+    history = pd.DataFrame({"run_id": ["2011-09", "2011-10", "2011-11"],
+                            "entered": [53, 9, 3], "stayed": [0, 46, 50], "left": [0, 7, 5],
+                            "members": [53, 55, 53]})
+    body = dict(sections(report.render(a, customers, cohorts, history)))["exit"]
+    (fig,) = figures_of(body)
+    months = ["Sep 2011", "Oct 2011", "Nov 2011"]
+    assert [t["x"] for t in fig["data"]] == [months] * 3
+    assert fig["layout"]["xaxis"]["type"] == "category"
+    assert "yaxis2" not in fig["layout"] and all("yaxis" not in t for t in fig["data"])
+    low, high = fig["layout"]["yaxis"]["range"]
+    assert low <= -7 and high >= 55 and low < 0 < 53  # 0 inside: 53 and 55 look alike
+    assert "one scale" in fig["layout"]["title"]["text"]
+
+
+def test_partial_month_is_marked_in_both_cohort_heatmaps(run: Path, inputs: tuple) -> None:
+    a, customers, cohorts = inputs
+    page = (run / "report.html").read_text(encoding="utf-8")
+    body = dict(sections(page))["cohorts"]
+    as_of = pd.Timestamp(a["as_of"])
+    assert as_of.day != 1  # the demo's as-of falls inside December
+    days = f"{as_of.day - 1} of {as_of.days_in_month} days"
+    figs = figures_of(body)
+    assert len(figs) == 2
+    for fig in figs:
+        grey = [t for t in fig["data"] if t.get("name") == f"partial: {days}"]
+        assert len(grey) == 1, "the partial cells are their own grey layer"
+        full, part = fig["data"][0]["z"], grey[0]["z"]
+        # every partial cell is out of the colour scale, and only the as-of month is partial
+        for row_full, row_part in zip(full, part, strict=True):
+            for v, p in zip(row_full, row_part, strict=True):
+                assert not (v is not None and p is not None)
+        assert days in fig["layout"]["title"]["text"]
+    month = as_of.strftime("%Y-%m")
+    assert (f"are {month}, a partial month (data for {as_of.day - 1} of its "
+            f"{as_of.days_in_month} days)") in html.unescape(body)
+    # the retention cell of the as-of month in each cohort is the partial one
+    first = figs[0]["data"][1]["z"]
+    for i, cohort in enumerate(cohorts.index):
+        k = (as_of.year - int(cohort[:4])) * 12 + as_of.month - int(cohort[5:7])
+        assert all(v is None for j, v in enumerate(first[i]) if j != k)
+        assert k >= len(first[i]) or first[i][k] == 1  # (a column the data has)
+
+
+def test_chart_polish(run: Path) -> None:
+    found = dict(sections((run / "report.html").read_text(encoding="utf-8")))
+    ratios, segments = figures_of(found["characteristics"])
+    axis = ratios["layout"]["xaxis"]
+    assert axis["type"] == "log" and set(axis["ticktext"]) >= {"1", "10"}
+    assert all(re.fullmatch(r"[0-9.]+(k|M|bn)?", t) for t in axis["ticktext"])
+    assert ratios["data"][0]["base"] == 1  # bars grow from "the same as the rest"
+    values = ratios["data"][0]["customdata"]
+    lo, hi = axis["range"]
+    assert 10 ** lo < min(values) and 10 ** hi > max(values)  # no bar starts at the edge
+    assert all(re.fullmatch(r"[0-9,.]+x", t) for t in ratios["data"][0]["text"])
+    assert segments["layout"]["legend"]["y"] >= 1  # above the plot, clear of the labels
+    forecast = figures_of(found["expected_revenue"])[0]
+    assert forecast["layout"]["yaxis"]["rangemode"] == "tozero"
+    (quality,) = figures_of(found["quality"])
+    labels = " ".join(quality["data"][0]["y"])
+    assert "_" not in labels and "no customer id" in labels

@@ -275,7 +275,7 @@ def test_personas_follow_from_the_figures() -> None:
     #    30% >= max(8%, 2.5 x 9.5%)                               -> Frequent returners
     assert out["persona"].tolist() == ["Champions", "Drifting occasionals",
                                        "Promising newcomers", "Frequent returners"]
-    assert out["description"].iloc[0].startswith("10 customers (10%) bringing 60% of revenue")
+    assert out["description"].iloc[0].startswith("10 customers (10.0%) bringing 60.0% of revenue")
     assert "Insiders core" in out["action"].iloc[0]
 
 

@@ -145,6 +145,9 @@ class Settings:
     # stock codes that are not products: comma separated, `NAME*` a prefix; None = the Online
     # Retail list (quality.DEFAULT_NON_PRODUCT_CODES), "" from the CLI = none
     non_product_codes: str | None = None
+    # the money's currency code (GBP, EUR...) for a retailer using the Online Retail layout;
+    # None = the source adapter's (GBP for Online Retail; Olist is always BRL)
+    currency: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.home, Path):  # a plain string from a caller is fine

@@ -192,8 +192,11 @@ def _features(run: Run) -> dict:
                          + quality.as_of_advice(run.day, dates.min() if len(tx) else None,
                                                 dates.max() if len(tx) else None,
                                                 windows.lookback_months))
+    # the last day with a kept line: the as-of is the day after it in a one-off run, and
+    # the report shows both ("as of 2011-12-10, data through 2011-12-09")
     return {"customers": len(table), "active": active,
-            "period_start": str(features.period_start(run.day, windows.lookback_months).date())}
+            "period_start": str(features.period_start(run.day, windows.lookback_months).date()),
+            "data_through": str(tx["invoice_date"].max().date())}
 
 
 # --------------------------------------------------------------------------- segment
@@ -217,7 +220,9 @@ def _segment(run: Run) -> dict:
     try:
         seg = segmentation.segment(active, run.settings.segmentation, run.settings.seed,
                                    model_features=model_features,
-                                   persona_fn=run.source.personas,
+                                   persona_fn=functools.partial(
+                                       run.source.personas,
+                                       currency=run.source.currency_of(run.settings)),
                                    transforms=_transforms(run))
     except ValueError as exc:
         raise InputError(f"{_source_name(run)}: {exc}") from None
@@ -312,7 +317,8 @@ def _insiders(run: Run) -> dict:
     chosen = chosen.merge(segments, on="customer_id", how="left")
     chosen["segment"] = chosen["segment"].fillna(-1).astype("int64")
     chosen["persona"] = chosen["persona"].fillna("No purchase in the period").astype("str")
-    conditions = ins.derive_conditions(chosen, selection, s.windows, s.seed, method=champion)
+    conditions = ins.derive_conditions(chosen, selection, s.windows, s.seed, method=champion,
+                                       currency=run.source.currency_of(s))
     folder.write("selection", chosen)
     counts = chosen["membership"].value_counts().to_dict()
     # customers whose value would have put them in, passed over as probably gone
@@ -513,7 +519,9 @@ def _report(run: Run) -> dict:
         gone_members=sorted(set(stages["insiders"]["previous_member_ids"])
                             - set(customers["customer_id"].astype("str"))))
     lists.to_csv(folder.path_of("campaigns"), index=False, float_format="%.4f")
-    answers = answers_mod.build(run.day, stages, customers, extra)
+    answers = answers_mod.build(run.day, stages, customers, extra,
+                                currency=run.source.currency_of(s),
+                                region_label=run.source.region_label)
     answers["campaigns"] = campaigns.summary(lists)
     answers["how_many"]["bounds"] = {"min_share": s.min_share, "max_share": s.max_share}
     answers = clean_floats(answers)

@@ -116,6 +116,32 @@ def label(text: object, width: int = 16) -> str:
     return "<br>".join([*lines, line]) if line else ""
 
 
+def month_labels(months: object) -> list[str]:
+    """Month keys (YYYY-MM) as category labels for a month axis: one tick per month
+    ('Sep 2011'), never a day axis with ticks every two weeks."""
+    return [pd.Period(str(m), freq="M").strftime("%b %Y") for m in months]  # type: ignore
+
+
+def log_ticks(values: list[float]) -> tuple[list[float], list[str]]:
+    """Readable ticks for a log axis spanning `values`: 1-3-10 steps labelled 0.3, 1, 3, 10,
+    1k (plotly's own log labels read '2 5 1 2 5 10 2')."""
+    lo = min([v for v in values if v > 0] + [1.0])
+    hi = max([*values, 1.0])
+    ticks, decade = [], 10.0 ** (int(np.floor(np.log10(lo))) - 1)
+    while decade <= hi * 10:
+        ticks += [step * decade for step in (1, 3) if lo / 3 <= step * decade <= hi * 3]
+        decade *= 10
+    return ticks, [short_number(v) for v in ticks]
+
+
+def short_number(v: float) -> str:
+    """A tick label: 300, 1k, 2.5M."""
+    for size, suffix in ((1e9, "bn"), (1e6, "M"), (1e3, "k")):
+        if v >= size:
+            return f"{v / size:g}{suffix}"
+    return f"{v:g}"
+
+
 @functools.cache
 def plotly_bundle() -> bytes:
     """The plotly.js partial bundle shipped with the package (1.5 MB, read once)."""
@@ -219,9 +245,23 @@ def table(frame: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def analysts(text: str = "", body: str = "") -> str:
+    """The folded "For analysts" part of a section: tests, p-values, intervals.
+
+    Plain words come first on every page; the statistics behind them stay one click away
+    (`text` is escaped, `body` is HTML the caller built from escaped parts)."""
+    if not text and not body:
+        return ""
+    para = f"<p>{esc(text)}</p>" if text else ""
+    return (f"<details class='analysts'><summary>For analysts</summary>{para}{body}"
+            "</details>")
+
+
 def section(number: int | str, anchor: str, title: str, answer: str, body: str,
-            tone: str = "") -> str:
-    """A report section: its number (none for the extra sections), title, plain answer."""
+            tone: str = "", details: str = "", details_body: str = "") -> str:
+    """A report section: its number (none for the extra sections), title, plain answer,
+    the body, then the folded statistics (`details` text, `details_body` HTML)."""
     badge = f"<span class='n'>{esc(number)}</span>" if str(number) else ""
     return (f"<section id='{anchor}'><h2>{badge}{esc(title)}</h2>"
-            f"<div class='answer {tone}'>{esc(answer)}</div>{body}</section>")
+            f"<div class='answer {tone}'>{esc(answer)}</div>{body}"
+            f"{analysts(details, details_body)}</section>")

@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from .. import wording
 from ..config import SelectionRules, Windows
 from . import features as feats
 from . import guarantee, valuation
 from . import insiders as ins
+from .significance import ALPHA, significant
 
 KEY_FIGURES = {
     "monetary": "net revenue per customer in the period",
@@ -71,15 +73,14 @@ def compare(values: np.ndarray, in_group: np.ndarray, n_boot: int, seed: int) ->
         "ci95": [_r(lo), _r(hi)],
         "ratio": _r(g.mean() / r.mean()) if len(r) and r.mean() else None,
         "p_value": p,
-        "significant": bool(np.isfinite(p) and p < 0.05 and np.sign(lo) == np.sign(hi)),
+        "alpha": ALPHA,
+        "significant": significant(p, ALPHA),
     }
 
 
 def money(x: float | None) -> str:
     """An amount in a sentence: whole units, or cents when it is small (1.45, not 1)."""
-    if x is None or not np.isfinite(x):
-        return "n/a"
-    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}"
+    return wording.amount(x)
 
 
 def _r(x: float) -> float | None:
@@ -189,7 +190,7 @@ def out_of_time(
     text = (f"Chosen on {cut.date()}, the {n:,} Insiders spent {money(g['revenue_per_customer'])} "
             f"each over the next {horizon_months} months against "
             f"{money(r['revenue_per_customer'])} for the rest, and brought "
-            f"{g['share_of_next_revenue']:.1%} of all revenue.")
+            f"{wording.share(g['share_of_next_revenue'])} of all revenue.")
     if result["overlap_with_top_spenders"] >= 1.0:
         text += (" The group was the top past spenders themselves (past spend ranked the "
                  "customers), so that alternative is the same group.")
@@ -198,13 +199,14 @@ def out_of_time(
         sure = ("a difference the bootstrap interval confirms" if np.sign(lo) == np.sign(hi)
                 else "but the bootstrap interval includes zero: statistically a tie")
         text += (f" The same number of top past spenders brought "
-                 f"{t['share_of_next_revenue']:.1%}: the Insiders spent {money(abs(diff))} "
+                 f"{wording.share(t['share_of_next_revenue'])}: the Insiders spent "
+                 f"{money(abs(diff))} "
                  f"{better} per customer, {sure}.")
     others = [y for y in yardsticks if y["method"] not in (method, "past_spend")]
     if others:
         text += " Chosen the same day by " + "; by ".join(
             f"{valuation.LABELS.get(y['method'], y['method'])}, the same number brought "
-            f"{y['capture']:.1%}" for y in others) + "."
+            f"{wording.share(y['capture'])}" for y in others) + "."
     result["text"] = text
     return result
 

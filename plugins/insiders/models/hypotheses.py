@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import fisher_exact, mannwhitneyu
 
-ALPHA = 0.05
+from .significance import ALPHA, significant
+
 MIN_GROUP = 5  # fewer customers than this on either side: not tested
 AUTUMN = (9, 10, 11)  # September to November: the build-up to Christmas in gift retail
 REPEAT_DAYS = 30
@@ -160,16 +161,16 @@ def early_repeaters_become_insiders(tx: pd.DataFrame, flags: pd.Series, as_of: p
                          alpha, test["name"])
     odds, p = fisher_exact(table, alternative="greater")
     direction = rate_rep > rate_other
-    verdict = bool(p < alpha and direction)
+    verdict = significant(p, alpha, direction)
     figures["odds_ratio"] = _r(odds)
     text = (f"{_verdict_word(verdict)}: {statement} {_pct(rate_rep)} of the {n_rep:,} new "
             f"customers who ordered again within {REPEAT_DAYS} days are Insiders, against "
-            f"{_pct(rate_other)} of the {n_other:,} who did not. "
-            + _p_sentence(test["name"], p, alpha, direction)
-            + " Buying often is part of what makes an Insider, so this says how early the "
-              "signal shows, not that it causes membership.")
+            f"{_pct(rate_other)} of the {n_other:,} who did not. Buying often is part of "
+            "what makes an Insider, so this says how early the signal shows, not that it "
+            "causes membership.")
     return {"id": "early_repeaters_become_insiders", "statement": statement,
             "verdict": verdict, "text": text, "figures": figures,
+            "analysts": _p_sentence(test["name"], p, alpha, direction),
             "test": {**test, "statistic": _r(odds), "p_value": float(p),
                      "direction_as_stated": bool(direction)}}
 
@@ -231,11 +232,11 @@ def _mann_whitney(key: str, statement: str, x: pd.Series, y: pd.Series, alternat
     # P(an Insider's value > another customer's), ties half: 0.5 = no difference
     higher = float(u) / (len(x) * len(y))
     direction = higher < 0.5 if alternative == "less" else higher > 0.5
-    verdict = bool(p < alpha and direction)
+    verdict = significant(p, alpha, direction)
     figures = {**figures, "prob_insider_higher": _r(higher)}
-    text = (f"{_verdict_word(verdict)}: {statement} {describe(figures)} "
-            + _p_sentence(name, p, alpha, direction))
+    text = f"{_verdict_word(verdict)}: {statement} {describe(figures)}"
     return {"id": key, "statement": statement, "verdict": verdict, "text": text,
+            "analysts": _p_sentence(name, p, alpha, direction),
             "figures": figures,
             "test": {"name": name, "alternative": alternative, "alpha": alpha, "on": on,
                      "statistic": float(u), "p_value": float(p),

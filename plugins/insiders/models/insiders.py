@@ -170,10 +170,10 @@ class Conditions:
     tree_depth: int
 
 
-def _fmt(feature: str, value: float) -> str:
+def _fmt(feature: str, value: float, currency: str = "") -> str:
     kind = RULE_FEATURES[feature][1]
     if kind == "money":
-        return f"{value:,.0f}"
+        return f"{value:,.0f} {currency}".strip()
     if kind == "days":
         return f"{value:.0f} days"
     if kind == "rate":
@@ -181,7 +181,7 @@ def _fmt(feature: str, value: float) -> str:
     return f"{math.floor(value) + 1}" if value == math.floor(value) else f"{math.ceil(value)}"
 
 
-def _clause(feature: str, op: str, threshold: float, period: str) -> str:
+def _clause(feature: str, op: str, threshold: float, period: str, currency: str = "") -> str:
     label = RULE_FEATURES[feature][0].format(period=period)
     if feature == "recency_days":
         return (f"last purchase within {threshold:.0f} days" if op == "<=" else
@@ -193,7 +193,7 @@ def _clause(feature: str, op: str, threshold: float, period: str) -> str:
         n = math.floor(threshold)
         return f"at least {n + 1} {label}" if op == ">" else f"at most {n} {label}"
     word = "at least" if op == ">" else "at most"
-    return f"{label} {word} {_fmt(feature, threshold)}"
+    return f"{label} {word} {_fmt(feature, threshold, currency)}"
 
 
 # how a value method's figure reads in a sentence ({h}: the horizon, {p}: the period)
@@ -215,23 +215,25 @@ def value_words(method: str, windows: Windows) -> str:
 
 def derive_conditions(
     customers: pd.DataFrame, selection: Selection, windows: Windows, seed: int,
-    max_depth: int = 3, method: str = "bgnbd",
+    max_depth: int = 3, method: str = "bgnbd", currency: str = "",
 ) -> Conditions:
     """Plain-language rules that reproduce membership, from a shallow decision tree.
 
     The entry and exit lines are drawn on the value method's own figure (`method`);
     the tree then restates membership with figures marketing already knows (spend,
     purchases, recency), and its agreement is reported so nobody mistakes the summary
-    for the rule itself.
+    for the rule itself. `currency` (GBP, BRL) follows every amount in the texts.
     """
     active = customers[customers["has_purchase"]]
     period = f"{windows.lookback_months} months"
     figure = value_words(method, windows)
     money = not method.startswith("blend")
+
     def line(v: float) -> str:
         if not money:
             return f"{v:.3f}"
-        return f"{v:,.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:,.2f}"
+        text = f"{v:,.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:,.2f}"
+        return f"{text} {currency}".strip()
 
     entry = (f"A customer enters the Insiders when their {figure} is at least "
              f"{line(selection.entry_line)} - today the top {selection.size:,} of "
@@ -255,12 +257,13 @@ def derive_conditions(
     agreement = float((pred == y).mean())
     precision = float((pred & y).sum() / max(pred.sum(), 1))
     recall = float((pred & y).sum() / max(y.sum(), 1))
-    rules = _tree_rules(tree, names, period)
+    rules = _tree_rules(tree, names, period, currency)
     return Conditions(entry, exit_, rules, round(agreement, 4), round(precision, 4),
                       round(recall, 4), int(tree.get_depth()))
 
 
-def _tree_rules(tree: DecisionTreeClassifier, names: list[str], period: str) -> list[str]:
+def _tree_rules(tree: DecisionTreeClassifier, names: list[str], period: str,
+                currency: str = "") -> list[str]:
     """One rule per Insider branch; a subtree whose leaves all say Insider is one branch."""
     t = tree.tree_
 
@@ -276,7 +279,8 @@ def _tree_rules(tree: DecisionTreeClassifier, names: list[str], period: str) -> 
 
     def walk(node: int, path: list[tuple[str, str, float]]) -> None:
         if positive(node):
-            text = " and ".join(_clause(f, op, thr, period) for f, op, thr in _merge(path))
+            text = " and ".join(_clause(f, op, thr, period, currency)
+                                for f, op, thr in _merge(path))
             rules.append((float(t.n_node_samples[node]), text or "every active customer"))
             return
         if is_leaf(node):

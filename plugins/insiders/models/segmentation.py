@@ -39,6 +39,7 @@ from sklearn.metrics import (
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
+from .. import wording
 from ..config import SegmentationRules
 
 ALGORITHMS = ("kmeans", "agglomerative", "gmm")
@@ -314,7 +315,7 @@ def profile(features: pd.DataFrame, labels: np.ndarray, extra: list[str] | None 
     return out.reset_index()
 
 
-def personas(prof: pd.DataFrame) -> pd.DataFrame:
+def personas(prof: pd.DataFrame, currency: str = "") -> pd.DataFrame:
     """A persona, a description and an action per segment, from its figures.
 
     Traits compare each segment's typical customer to the other segments: the
@@ -377,12 +378,12 @@ def personas(prof: pd.DataFrame) -> pd.DataFrame:
                       "to raise the ticket.")
         names.append(name)
         descs.append(
-            f"{int(row['customers']):,} customers ({row['share']:.0%}) bringing "
-            f"{row['revenue_share']:.0%} of revenue; the typical one last bought "
+            f"{int(row['customers']):,} customers ({wording.share(row['share'])}) bringing "
+            f"{wording.share(row['revenue_share'])} of revenue; the typical one last bought "
             f"{row['recency_days']:.0f} days ago, {row['frequency']:.0f} purchase(s) in the "
-            "period, "
-            f"spent {row['monetary']:,.0f} with a ticket of {row['avg_ticket']:,.0f}; returns "
-            f"{row['return_rate']:.0%} of value."
+            f"period, spent {wording.money(row['monetary'], currency)} with a ticket of "
+            f"{wording.money(row['avg_ticket'], currency)}; returns "
+            f"{wording.share(row['return_rate'])} of value."
         )
         actions.append(action)
     p["persona_base"] = names

@@ -2,15 +2,20 @@
 
 Contract (answers.json): top-level keys `who`, `how_many`, `characteristics`,
 `revenue_share`, `expected_revenue`, `entry_conditions`, `exit_conditions`,
-`guarantee`, `marketing_actions`, plus `as_of`, `period`, `data_quality` and
-`model`. Every answer has a `text` of one or two plain sentences.
+`guarantee`, `marketing_actions`, plus `currency` (first: GBP, BRL, ...), `as_of`,
+`data_through`, `period`, `data_quality` and `model`. Every answer has a `text` of one or
+two plain sentences a marketer can repeat (no p-values, intervals or model jargon; every
+amount with its currency) and, where there are any, the tests and intervals behind it in
+`analysts`. The figures themselves stay in the structured fields.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from .. import wording
 from ..models.features import DESCRIPTIONS
+from ..models.significance import significant
 
 QUESTIONS = {
     "who": "Who are the customers eligible for the Insiders program?",
@@ -25,15 +30,19 @@ QUESTIONS = {
 }
 
 
-def _money(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:,.0f}"
-
-
 def build(
     as_of: pd.Timestamp, stages: dict[str, dict], customers: pd.DataFrame,
-    extra: dict | None = None,
+    extra: dict | None = None, currency: str = "", region_label: str = "Country",
 ) -> dict:
-    """Assemble answers.json from the stages' outputs and the final customer table."""
+    """Assemble answers.json from the stages' outputs and the final customer table.
+
+    `currency` (the source adapter's, `Source.currency_of`) follows every amount in the
+    texts and heads the file; `region_label` names what the customers' region column holds
+    (Olist: the Brazilian state)."""
+
+    def _money(x: float | None) -> str:
+        return wording.money(x, currency)
+
     q, seg, ins, ev, fc = (stages[k] for k in ("quality", "segment", "insiders", "evaluate",
                                                "forecast"))
     feat = stages["features"]
@@ -48,7 +57,10 @@ def build(
     gone = int(ins["value_model"].get("probably_gone_in_top", 0))
     vs_rest = ev["insiders_vs_rest"]
     oot = ev["out_of_time"]
-    period = {"start": feat["period_start"], "end": str(as_of.date())}
+    # the as-of is the day of the run (lines before it count); the data may end earlier
+    data_through = feat.get("data_through") or str((as_of - pd.Timedelta(days=1)).date())
+    period = {"start": feat["period_start"], "end": str(as_of.date()),
+              "data_through": data_through}
 
     top = members.head(10)
     by_persona = members["persona"].value_counts()
@@ -71,16 +83,23 @@ def build(
         for p in profiles
     ]
     flows = ins["membership"]
+    interval = fc.get("total_interval")
+    has_interval = bool(interval) and interval[0] is not None
     answers = {
+        "currency": currency,
         "as_of": str(as_of.date()),
+        "data_through": data_through,
+        "region_label": region_label,
         "period": period,
         "questions": QUESTIONS,
         "who": {
-            "text": (f"{n:,} customers, ranked by {ins['value_model']['label']} (of the value "
-                     "methods replayed at earlier months, the one that picked the best "
-                     "spenders, or past spend when none beat it clearly); the top of the list is "
-                     f"customer {top['customer_id'].iloc[0] if n else 'n/a'}. The full list is "
-                     "in insiders.csv."),
+            "text": (f"{n:,} customers: the ones expected to bring the most, ranked by "
+                     f"{ins['value_model']['label']}. Customer "
+                     f"{top['customer_id'].iloc[0] if n else 'n/a'} tops the list; the full "
+                     "list is in insiders.csv."),
+            "analysts": ("The ranking is the value method that picked the best spenders when "
+                         "replayed at earlier months (past spend unless a challenger beat it "
+                         "beyond noise): " + ins["value_contest"].get("why", "")).strip(),
             "customer_ids": members["customer_id"].astype("str").tolist(),
             "top": [
                 {"customer_id": str(c.customer_id), "persona": c.persona,
@@ -91,11 +110,10 @@ def build(
             ],
         },
         "how_many": {
-            "text": (f"{n:,} customers, {share:.1%} of the {n_active:,} who bought in the period. "
-                     f"Size rule: {sel['rule']}."
-                     + (f" {gone:,} customers whose value would have put them in were passed "
-                        "over: the purchase model says they have probably stopped buying."
-                        if gone else "")),
+            "text": (f"{n:,} customers, {wording.share(share)} of the {n_active:,} who bought "
+                     f"in the period. How the size is set: {sel['rule']}."
+                     + (f" {gone:,} customers whose spend would have put them in were passed "
+                        "over because they have probably stopped buying." if gone else "")),
             "count": n,
             "share_of_customers": round(share, 4),
             "active_customers": n_active,
@@ -105,9 +123,10 @@ def build(
         "characteristics": {
             "text": (f"The typical Insider spent {_money(m['insiders_median'])} in the period "
                      f"against {_money(m['rest_median'])} for other customers, bought "
-                     f"{f['insiders_median']:.0f} times against {f['rest_median']:.0f}, and last "
-                     f"bought {r['insiders_median']:.0f} days ago against "
-                     f"{r['rest_median']:.0f}. Most are "
+                     f"{wording.count(f['insiders_median'])} times against "
+                     f"{wording.count(f['rest_median'])}, and last bought "
+                     f"{wording.count(r['insiders_median'])} days ago against "
+                     f"{wording.count(r['rest_median'])}. Most are "
                      f"{by_persona.index[0] if len(by_persona) else 'n/a'}."),
             "insiders_vs_rest": {
                 k: {"label": v["label"], "insiders_mean": v["insiders_mean"],
@@ -120,9 +139,9 @@ def build(
             "feature_descriptions": DESCRIPTIONS,
         },
         "revenue_share": {
-            "text": (f"The Insiders brought {rev_share:.0%} of net revenue in the period "
-                     f"({_money(ins_rev)} of {_money(total_rev)}) while being {share:.1%} of "
-                     "customers."),
+            "text": (f"The Insiders brought {wording.share(rev_share)} of net revenue in the "
+                     f"period ({_money(ins_rev)} of {_money(total_rev)}) while being "
+                     f"{wording.share(share)} of customers."),
             "value": round(rev_share, 4),
             "insiders_revenue": round(ins_rev, 2),
             "total_revenue": round(total_rev, 2),
@@ -130,13 +149,15 @@ def build(
                                          / max(float(active["expected_value"].sum()), 1e-9), 4),
         },
         "expected_revenue": {
-            "text": (f"About {_money(fc_total)} over the next {len(fc_months)} months: what "
-                     f"today's {n:,} Insiders are each expected to spend, added up"
-                     + (f" (80% interval {_money(fc['total_interval'][0])} to "
-                        f"{_money(fc['total_interval'][1])})" if fc.get("total_interval")
-                        and fc["total_interval"][0] is not None else "")
-                     + ". " + fc.get("text", "") + " "
-                     + (back.get("text", "") if back else "")).strip(),
+            "text": (f"About {_money(fc_total)} over the next {len(fc_months)} months from "
+                     f"today's {n:,} Insiders"
+                     + (f", most likely between {_money(interval[0])} and "
+                        f"{_money(interval[1])}." if has_interval else
+                        ". There is not enough history yet to give a likely range.")),
+            "analysts": (("80% interval of the total: "
+                          f"{_money(interval[0])} to {_money(interval[1])}. "
+                          if has_interval else "") + fc.get("text", "") + " "
+                         + (back.get("text", "") if back else "")).strip(),
             "months": fc_months,
             "total": round(fc_total, 2),
             "total_interval": fc.get("total_interval"),
@@ -147,10 +168,14 @@ def build(
             "history": fc["history"],
             "backtest": back,
         },
-        "customer_value": _customer_value(customers, members),
+        "customer_value": _customer_value(customers, members, currency),
         "hypotheses": ev.get("hypotheses", []),
         "entry_conditions": {
             "text": cond["entry_text"],
+            "analysts": (f"The everyday rules are a decision tree that restates membership: "
+                         f"they agree with it for {wording.share(cond['agreement'])} of "
+                         f"active customers (precision {wording.share(cond['precision'], 0)}, "
+                         f"recall {wording.share(cond['recall'], 0)})."),
             "entry_line": round(float(sel["entry_line"]), 2),
             "value_method": ins["value_model"]["method"],
             "rules": cond["rules"],
@@ -168,7 +193,7 @@ def build(
             "previous_members": ins["previous_members"],
         },
         "guarantee": {
-            "text": guarantee_text(vs_rest, oot),
+            **proof(vs_rest, oot, currency),
             "insiders_vs_rest": vs_rest,
             "out_of_time": oot,
             "value_contest": ins["value_contest"],
@@ -205,7 +230,8 @@ def build(
 BANDS = ("Low", "Medium", "High")
 
 
-def _customer_value(customers: pd.DataFrame, members: pd.DataFrame) -> dict:
+def _customer_value(customers: pd.DataFrame, members: pd.DataFrame, currency: str = ""
+                    ) -> dict:
     """The per-customer predictions, summed up: churn-risk mix and predicted value."""
     active = customers[customers["has_purchase"]]
 
@@ -218,8 +244,10 @@ def _customer_value(customers: pd.DataFrame, members: pd.DataFrame) -> dict:
     return {
         "text": (f"{ins_mix['Low']:,} of the {len(members):,} Insiders are at low risk of not "
                  f"buying in the next 90 days, {ins_mix['Medium']:,} at medium and "
-                 f"{ins_mix['High']:,} at high risk ({high:.0%}); together they are expected "
-                 f"to spend {_money(float(members['predicted_clv_12m'].sum()))} over the next "
+                 f"{ins_mix['High']:,} at high risk ({wording.share(high)}); together they are "
+                 "expected to spend "
+                 f"{wording.money(float(members['predicted_clv_12m'].sum()), currency)} over "
+                 "the next "
                  "12 months."),
         "churn_mix_insiders": ins_mix,
         "churn_mix_active": all_mix,
@@ -244,14 +272,72 @@ def _merge(base: dict, extra: dict) -> None:
             base[key] = value
 
 
-def guarantee_text(vs_rest: dict, oot: dict) -> str:
+PROOF_TONES = {"holds": "ok", "not_significant": "warn", "wrong_direction": "bad",
+               "untested": "warn"}
+
+
+def _test_words(test: dict) -> str:
+    """A two-group test for analysts: the p-value against its level, and the verdict."""
+    alpha = float(test.get("alpha") or 0.05)
+    word = "significant" if significant(test.get("p_value"), alpha) else "not significant"
+    return f"Mann-Whitney {wording.p_value(test.get('p_value'))}: {word} at the {alpha:.0%} level"
+
+
+def proof_verdict(oot: dict) -> str:
+    """holds / not_significant / wrong_direction / untested, from the out-of-time figures
+    alone: significant at their stated level and Insiders spending more, or not."""
+    test = oot.get("insiders_vs_rest") if oot.get("available") else None
+    if not test:
+        return "untested"
+    more = ((oot["insiders"]["revenue_per_customer"] or 0)
+            > (oot["rest"]["revenue_per_customer"] or 0))
+    if significant(test.get("p_value"), float(test.get("alpha") or 0.05), more):
+        return "holds"
+    return "not_significant" if more else "wrong_direction"
+
+
+def proof(vs_rest: dict, oot: dict, currency: str = "") -> dict:
+    """Question 8 in plain words, and whether the proof holds.
+
+    The proof is the out-of-time check: the group chosen `months` ago, as the program would
+    have chosen it then, against everyone else over the months after. It *holds* when that
+    difference is significant at the stated level and goes the right way (Insiders spend
+    more); without the check (too little history) today's comparison decides. `verdict`
+    (holds, not_significant, wrong_direction, untested) and `tone` (ok, warn, bad) follow
+    from that alone, so the report's colour and words cannot disagree with the figures.
+    """
     m = vs_rest["monetary"]
     lo, hi = m["ci95"]
-    text = (f"Insiders spend {m['ratio']:.1f}x the rest per customer (difference "
-            f"{_money(m['difference'])}, 95% CI {_money(lo)} to {_money(hi)}, Mann-Whitney "
-            f"p={m['p_value']:.1g}).") if m["ratio"] else "Not enough customers to compare."
-    if oot.get("available"):
-        text += " " + oot["text"]
+    today = (f"Today's Insiders spend {wording.times(m['ratio'])} as much per customer as the "
+             "rest." if m["ratio"] else "There are not enough customers to compare today.")
+    analysts = (f"Today, net spend per customer, Insiders minus the rest: "
+                f"{wording.money(m['difference'], currency)} (95% interval "
+                f"{wording.money(lo, currency)} to {wording.money(hi, currency)}); "
+                f"{_test_words(m)}.")
+    verdict = proof_verdict(oot)
+    if verdict != "untested":
+        test = oot["insiders_vs_rest"]
+        g, r = oot["insiders"], oot["rest"]
+        spent = (f"the {g['customers']:,} Insiders chosen on {oot['chosen_on']} spent "
+                 f"{wording.money(g['revenue_per_customer'], currency)} each over the next "
+                 f"{oot['months']} months, against "
+                 f"{wording.money(r['revenue_per_customer'], currency)} for the rest, and "
+                 f"brought {wording.share(g['share_of_next_revenue'])} of all revenue")
+        head = {"holds": "The proof holds: ",
+                "not_significant": "The proof does not hold yet: ",
+                "wrong_direction": "The proof does not hold: "}[verdict]
+        tail = {"holds": ".",
+                "not_significant": (", a difference too small to tell apart from chance."),
+                "wrong_direction": ": the group chosen earlier did worse than the rest."
+                }[verdict]
+        text = f"{head}{spent}{tail} {today}"
+        # the model's sentence repeats the spend the plain text gives; keep what follows it
+        rest_of = oot.get("text", "").partition(" of all revenue. ")[2]
+        analysts += (f" Out of time (chosen on {oot['chosen_on']}, measured over the next "
+                     f"{oot['months']} months): {_test_words(test)}. {rest_of}")
     else:
-        text += " " + oot.get("text", "")
-    return text
+        text = (f"{today} There is not enough history yet to check a group chosen earlier "
+                "against what it spent afterwards, so the proof is not made yet.")
+        analysts += " " + oot.get("text", "")
+    return {"text": text, "analysts": analysts.strip(), "verdict": verdict,
+            "holds": verdict == "holds", "tone": PROOF_TONES[verdict]}

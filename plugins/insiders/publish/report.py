@@ -9,11 +9,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from insiders.dashboards.htmlkit import BASE_CSS, Figures, esc, label, section, table
+from insiders.dashboards.htmlkit import (
+    BASE_CSS,
+    Figures,
+    esc,
+    label,
+    log_ticks,
+    month_labels,
+    section,
+    table,
+)
 
+from .. import wording
+from ..models.significance import ALPHA, significant
+from . import answers as answers_mod
 from . import insights
 
 PALETTE = ["#2f5d8a", "#e07b39", "#4f9d69", "#c44e52", "#8172b3", "#937860", "#da8bc3",
@@ -47,18 +60,27 @@ td:first-child,th:first-child{text-align:left}td.l,th.l{text-align:left}
 .card h3{margin:0 0 6px;font-size:16px}.tag{display:inline-block;padding:1px 8px;
 border-radius:10px;font-size:12px;color:#fff;margin-left:6px}
 .warn{background:#fff4e5;border-left-color:#e07b39}.ok{background:#eaf6ee;
-border-left-color:#4f9d69}ul.rules li{margin:4px 0}footer{color:#616e7c;font-size:12px;
+border-left-color:#4f9d69}.bad{background:#fdecec;border-left-color:#c44e52}
+details.analysts{margin:14px 0 0;padding:8px 14px;background:#f8fafc;border-radius:6px;
+font-size:13px;color:#3e4c59}details.analysts summary{cursor:pointer;font-weight:600}
+ul.rules li{margin:4px 0}footer{color:#616e7c;font-size:12px;
 padding:10px 0 40px}nav{font-size:13px;margin-top:12px}nav a{color:#cfe0f1;
 margin-right:12px;text-decoration:none}
 """.replace("FONT_FAMILY", FONT)
 
 
 def _money(x) -> str:
+    """An amount in a table cell (the column header names the currency)."""
     return "n/a" if x is None or pd.isna(x) else f"{x:,.0f}"
 
 
-def _pct(x, digits: int = 0) -> str:
-    return "n/a" if x is None or pd.isna(x) else f"{x:.{digits}%}"
+def _pct(x, digits: int | None = None) -> str:
+    return wording.share(x, digits)
+
+
+def _cur(a: dict) -> str:
+    """' (GBP)' for a column header or an axis title; '' when the currency is unknown."""
+    return f" ({a['currency']})" if a.get("currency") else ""
 
 
 class _Figures:
@@ -68,9 +90,14 @@ class _Figures:
         self.figures = Figures(prefix="report-fig")
 
     def __call__(self, fig: go.Figure, height: int = 360) -> str:
-        fig.update_layout(height=height, margin={"l": 50, "r": 20, "t": 40, "b": 40},
+        # the report's defaults; a chart's own margin or legend placement wins
+        own_margin = {k: v for k, v in fig.layout.margin.to_plotly_json().items()
+                      if v is not None}
+        legend = {"orientation": "h", "y": -0.18, **fig.layout.legend.to_plotly_json()}
+        fig.update_layout(height=height,
+                          margin={"l": 50, "r": 20, "t": 40, "b": 40, **own_margin},
                           font={"family": FONT, "size": 12}, paper_bgcolor="white",
-                          plot_bgcolor="white", legend={"orientation": "h", "y": -0.18})
+                          plot_bgcolor="white", legend=legend)
         fig.update_xaxes(gridcolor="#eef1f4")
         fig.update_yaxes(gridcolor="#eef1f4")
         return self.figures.html(fig, height=f"{height}px")
@@ -96,8 +123,9 @@ def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None 
         _actions(answers, colors),
         insights.campaigns(answers, campaigns),
         insights.hypotheses(answers),
-        _satisfaction(answers, fig),
-        insights.cohorts(cohorts, fig, cohort_value),
+        insights.satisfaction(answers, fig, PALETTE[2], PALETTE[3]),
+        insights.cohorts(cohorts, fig, cohort_value, answers["as_of"],
+                         answers.get("currency", "")),
         _stability(answers, fig),
         _quality(answers, fig),
         _model(answers, fig),
@@ -106,9 +134,10 @@ def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None 
     er = answers["expected_revenue"]
     kpis = [
         (f"{hm['count']:,}", "Insiders"),
-        (_pct(hm["share_of_customers"], 1), "of active customers"),
+        (_pct(hm["share_of_customers"]), "of active customers"),
         (_pct(answers["revenue_share"]["value"]), "of net revenue"),
-        (_money(er["total"]), f"expected in the next {len(er['months'])} months"),
+        (wording.money(er["total"], answers.get("currency", "")),
+         f"expected in the next {len(er['months'])} months"),
     ]
     kpi_html = "".join(f"<div class='kpi'><b>{esc(v)}</b><span>{esc(t)}</span></div>"
                        for v, t in kpis)
@@ -122,17 +151,20 @@ def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None 
            else [])
         + ([("satisfaction", "Satisfaction")] if answers.get("satisfaction") else []))
     period = answers.get("period", {})
+    through = answers.get("data_through") or period.get("data_through") or answers["as_of"]
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
         f"<title>{esc(title)} - {esc(answers['as_of'])}</title><style>{CSS}</style></head><body>"
         f"<header><div class='wrap'><h1>{esc(title)}</h1>"
-        f"<p>Who our best customers are, why, and what they will spend. Data up to "
-        f"{esc(answers['as_of'])} (analysed period {esc(period.get('start'))} to "
-        f"{esc(period.get('end'))}).</p><div class='kpis'>{kpi_html}</div><nav>{nav}</nav>"
+        f"<p>Who our best customers are, why, and what they will spend. As of "
+        f"{esc(answers['as_of'])}, data through {esc(through)} (analysed period "
+        f"{esc(period.get('start'))} to {esc(through)}).</p><div class='kpis'>{kpi_html}</div>"
+        f"<nav>{nav}</nav>"
         f"</div></header><main>{''.join(p for p in parts if p)}</main>"
         "<footer class='wrap'>Generated by Insiders. Figures are net of returns and "
-        "cancellations; money in the currency of the data.</footer></body></html>"
+        f"cancellations; money in {esc(answers.get('currency') or 'the currency of the data')}."
+        "</footer></body></html>"
     )
 
 
@@ -153,16 +185,17 @@ def write(path: Path | str, answers: dict, customers: pd.DataFrame,
 
 def _who(a: dict, customers: pd.DataFrame) -> str:
     members = customers[customers["is_insider"]].sort_values("value_rank").head(20)
+    cur, region = _cur(a), a.get("region_label", "Country")
     frame = pd.DataFrame({
         "Rank": members["value_rank"].astype(int),
         "Customer": members["customer_id"].astype(str),
         "Persona": members["persona"],
-        "Country": members["country"],
-        "Net spend": members["monetary"].map(_money),
+        region: members["country"],
+        f"Net spend{cur}": members["monetary"].map(_money),
         "Purchases": members["frequency"].astype(int),
         "Last purchase (days)": members["recency_days"].map(lambda v: f"{v:.0f}"),
-        "Expected next 3 months": members["expected_value"].map(_money),
-        "Predicted 12 months": members["predicted_clv_12m"].map(_money),
+        f"Expected next 3 months{cur}": members["expected_value"].map(_money),
+        f"Predicted 12 months{cur}": members["predicted_clv_12m"].map(_money),
         "Churn risk": [f"{band} ({risk:.0%})" for band, risk in
                        zip(members["churn_band"], members["churn_risk"].astype(float),
                            strict=True)],
@@ -170,14 +203,15 @@ def _who(a: dict, customers: pd.DataFrame) -> str:
             lambda d: "-" if pd.isna(d) else str(pd.Timestamp(d).date())),
     })
     value = a.get("customer_value", {})
-    body = (table(frame, left=("Customer", "Persona", "Country", "Churn risk"))
+    body = (table(frame, left=("Customer", "Persona", region, "Churn risk"))
             + f"<p class='muted'>The top {len(members):,} of "
               f"{int(customers['is_insider'].sum()):,}. The complete list, with the figures that "
               "justify each membership, is in insiders.csv. "
             + esc(value.get("text", "")) + " Churn risk is the chance of no purchase in the "
               "next 90 days; 'next order by' the date by which the next order has an even "
               "chance.</p>")
-    return section(1, "who", "Who are the Insiders?", a["who"]["text"], body)
+    return section(1, "who", "Who are the Insiders?", a["who"]["text"], body,
+                   details=a["who"].get("analysts", ""))
 
 
 def _how_many(a: dict, customers: pd.DataFrame, fig: _Figures) -> str:
@@ -205,31 +239,47 @@ def _characteristics(a: dict, colors: dict, fig: _Figures) -> str:
     keys = [k for k in ("monetary", "frequency", "avg_ticket", "basket_size", "recency_days")
             if k in c and c[k]["insiders_median"] is not None]
     ratios = [(c[k]["label"], c[k]["ratio"]) for k in keys if c[k]["ratio"]]
+    values = [r for _, r in ratios]
+    # bars grow from 1 (= the same as the rest): right for more, left for less, on a log
+    # axis whose ticks read 0.3, 1, 3, 10, 30, 100, 1k (no minor labels)
+    ticks, tick_text = log_ticks(values)
     f1 = go.Figure(go.Bar(
-        y=[label(name, 28) for name, _ in ratios], x=[r for _, r in ratios], orientation="h",
-        marker_color=[INSIDER if r >= 1 else REST for _, r in ratios],
-        text=[f"{r:.1f}x" for _, r in ratios], textposition="outside", cliponaxis=False))
+        y=[label(name, 28) for name, _ in ratios], x=[r - 1 for r in values], base=1,
+        orientation="h", marker_color=[INSIDER if r >= 1 else REST for r in values],
+        text=[_times(r) for r in values], textposition="outside", cliponaxis=False,
+        customdata=values, hovertemplate="%{y}: %{customdata:.2f} times<extra></extra>"))
     f1.add_vline(x=1, line={"color": "#616e7c", "dash": "dot"})
+    span = [np.log10(min(values + [1.0]) / 2.5), np.log10(max(values + [1.0]) * 4)]
     f1.update_layout(title="Insiders compared with the rest (ratio of averages)",
-                     xaxis={"type": "log", "title": "times the rest's average (1 = the same)"},
+                     xaxis={"type": "log", "title": "times the rest's average (1 = the same)",
+                            "tickvals": ticks, "ticktext": tick_text, "range": span,
+                            "minor": {"showgrid": False, "ticks": ""}},
                      yaxis={"autorange": "reversed"}, margin={"l": 190})
     segs = a["marketing_actions"]["segments"]
     f2 = go.Figure()
     names = [s["persona"] for s in segs]
-    ticks = [label(n, 14) for n in names]
+    ticks = [label(n, 12 if len(names) > 5 else 14) for n in names]
     f2.add_trace(go.Bar(x=ticks, y=[100 * s["share"] for s in segs], name="% of customers",
                         marker_color=[colors[p] for p in names], opacity=0.55))
     f2.add_trace(go.Bar(x=ticks, y=[100 * s["revenue_share"] for s in segs],
                         name="% of net revenue", marker_color=[colors[p] for p in names]))
-    f2.update_layout(barmode="group", title="Segments: size and value (%)")
+    # the legend sits above the plot: wrapped persona names below it would run into it
+    f2.update_layout(barmode="group", title="Segments: size and value (%)",
+                     legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
+                     margin={"t": 80})
     prof = pd.DataFrame([{
         "Persona": s["persona"], "Customers": f"{s['customers']:,}",
         "Share": _pct(s["share"]), "Revenue share": _pct(s["revenue_share"]),
-        "Insiders": s["insiders"], "Who they are": s["description"]} for s in segs])
+        "Insiders": f"{s['insiders']:,}", "Who they are": s["description"]} for s in segs])
     body = (f"<div class='grid2'><div>{fig(f1, 360)}</div><div>{fig(f2, 360)}</div></div>"
             + "<h3>Segment profiles</h3>" + table(prof, left=("Persona", "Who they are")))
     return section(3, "characteristics", "What are they like?", a["characteristics"]["text"],
-                    body)
+                   body)
+
+
+def _times(r: float) -> str:
+    """A ratio on a bar: '57x', '2.3x' (never 'x57.0146')."""
+    return f"{r:,.0f}x" if r >= 10 else f"{r:.1f}x"
 
 
 def _revenue_share(a: dict, fig: _Figures) -> str:
@@ -241,7 +291,7 @@ def _revenue_share(a: dict, fig: _Figures) -> str:
     f.update_layout(title="Net revenue in the period")
     hm = a["how_many"]
     body = (f"<div class='grid2'><div>{fig(f, 320)}</div><div><p>The Insiders are "
-            f"<b>{_pct(hm['share_of_customers'], 1)}</b> of active customers and bring "
+            f"<b>{_pct(hm['share_of_customers'])}</b> of active customers and bring "
             f"<b>{_pct(r['value'])}</b> of net revenue. They are expected to bring "
             f"<b>{_pct(r['expected_share_next'])}</b> of the next months' revenue of today's "
             "customers.</p></div></div>")
@@ -266,7 +316,7 @@ def _expected(a: dict, fig: _Figures) -> str:
                            name=f"forecast ({e['method']})",
                            line={"color": INSIDER, "dash": "dash", "width": 3}))
     f.update_layout(title="Insiders' net revenue per month: actual and forecast",
-                    yaxis_title="net revenue")
+                    yaxis={"title": f"net revenue{_cur(a)}", "rangemode": "tozero"})
     back = e.get("backtest") or {}
     body = fig(f, 360)
     if back.get("available"):
@@ -284,7 +334,8 @@ def _expected(a: dict, fig: _Figures) -> str:
                                 marker_color=REST))
         f2.update_layout(barmode="group", xaxis={"type": "category",
                                                  "title": "forecast made on"},
-                         yaxis={"title": "next 3 months' net revenue", "rangemode": "tozero"},
+                         yaxis={"title": f"next 3 months' net revenue{_cur(a)}",
+                                "rangemode": "tozero"},
                          title="Checked at earlier months: forecast vs what happened")
         summ = back["summary"]
         names = [("forecast", "Our forecast"), ("naive_last_month", "Last month repeated"),
@@ -298,16 +349,18 @@ def _expected(a: dict, fig: _Figures) -> str:
                  "80% interval" if summ.get("months_with_interval") else
                  "no interval yet (too few earlier errors)")
         body += (f"<div class='grid2'><div>{fig(f2, 320)}</div><div><h3>Backtest errors</h3>"
-                 f"{table(err, left=('Method',))}<p class='muted'>{esc(cover)}. "
-                 f"{esc(back['text'])}</p></div></div>")
+                 f"{table(err, left=('Method',))}<p class='muted'>{esc(cover)}.</p>"
+                 "</div></div>")
     else:
         body += f"<p class='muted'>{esc(back.get('text', 'No backtest.'))}</p>"
-    months_table = pd.DataFrame([{"Month starting": m["month"], "Expected": _money(m["revenue"]),
-                           "Low (10%)": _money(m.get("lower")),
-                           "High (90%)": _money(m.get("upper"))} for m in months])
+    cur = _cur(a)
+    months_table = pd.DataFrame([{"Month starting": m["month"],
+                                  f"Expected{cur}": _money(m["revenue"]),
+                                  f"Low (10%){cur}": _money(m.get("lower")),
+                                  f"High (90%){cur}": _money(m.get("upper"))} for m in months])
     body += table(months_table)
     return section(5, "expected_revenue", "What will they spend in the coming months?",
-                    e["text"], body)
+                   e["text"], body, details=e.get("analysts", ""))
 
 
 def _entry(a: dict) -> str:
@@ -315,29 +368,43 @@ def _entry(a: dict) -> str:
     rules = "".join(f"<li>{esc(r)}</li>" for r in e["rules"])
     body = (f"<p>In everyday terms (a decision tree that reproduces the membership):</p>"
             f"<ul class='rules'>{rules or '<li>no simple rule found</li>'}</ul>"
-            f"<p class='muted'>These rules agree with the real membership for "
-            f"{_pct(e['agreement'], 1)} of active customers (precision {_pct(e['precision'])}, "
-            f"recall {_pct(e['recall'])}). The ranking itself uses "
-            f"{esc(e['value_method'].replace('_', ' '))}: {esc(a['model']['value_method_why'])}"
-            "</p>")
-    return section(6, "entry", "What does it take to join?", e["text"], body)
+            f"<p class='muted'>These rules match the real membership for "
+            f"{_pct(e['agreement'])} of active customers; the membership itself follows "
+            "the line above.</p>")
+    details = (e.get("analysts", "") + " The ranking uses "
+               + e["value_method"].replace("_", " ") + ": " + a["model"]["value_method_why"])
+    return section(6, "entry", "What does it take to join?", e["text"], body,
+                   details=details.strip())
 
 
 def _exit(a: dict, history: pd.DataFrame | None, fig: _Figures) -> str:
     x = a["exit_conditions"]
     body = ""
     if history is not None and not history.empty:
+        # one category per monthly run (a month axis, not days): the bars and the line's
+        # points share the category centres. Members and flows share one scale from 0 (no
+        # second axis), so 53 -> 55 -> 53 reads as the small change it is
+        months = month_labels(history["run_id"])
         f = go.Figure()
-        f.add_trace(go.Bar(x=history["run_id"], y=history["entered"], name="entered",
-                           marker_color=PALETTE[2]))
-        f.add_trace(go.Bar(x=history["run_id"], y=-history["left"], name="left",
-                           marker_color=PALETTE[3]))
-        f.add_trace(go.Scatter(x=history["run_id"], y=history["members"], name="members",
-                               mode="lines+markers", line={"color": INSIDER, "width": 3},
-                               yaxis="y2"))
-        f.update_layout(barmode="relative", title="Membership flows per month",
-                        yaxis={"title": "customers entering (+) / leaving (-)"},
-                        yaxis2={"title": "members", "overlaying": "y", "side": "right"})
+        f.add_trace(go.Bar(x=months, y=history["entered"], name="entered",
+                           marker_color=PALETTE[2], text=[f"+{int(v):,}" for v in
+                                                          history["entered"]],
+                           textposition="inside", insidetextanchor="start"))
+        f.add_trace(go.Bar(x=months, y=-history["left"], name="left",
+                           marker_color=PALETTE[3], text=[f"-{int(v):,}" if v else "" for v in
+                                                          history["left"]],
+                           textposition="inside", insidetextanchor="start"))
+        f.add_trace(go.Scatter(x=months, y=history["members"], name="members",
+                               mode="lines+markers+text", line={"color": INSIDER, "width": 3},
+                               text=[f"{int(v):,}" for v in history["members"]],
+                               textposition="top center"))
+        top = float(max(history["members"].max(), history["entered"].max(), 1)) * 1.2
+        bottom = -float(max(history["left"].max(), 0)) * 1.3
+        f.update_layout(barmode="relative",
+                        title="Membership flows per month (members and flows on one scale)",
+                        xaxis={"type": "category", "title": "monthly run"},
+                        yaxis={"title": "customers",
+                               "range": [bottom, top], "zeroline": True})
         body += fig(f, 340)
     else:
         m = x["membership"]
@@ -351,51 +418,66 @@ def _exit(a: dict, history: pd.DataFrame | None, fig: _Figures) -> str:
 
 
 def _guarantee(a: dict, fig: _Figures) -> str:
+    """Question 8. The box's colour and its first words are the proof's verdict
+    (`answers.proof`): green only when the out-of-time difference is significant at the
+    stated level and goes the right way. Tables and box use the same rounding (wording)."""
     g = a["guarantee"]
+    cur = a.get("currency", "")
     rows = []
     for k, v in g["insiders_vs_rest"].items():
         lo, hi = v["ci95"]
-        rows.append({"Figure": v["label"], "Insiders (mean)": _money(v["insiders_mean"])
-                     if k not in ("return_rate",) else _pct(v["insiders_mean"], 1),
-                     "Rest (mean)": _money(v["rest_mean"]) if k != "return_rate" else
-                     _pct(v["rest_mean"], 1),
-                     "Difference, 95% CI": (f"{v['difference']:,.2f} [{lo:,.2f}, {hi:,.2f}]"
-                                            if v["difference"] is not None else "n/a"),
-                     "p-value": "n/a" if v["p_value"] is None else f"{v['p_value']:.2g}",
-                     "Significant": "yes" if v["significant"] else "no"})
-    body = "<h3>Today: Insiders against the rest</h3>" + table(pd.DataFrame(rows),
-                                                                   left=("Figure",))
+        rate = k == "return_rate"
+
+        def fmt(x, rate=rate):
+            return _pct(x) if rate else wording.amount(x)
+
+        rows.append({"Figure": v["label"], "Insiders (mean)": fmt(v["insiders_mean"]),
+                     "Rest (mean)": fmt(v["rest_mean"]),
+                     "Difference [95% interval]": (f"{fmt(v['difference'])} [{fmt(lo)}, "
+                                                   f"{fmt(hi)}]"
+                                                   if v["difference"] is not None else "n/a"),
+                     "p-value": wording.p_value(v["p_value"]),
+                     "Significant": "yes" if significant(v["p_value"], v.get("alpha", ALPHA))
+                     else "no"})
+    stats = ("<h4>Today: Insiders against the rest (Mann-Whitney, two-sided, level "
+             f"{ALPHA:.0%}; money in {esc(cur or 'the data currency')})</h4>"
+             + table(pd.DataFrame(rows), left=("Figure",)))
     o = g["out_of_time"]
-    tone = ""
+    body = ""
     if o.get("available"):
+        per = [o["insiders"]["revenue_per_customer"], o["top_spenders"]["revenue_per_customer"],
+               o["rest"]["revenue_per_customer"]]
         f = go.Figure(go.Bar(
-            x=["Insiders", f"Top {o['group_size']}<br>past spenders", "Rest"],
-            y=[o["insiders"]["revenue_per_customer"], o["top_spenders"]["revenue_per_customer"],
-               o["rest"]["revenue_per_customer"]],
+            x=["Insiders", f"Top {o['group_size']:,}<br>past spenders", "Rest"], y=per,
             marker_color=[INSIDER, PALETTE[0], REST],
-            text=[_money(o["insiders"]["revenue_per_customer"]),
-                  _money(o["top_spenders"]["revenue_per_customer"]),
-                  _money(o["rest"]["revenue_per_customer"])], textposition="outside"))
-        f.update_layout(title=f"Spend per customer, {o['months']} months after {o['chosen_on']}")
+            text=[wording.money(v, cur) for v in per], textposition="outside",
+            cliponaxis=False))
+        f.update_layout(title=f"Spend per customer, {o['months']} months after {o['chosen_on']}",
+                        yaxis={"title": f"net spend per customer{_cur(a)}",
+                               "rangemode": "tozero"})
         share = pd.DataFrame([
-            {"Group": "Insiders", **_oot_row(o["insiders"])},
-            {"Group": "Top past spenders", **_oot_row(o["top_spenders"])},
-            {"Group": "Rest", **_oot_row(o["rest"])}])
-        contest = g.get("value_contest", {})
-        body += (f"<h3>Out of time</h3><div class='grid2'><div>{fig(f, 340)}</div><div>"
-                 f"{table(share, left=('Group',))}<p class='muted'>{esc(o['text'])}</p>"
-                 f"<p class='muted'>{esc(contest.get('why', ''))}</p></div></div>")
-        better = o["insiders"]["revenue_per_customer"] > o["rest"]["revenue_per_customer"]
-        tone = "ok" if better else "warn"
+            {"Group": "Insiders", **_oot_row(o["insiders"], cur)},
+            {"Group": "Top past spenders", **_oot_row(o["top_spenders"], cur)},
+            {"Group": "Rest", **_oot_row(o["rest"], cur)}])
+        body += (f"<h3>Chosen {o['months']} months ago: what they spent afterwards</h3>"
+                 f"<div class='grid2'><div>{fig(f, 340)}</div><div>"
+                 f"{table(share, left=('Group',))}</div></div>")
     else:
         body += f"<p class='muted'>{esc(o.get('text'))}</p>"
-    return section(8, "guarantee", "What proves they are better?", g["text"], body, tone)
+    contest = g.get("value_contest", {})
+    details_text = " ".join(t for t in (g.get("analysts", ""), contest.get("why", "")) if t)
+    # the colour follows the figures shown (never a flag stored beside them)
+    tone = answers_mod.PROOF_TONES[answers_mod.proof_verdict(o)]
+    return section(8, "guarantee", "What proves they are better?", g["text"], body, tone,
+                   details=details_text, details_body=stats)
 
 
-def _oot_row(x: dict) -> dict:
-    return {"Customers": f"{x['customers']:,}", "Revenue per customer":
-            _money(x["revenue_per_customer"]), "Share of next revenue":
-            _pct(x["share_of_next_revenue"], 1), "Bought again": _pct(x["bought_again"])}
+def _oot_row(x: dict, currency: str = "") -> dict:
+    return {"Customers": f"{x['customers']:,}",
+            "Spend per customer" + (f" ({currency})" if currency else ""):
+            wording.amount(x["revenue_per_customer"]),
+            "Share of next revenue": _pct(x["share_of_next_revenue"]),
+            "Bought again": _pct(x["bought_again"])}
 
 
 def _actions(a: dict, colors: dict) -> str:
@@ -405,40 +487,12 @@ def _actions(a: dict, colors: dict) -> str:
         color = colors.get(s["persona"], PALETTE[0])
         cards.append(
             f"<div class='card' style='border-top:4px solid {color}'><h3>{esc(s['persona'])}"
-            f"<span class='tag' style='background:{color}'>{s['share']:.0%}</span></h3>"
+            f"<span class='tag' style='background:{color}'>{_pct(s['share'])}</span></h3>"
             f"<p class='muted'>{esc(s['description'])}</p><p><b>Action:</b> "
             f"{esc(s['action'])}</p></div>")
     body = (f"<div class='cards'>{''.join(cards)}</div><p><b>For the Insiders:</b> "
             f"{esc(m['insiders_action'])}</p>")
     return section(9, "actions", "What should marketing do?", m["text"], body)
-
-
-def _satisfaction(a: dict, fig: _Figures) -> str:
-    """Sources with reviews and delivery dates (Olist): satisfaction, and what does not apply."""
-    s = a.get("satisfaction")
-    if not s:
-        return ""
-    rows = [{"Persona": p["persona"], "Customers": f"{p['customers']:,}",
-             "Mean review (of 5)": "n/a" if p["review_score_mean"] is None
-             else f"{p['review_score_mean']:.2f}",
-             "1-2 star reviews": _pct(p["low_review_share"]),
-             "Late deliveries": _pct(p["late_share"]),
-             "Days late per order": f"{p['avg_days_late']:.1f}"} for p in s["by_persona"]]
-    f = go.Figure(go.Bar(
-        x=["Delivered on time", "Delivered late"],
-        y=[100 * (s["low_review_share_when_on_time"] or 0),
-           100 * (s["low_review_share_when_late"] or 0)],
-        marker_color=[PALETTE[2], PALETTE[3]],
-        text=[_pct(s["low_review_share_when_on_time"]), _pct(s["low_review_share_when_late"])],
-        textposition="outside"))
-    f.update_layout(title="Share of purchases rated 1-2 stars", yaxis_title="%")
-    na = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>"
-                 for k, v in (a.get("not_applicable") or {}).items())
-    body = (f"<div class='grid2'><div>{fig(f, 320)}</div><div>"
-            f"{table(pd.DataFrame(rows), left=('Persona',))}</div></div>"
-            + (f"<h3>What does not apply to this source</h3><ul class='muted'>{na}</ul>"
-               if na else ""))
-    return section("10", "satisfaction", "How satisfied are they?", s["text"], body)
 
 
 def _stability(a: dict, fig: _Figures) -> str:
@@ -454,21 +508,27 @@ def _stability(a: dict, fig: _Figures) -> str:
     f.update_layout(title="Segment stability: initial model vs re-fitted model",
                     xaxis_title="months since the fit", yaxis_title="adjusted Rand index",
                     yaxis_range=[0, 1.05])
-    return (f"<section id='stability'><h2>How often to refresh the segmentation</h2>"
-            f"<div class='answer'>{esc(s['text'])}</div>{fig(f, 320)}</section>")
+    months = s.get("recommended_refresh_months")
+    plain = (f"Refresh the segments every {'month' if months == 1 else f'{months} months'}: "
+             "after that, a model fitted afresh sorts the customers noticeably differently."
+             if months else "The segments stay stable over the months measured.")
+    return section("", "stability", "How often to refresh the segmentation", plain,
+                   fig(f, 320), details=s["text"] + " The adjusted Rand index (ARI) measures "
+                   "how alike two segmentations of the same customers are (1 = the same).")
 
 
 def _quality(a: dict, fig: _Figures) -> str:
     q = a["data_quality"]
     reasons = q["set_aside"]
-    f = go.Figure(go.Bar(x=list(reasons.values()), y=[label(k, 24) for k in reasons],
+    f = go.Figure(go.Bar(x=list(reasons.values()),
+                         y=[label(wording.reason(k), 24) for k in reasons],
                          orientation="h", marker_color=PALETTE[1],
                          text=[f"{v:,}" for v in reasons.values()], textposition="auto"))
     f.update_layout(title="Rows set aside, by reason", yaxis={"autorange": "reversed"})
     rows = [{"": "rows read", "rows": f"{q['rows_in']:,}"},
             {"": "rows kept", "rows": f"{q['rows_kept']:,}"}]
-    rows += [{"": f"set aside: {k} ({q['reasons'].get(k, '')})", "rows": f"{v:,}"}
-             for k, v in reasons.items()]
+    rows += [{"": f"set aside: {q['reasons'].get(k) or wording.reason(k)}",
+              "rows": f"{v:,}"} for k, v in reasons.items()]
     notes = "".join(f"<li>{esc(n)}</li>" for n in q.get("notes", []))
     total_aside = sum(reasons.values())
     text = (f"{q['rows_in']:,} rows read: {q['rows_kept']:,} kept and {total_aside:,} set aside "
@@ -513,5 +573,9 @@ def _model(a: dict, fig: _Figures) -> str:
             f"<p class='muted'>Features: {esc(', '.join(m['features']))} (log-transformed, "
             f"standardised).</p><p class='muted'>Value model: {esc(vm['note'])}</p></div></div>"
             + table(cand_table, left=("Algorithm", "Note")))
-    return (f"<section id='model'><h2>Model comparison</h2><div class='answer'>"
-            f"{esc(m['why'])}</div>{body}</section>")
+    chosen_ = m["chosen"]
+    plain = (f"The customers are split into {chosen_['k']} segments "
+             f"({chosen_['algorithm']}): of the {len(cands)} ways tried, the one that separates "
+             "them best among those marketing can use (no tiny segments, distinct profiles).")
+    return section("", "model", "Model comparison", plain, "", details=m["why"],
+                   details_body=body)

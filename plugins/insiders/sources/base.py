@@ -29,6 +29,14 @@ class Source:
     feature_transforms: ClassVar[dict[str, str]] = {}
     # extra Metabase dashboards (folders under metabase/) for this source's SQL tables
     dashboards: ClassVar[tuple[str, ...]] = ()
+    # the ISO 4217 code of the data's money (every amount the product shows carries it) and
+    # what the customers' region column holds, as the report's tables label it
+    currency: ClassVar[str] = ""
+    region_label: ClassVar[str] = "Country"
+
+    def currency_of(self, settings: Settings) -> str:
+        """The money's currency: the retailer's own (`INSIDERS_CURRENCY`) or the source's."""
+        return (settings.currency or self.currency).strip().upper()
 
     def extract(self, location: str, folder: RunFolder, settings: Settings,
                 progress: Callable[[int], None] | None = None) -> dict:
@@ -70,12 +78,12 @@ class Source:
 
         return at
 
-    def personas(self, profile: pd.DataFrame) -> pd.DataFrame:
+    def personas(self, profile: pd.DataFrame, currency: str = "") -> pd.DataFrame:
         """Name segment profiles (persona, description, action); default: the transaction
-        personas of `models.segmentation.personas`."""
+        personas of `models.segmentation.personas` (`currency` follows their amounts)."""
         from ..models import segmentation
 
-        return segmentation.personas(profile)
+        return segmentation.personas(profile, currency)
 
     def amend_answers(self, folder: RunFolder, stages: dict[str, dict],
                       customers: pd.DataFrame) -> dict:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 class OnlineRetail(Source):
     kind = "online_retail"
+    # the UCI data set is a UK retailer's, in pounds; another retailer using the layout sets
+    # its own with INSIDERS_CURRENCY (Settings.currency)
+    currency = "GBP"
 
     def extract(self, location: str, folder: RunFolder, settings: Settings,
                 progress: Callable[[int], None] | None = None) -> dict:

@@ -47,6 +47,12 @@ class Olist(Source):
     feature_transforms = {"avg_days_late": "log", "review_count": "log", "late_share": "sqrt",
                           "low_review_share": "sqrt"}
     dashboards = ("experience",)
+    currency = "BRL"  # Olist's prices and payments are in Brazilian reais
+    region_label = "State"  # every customer lives in Brazil: the region column is the state
+
+    def currency_of(self, settings: Settings) -> str:
+        """Always BRL: the data set's amounts are reais whatever the retailer setting says."""
+        return self.currency
 
     def extract(self, location: str, folder: RunFolder, settings: Settings,
                 progress: Callable[[int], None] | None = None) -> dict:
@@ -71,7 +77,8 @@ class Olist(Source):
 
         return add_experience_features(folder, table, as_of, lookback_months)
 
-    def personas(self, profile: pd.DataFrame) -> pd.DataFrame:
+    def personas(self, profile: pd.DataFrame, currency: str = "") -> pd.DataFrame:
+        """Olist's personas; their amounts are always BRL (`currency` is not needed)."""
         from .personas import personas
 
         return personas(profile)

@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ...publish.answers import guarantee_text
+from ... import wording
+from ...publish.answers import proof
+from . import Olist
 from .experience import EXPERIENCE_DESCRIPTIONS, satisfaction_figures
 
 if TYPE_CHECKING:
     from ...catalog import RunFolder
 
+CURRENCY = Olist.currency
 NO_RETURNS = ("Olist records no returns (a cancelled order is not a purchase, not a return), "
               "so return figures are 0 by construction and say nothing about these customers.")
 
@@ -35,26 +38,27 @@ def extra_answers(folder: RunFolder, stages: dict, customers: pd.DataFrame) -> d
                if when_late is not None and on_time is not None and when_late >= 2 * on_time
                else "Late deliveries do not explain the bad reviews on their own")
     text = (
-        f"Customers rated {_fmt(fig['reviewed_share'], '.0%')} of the period's "
+        f"Customers rated {wording.share(fig['reviewed_share'])} of the period's "
         f"{fig['purchases']:,} purchases, {_fmt(fig['review_score_mean'], '.2f')}/5 on average, "
-        f"with {_fmt(fig['low_review_share'], '.0%')} at 1-2 stars. {verdict}: "
-        f"{_fmt(fig['low_review_share_when_late'], '.0%')} of late purchases got "
-        f"1-2 stars against {_fmt(fig['low_review_share_when_on_time'], '.0%')} of those on "
-        f"time ({_fmt(fig['late_share'], '.0%')} of deliveries were late). The Insiders rate "
+        f"with {wording.share(fig['low_review_share'])} at 1-2 stars. {verdict}: "
+        f"{wording.share(fig['low_review_share_when_late'])} of late purchases got "
+        f"1-2 stars against {wording.share(fig['low_review_share_when_on_time'])} of those on "
+        f"time ({wording.share(fig['late_share'])} of deliveries were late). The Insiders rate "
         f"us {_fmt(ins['review_score_mean'], '.2f')}/5 against "
         f"{_fmt(rest['review_score_mean'], '.2f')} for the rest, and "
-        f"{_fmt(ins['late_share'], '.0%')} of their deliveries were late against "
-        f"{_fmt(rest['late_share'], '.0%')}."
+        f"{wording.share(ins['late_share'])} of their deliveries were late against "
+        f"{wording.share(rest['late_share'])}."
     )
     vs = stages["evaluate"]["insiders_vs_rest"]
     m, f = vs["monetary"], vs["frequency"]
     personas_count = customers.loc[customers["is_insider"], "persona"].value_counts()
     top = personas_count.index[0] if len(personas_count) else "n/a"
     characteristics = (
-        f"The typical Insider spent {_fmt(m['insiders_median'], ',.0f')} BRL in the period "
-        f"against {_fmt(m['rest_median'], ',.0f')} for other customers and placed "
+        f"The typical Insider spent {wording.money(m['insiders_median'], CURRENCY)} in the "
+        f"period against {wording.money(m['rest_median'], CURRENCY)} for other customers and "
+        "placed "
         f"{_fmt(f['insiders_mean'], '.2f')} orders on average against "
-        f"{_fmt(f['rest_mean'], '.2f')} ({_fmt(fig['repeat_share'], '.1%')} of customers "
+        f"{_fmt(f['rest_mean'], '.2f')} ({wording.share(fig['repeat_share'])} of customers "
         f"ordered more than once). They rated their purchases "
         f"{_fmt(ins['review_score_mean'], '.1f')}/5 against "
         f"{_fmt(rest['review_score_mean'], '.1f')}. Most are {top}. Returns do not apply: "
@@ -84,12 +88,12 @@ def extra_answers(folder: RunFolder, stages: dict, customers: pd.DataFrame) -> d
         "marketing_actions": {"insiders_action": (
             "Recognition over discounts, and a flawless next order: free shipping with a "
             "guaranteed delivery date, priority customer care and a personal apology when a "
-            f"delivery is late ({_fmt(ins['late_share'], '.0%')} of theirs were); the goal is a "
-            f"second purchase ({_fmt(ins['repeat_share'], '.0%')} of them have made one).")},
+            f"delivery is late ({wording.share(ins['late_share'])} of theirs were); the goal is a "
+            f"second purchase ({wording.share(ins['repeat_share'])} of them have made one).")},
         "questions": {"satisfaction": "How satisfied are the customers, and what upsets them?"},
         "source": {"kind": "olist", "person": "customer_unique_id",
                    "purchase": "a delivered order (order_status = delivered)",
-                   "currency": "BRL", "tables": stages["extract"].get("tables", {})},
+                   "currency": CURRENCY, "tables": stages["extract"].get("tables", {})},
     }
     n_members = int(customers["is_insider"].sum())
     _merge_future(answers, stages, n_members, fig["repeat_share"])
@@ -106,23 +110,15 @@ def _merge_future(answers: dict, stages: dict, n_members: int, repeat_share: flo
     sentence on what past spend means where almost nobody buys twice.
     """
     oot = stages["evaluate"]["out_of_time"]
-    repeat = _fmt(repeat_share, ".1%")
+    repeat = wording.share(repeat_share)
     answers["expected_revenue"] = {"marketplace_note": (
         f"Only {repeat} of Olist customers ordered more than once, so the figure is small: it "
         "is what these one-time buyers are expected to come back and spend, not their past "
         "spend repeated.")}
     if not oot.get("available"):
         return
-    g, rest = oot["insiders"], oot["rest"]
-    significant = oot.get("insiders_vs_rest", {}).get("significant")
-    base = guarantee_text(stages["evaluate"]["insiders_vs_rest"], oot)
+    said = proof(stages["evaluate"]["insiders_vs_rest"], oot, CURRENCY)
     answers["guarantee"]["text"] = (
-        f"{base} On a marketplace where {repeat} of customers order more than once, that is "
-        f"past spend, not a promise: the Insiders chosen on {oot['chosen_on']} spent "
-        f"{g['revenue_per_customer']:,.2f} BRL each over the next {oot['months']} months "
-        f"against {rest['revenue_per_customer']:,.2f} for the rest"
-        + (" (a difference that is not statistically significant)" if significant is False
-           else "")
-        + ". The program's job here is to turn them into repeat buyers, and the satisfaction "
-        "figures say where to start."
-    ).strip()
+        f"{said['text']} On a marketplace where {repeat} of customers order more than once, "
+        "today's spend is past spend, not a promise: the program's job here is to turn the "
+        "Insiders into repeat buyers, and the satisfaction figures say where to start.")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ... import wording
 from ...models.segmentation import unique_names
-from . import MODEL_FEATURES  # noqa: F401 - named here for readers of the personas
+from . import MODEL_FEATURES, Olist  # noqa: F401 - MODEL_FEATURES: for readers
 
 HAPPY_SCORE = 4.5  # mean review at or above: delighted
 UNHAPPY_SCORE = 3.5  # mean review at or below (or a third of reviews 1-2 stars): unhappy
@@ -100,9 +101,10 @@ def personas(profile: pd.DataFrame) -> pd.DataFrame:
     )
     descriptions = []
     for i, r in enumerate(p.itertuples()):
-        text = (f"{int(r.customers):,} customers ({share.iloc[i]:.0%}) bringing "
-                f"{r.revenue_share:.0%} of revenue; {orders.iloc[i]:.2f} orders per customer, "
-                f"the typical one spent {r.monetary:,.0f} BRL and last bought "
+        text = (f"{int(r.customers):,} customers ({wording.share(share.iloc[i])}) bringing "
+                f"{wording.share(r.revenue_share)} of revenue; {orders.iloc[i]:.2f} orders per "
+                f"customer, the typical one spent {wording.money(r.monetary, Olist.currency)} "
+                "and last bought "
                 f"{r.recency_days:.0f} days ago")
         if "review_score_mean" in p:
             text += f"; mean review {score.iloc[i]:.1f}/5"
@@ -111,7 +113,8 @@ def personas(profile: pd.DataFrame) -> pd.DataFrame:
         if "late_share" in p:
             text += f"; {late.iloc[i]:.0%} of deliveries late"
         if "avg_days_late" in p and days_late.iloc[i] >= 0.05:
-            text += f" ({days_late.iloc[i]:.1f} days late per order on average)"
+            text += (f" ({wording.duration_days(days_late.iloc[i])} late per order on "
+                     "average)")
         descriptions.append(text + ".")
     p["persona_base"] = names
     p["persona"] = unique_names(p)

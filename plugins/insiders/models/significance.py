@@ -1,0 +1,22 @@
+"""The one rule for "statistically significant", used by every test the product reports.
+
+A result is significant when its p-value is below the stated level `alpha` and, when the
+claim has a direction (Insiders spend *more*, return *less*), the effect goes that way.
+The level travels with the result (`alpha` next to `p_value`) so a reader can check the
+verdict; nothing else (an interval, a ratio) decides it, so two parts of the product can
+never disagree on whether the same figure is significant.
+"""
+
+from __future__ import annotations
+
+import math
+
+ALPHA = 0.05  # the level every verdict of the product is stated at
+
+
+def significant(p_value: float | None, alpha: float = ALPHA, direction: bool = True) -> bool:
+    """True when `p_value < alpha` and the effect goes the claimed way (`direction`)."""
+    if p_value is None:
+        return False
+    p = float(p_value)
+    return bool(math.isfinite(p) and p < alpha and direction)

@@ -1,0 +1,110 @@
+"""Figures in words a marketer can repeat: money with its currency, counts, shares, times.
+
+Every sentence of answers.json and every figure of the report goes through these, so the
+same figure reads the same everywhere (the proof box and the table beside it round alike)
+and small figures keep the precision that makes them true: 0.98 BRL, not "1"; 0.4%, not
+"0%"; "12 hours", not "0.502 days"; "57 times", not "x57.0146".
+"""
+
+from __future__ import annotations
+
+import math
+
+# set-aside reasons as a chart or a sentence names them (the codes stay in the files)
+REASON_WORDS = {
+    "malformed_row": "line could not be read",
+    "order_not_delivered": "order not delivered",
+    "unparseable_date": "date not readable",
+    "implausible_date": "date before 1990",
+    "stray_date": "date typo (far in the future)",
+    "after_as_of": "after the run's date",
+    "missing_customer_id": "no customer id",
+    "unparseable_quantity": "quantity not a whole number",
+    "implausible_quantity": "quantity over a million",
+    "zero_quantity": "quantity zero",
+    "unparseable_price": "price not a number",
+    "non_positive_price": "price zero or negative",
+    "non_product_code": "postage, fees and other non-products",
+    "duplicate": "duplicate line",
+}
+
+
+def _finite(x: object) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def amount(x: float | None) -> str:
+    """An amount without its currency: whole units from 100 on, cents below (1.45)."""
+    if not _finite(x):
+        return "n/a"
+    x = float(x)  # type: ignore[arg-type]
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}"
+
+
+def money(x: float | None, currency: str = "") -> str:
+    """An amount with its currency code after it (`1,234 GBP`, `0.98 BRL`)."""
+    text = amount(x)
+    return f"{text} {currency}" if currency and text != "n/a" else text
+
+
+def count(n: float | None) -> str:
+    """A count with thousands separators (7,208)."""
+    return "n/a" if not _finite(n) else f"{round(float(n)):,}"  # type: ignore[arg-type]
+
+
+def share(x: float | None, digits: int | None = None) -> str:
+    """A share as a percentage to one decimal (15.4%); below 1% two significant digits
+    (0.40%, 0.035%), so a small share never reads as 0%.
+
+    `digits` fixes the decimals instead (tables that line figures up)."""
+    if not _finite(x):
+        return "n/a"
+    x = float(x)  # type: ignore[arg-type]
+    if digits is not None:
+        return f"{x:.{digits}%}"
+    pct = abs(x) * 100
+    if pct == 0:
+        return "0%"
+    if pct >= 1:
+        return f"{x:.1%}"
+    decimals = min(4, 1 - math.floor(math.log10(pct)))  # two significant digits
+    return f"{x:.{decimals}%}"
+
+
+def times(ratio: float | None) -> str:
+    """How many times as much: '57 times', '2.3 times', 'about the same'."""
+    if not _finite(ratio):
+        return "n/a"
+    r = float(ratio)  # type: ignore[arg-type]
+    if 0.95 <= r <= 1.05:
+        return "about the same"
+    return f"{r:,.0f} times" if r >= 10 else f"{r:.1f} times"
+
+
+def duration_days(days: float | None) -> str:
+    """A span in days, in words: '12 hours', 'a day', '3.5 days', '45 days'."""
+    if not _finite(days):
+        return "n/a"
+    d = float(days)  # type: ignore[arg-type]
+    if d < 1:
+        hours = round(d * 24)
+        return "under an hour" if hours < 1 else ("1 hour" if hours == 1 else f"{hours} hours")
+    if round(d, 1) == 1:
+        return "a day"
+    return f"{d:.1f} days" if d < 10 else f"{d:,.0f} days"
+
+
+def reason(code: str) -> str:
+    """A set-aside reason in plain words (the code itself when it has none)."""
+    return REASON_WORDS.get(code, code.replace("_", " "))
+
+
+def p_value(p: float | None) -> str:
+    """A p-value as analysts read it: 'p < 0.001' below that, two digits above."""
+    if not _finite(p):
+        return "n/a"
+    p = float(p)  # type: ignore[arg-type]
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
