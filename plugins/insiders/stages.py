@@ -287,8 +287,8 @@ def _insiders(run: Run) -> dict:
     previous = previous_members(run)
     days, fits = value_inputs(run)
     replay = valuation.replay(None, run.day, s.horizon_months, s.lookback_months,
-                              rules=s.selection, n_boot=s.bootstrap // 4, seed=s.seed,
-                              days=days, fits=fits)
+                              valuation.contest_methods(s.learned_challenger), s.selection,
+                              n_boot=s.bootstrap // 4, seed=s.seed, days=days, fits=fits)
     champion = replay.champion
     values = valuation.value_customers(None, run.day, champion, s.horizon_months,
                                        s.lookback_months, s.seed, days=days, fits=fits)

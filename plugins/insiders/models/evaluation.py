@@ -20,6 +20,7 @@ from ..config import SelectionRules, Windows
 from . import features as feats
 from . import guarantee, valuation
 from . import insiders as ins
+from .text import as_text
 
 KEY_FIGURES = {
     "monetary": "net revenue per customer in the period",
@@ -245,7 +246,7 @@ def cohorts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: in
     if buys.empty:
         return pd.DataFrame()
     dates = buys["invoice_date"].dt
-    frame = pd.DataFrame({"customer_id": buys["customer_id"].astype("str").to_numpy(),
+    frame = pd.DataFrame({"customer_id": as_text(buys["customer_id"]).to_numpy(),
                           "month": (dates.year * 12 + dates.month - 1).to_numpy()})
     frame = frame.drop_duplicates()
     frame["cohort"] = frame.groupby("customer_id")["month"].transform("min")

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import fisher_exact, mannwhitneyu
 
+from .text import as_text
+
 ALPHA = 0.05
 MIN_GROUP = 5  # fewer customers than this on either side: not tested
 AUTUMN = (9, 10, 11)  # September to November: the build-up to Christmas in gift retail
@@ -183,11 +185,11 @@ def _insider_flags(customers: pd.DataFrame) -> pd.Series:
     if "has_purchase" in frame:
         frame = frame[frame["has_purchase"].astype(bool)]
     return pd.Series(frame["is_insider"].astype(bool).to_numpy(),
-                     index=frame["customer_id"].astype("str").to_numpy())
+                     index=as_text(frame["customer_id"]).to_numpy())
 
 
 def _ids(frame: pd.DataFrame) -> pd.Series:
-    return frame["customer_id"].astype("str")
+    return as_text(frame["customer_id"])
 
 
 def _bought_returned(period: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
