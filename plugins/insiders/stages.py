@@ -62,10 +62,9 @@ def single_threaded(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         # threadpoolctl limits the libraries already loaded: load OpenMP (scikit-learn's
-        # compiled estimators) and BLAS (scipy) before setting the limit
+        # compiled estimators share one libgomp) and BLAS (scipy) before setting the limit
         import scipy.linalg  # noqa: F401
         import sklearn.cluster  # noqa: F401
-        import sklearn.ensemble  # noqa: F401
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingRegressor
 
 from ..config import DEFAULT_SEED, SelectionRules, Windows
 from . import clv
@@ -159,6 +158,10 @@ class StackedValueModel:
             data = data.sample(self.max_rows, random_state=self.seed)
         self.cuts_ = [str(c.date()) for c in self.training_cuts(fits.days, cut)]
         self.rows_ = int(len(data))
+        # imported here: scikit-learn's boosting costs ~0.3 s to import and only the opt-in
+        # learned challenger uses it
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
         self.model_ = HistGradientBoostingRegressor(
             loss="poisson", max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
             min_samples_leaf=20, l2_regularization=1.0, early_stopping=False,
