@@ -102,12 +102,21 @@ class FitCache:
         self.days = days
         self.lookback_months = lookback_months
         self._fits: dict[pd.Timestamp, clv.ClvFit] = {}
+        self._features: dict[tuple[pd.Timestamp, int], pd.DataFrame] = {}
 
     def fit(self, cut: pd.Timestamp) -> clv.ClvFit:
         cut = pd.Timestamp(cut)
         if cut not in self._fits:
             self._fits[cut] = clv.fit_clv(self.days, cut, self.lookback_months)
         return self._fits[cut]
+
+    def features(self, cut: pd.Timestamp, horizon_months: int) -> pd.DataFrame:
+        """`value_features` of the fit at `cut`, once: the replay, today's values and the
+        forecast's groups all score the same cut-offs (callers copy before changing it)."""
+        key = (pd.Timestamp(cut), horizon_months)
+        if key not in self._features:
+            self._features[key] = value_features(self.fit(key[0]), horizon_months)
+        return self._features[key]
 
 
 def value_features(fit: clv.ClvFit, horizon_months: int) -> pd.DataFrame:
@@ -145,7 +154,7 @@ class StackedValueModel:
     def fit(self, fits: FitCache, cut: pd.Timestamp) -> StackedValueModel:
         rows = []
         for c in self.training_cuts(fits.days, cut):
-            frame = value_features(fits.fit(c), self.horizon_months)
+            frame = fits.features(c, self.horizon_months)
             frame = frame[frame["active"]]
             spent = future_spend(fits.days, c, self.horizon_months)
             frame["target"] = spent.reindex(frame["customer_id"]).fillna(0.0).clip(
@@ -206,7 +215,7 @@ def value_scores(fits: FitCache, cut: pd.Timestamp, horizon_months: int = HORIZO
     """Each method's score for the active customers at `cut` (only data before `cut`)."""
     cut = pd.Timestamp(cut)
     fit = fits.fit(cut)
-    feats = value_features(fit, horizon_months)
+    feats = fits.features(cut, horizon_months)
     feats = feats[feats["active"]].reset_index(drop=True)
     out: dict[str, np.ndarray] = {
         "past_spend": feats["past_spend"].to_numpy(float),
