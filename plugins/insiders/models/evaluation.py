@@ -20,7 +20,7 @@ from ..config import SelectionRules, Windows
 from . import features as feats
 from . import guarantee, valuation
 from . import insiders as ins
-from .text import as_text
+from .text import customer_keys
 
 KEY_FIGURES = {
     "monetary": "net revenue per customer in the period",
@@ -246,9 +246,10 @@ def cohorts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: in
     if buys.empty:
         return pd.DataFrame()
     dates = buys["invoice_date"].dt
-    frame = pd.DataFrame({"customer_id": as_text(buys["customer_id"]).to_numpy(),
+    # customers as integer keys: only grouped on (text per line cost more than the rest)
+    frame = pd.DataFrame({"customer_id": customer_keys(buys["customer_id"]),
                           "month": (dates.year * 12 + dates.month - 1).to_numpy()})
-    frame = frame.drop_duplicates()
+    frame = frame[frame["customer_id"] >= 0].drop_duplicates()
     frame["cohort"] = frame.groupby("customer_id")["month"].transform("min")
     frame = frame[frame["cohort"] >= start.year * 12 + start.month - 1]
     if frame.empty:
