@@ -50,3 +50,16 @@ def test_thin_lines_copies_only_a_figure_it_thins() -> None:
     assert len(kept) <= htmlkit.MAX_LINE_POINTS
     assert kept.max() == y.max() and kept.min() == y.min()  # the peaks survive
     assert list(thinned.data[0].y) == [1, 2]  # other traces as they were
+
+
+def test_the_learned_challenger_joins_the_contest_only_when_asked(monkeypatch) -> None:
+    from insiders.config import Settings
+    from insiders.models import valuation
+
+    monkeypatch.delenv("INSIDERS_LEARNED_CHALLENGER", raising=False)
+    assert valuation.contest_methods(Settings.from_env().learned_challenger) == (
+        "past_spend", "bgnbd", "blend")
+    for raw, expected in (("1", True), ("true", True), ("0", False), ("no", False)):
+        monkeypatch.setenv("INSIDERS_LEARNED_CHALLENGER", raw)
+        assert Settings.from_env().learned_challenger is expected, raw
+    assert set(valuation.LEARNED) <= set(valuation.contest_methods(True))
