@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import fisher_exact, mannwhitneyu
 
-from .text import as_text
+from .text import as_text, is_in
 
 ALPHA = 0.05
 MIN_GROUP = 5  # fewer customers than this on either side: not tested
@@ -135,11 +135,11 @@ def early_repeaters_become_insiders(tx: pd.DataFrame, flags: pd.Series, as_of: p
     data_start = orders["day"].min()
     eligible = first[(first >= data_start + pd.Timedelta(days=REPEAT_DAYS))
                      & (first <= pd.Timestamp(as_of) - pd.Timedelta(days=REPEAT_DAYS))]
-    eligible = eligible[eligible.index.isin(flags.index)]
+    eligible = eligible[is_in(eligible.index, flags.index)]
     later = orders.merge(first.rename("first"), left_on="customer_id", right_index=True)
     gap = (later["day"] - later["first"]).dt.days
     came_back = set(later.loc[(gap >= 1) & (gap <= REPEAT_DAYS), "customer_id"])
-    repeat = eligible.index.isin(list(came_back))
+    repeat = is_in(eligible.index, came_back)
     insider = flags.reindex(eligible.index).to_numpy(dtype=bool)
     table = [[int((repeat & insider).sum()), int((repeat & ~insider).sum())],
              [int((~repeat & insider).sum()), int((~repeat & ~insider).sum())]]
@@ -203,7 +203,7 @@ def _bought_returned(period: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
 
 def _split(values: pd.Series, flags: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Values of Insiders and of the rest (customers absent from `flags` are left out)."""
-    values = values[values.index.isin(flags.index)]
+    values = values[is_in(values.index, flags.index)]
     insider = flags.reindex(values.index).to_numpy(dtype=bool)
     return values[insider], values[~insider]
 

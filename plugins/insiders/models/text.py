@@ -27,3 +27,10 @@ def customer_keys(series: pd.Series) -> np.ndarray:
     if isinstance(series.dtype, pd.CategoricalDtype):
         return series.cat.codes.to_numpy(dtype=np.int64)
     return pd.factorize(series)[0].astype(np.int64)
+
+
+def is_in(values: pd.Index | pd.Series, among: object) -> np.ndarray:
+    """`values.isin(among)` for text, by hashing: pandas' Arrow-string `isin` turns each of
+    `among` into a pyarrow scalar in Python (~1 s for 90,000 Olist customer ids)."""
+    lookup = pd.Index(list(among) if isinstance(among, (set, frozenset)) else among).unique()
+    return lookup.get_indexer(pd.Index(values)) >= 0
