@@ -125,6 +125,37 @@ def test_replay_scores_every_method_at_monthly_origins_without_look_ahead(
     assert r.champion in valuation.METHODS and r.why
 
 
+def test_the_monthly_contest_without_the_learned_pair_scores_the_others_the_same(
+        shop: pd.DataFrame, shop_replay: valuation.Replay, one_thread) -> None:
+    """Dropping the learned challenger (the default: it never won and cost most of the
+    replay) leaves every other method's groups and captures as they were; only the
+    bootstrap intervals move (their draws cover the union of the compared groups)."""
+    quick = valuation.replay(shop, AS_OF, methods=valuation.contest_methods(), n_boot=200)
+    assert set(quick.table["method"]) == {"past_spend", "bgnbd", "blend", "rfm"}
+    assert valuation.contest_methods(learned=True) == valuation.METHODS
+    full = shop_replay.table[~shop_replay.table["method"].isin(valuation.LEARNED)]
+    key = ["origin", "method"]
+    a = full.sort_values(key).reset_index(drop=True)
+    b = quick.table.sort_values(key).reset_index(drop=True)
+    for column in ("size", "candidates", "captured", "capture", "lift", "precision",
+                   "vs_perfect", "ratio_to_past"):
+        np.testing.assert_allclose(a[column].to_numpy(float), b[column].to_numpy(float),
+                                   err_msg=column)
+    assert quick.champion == shop_replay.champion or shop_replay.champion in valuation.LEARNED
+
+
+def test_value_features_are_computed_once_per_cut_and_match_a_fresh_computation(
+        shop: pd.DataFrame, one_thread) -> None:
+    fits = valuation.FitCache(clv.activity(shop), 12)
+    cut = pd.Timestamp("2011-05-01")
+    first = fits.features(cut, 3)
+    assert fits.features(cut, 3) is first  # cached: the replay and the forecast share it
+    pd.testing.assert_frame_equal(first, valuation.value_features(fits.fit(cut), 3))
+    scores = valuation.value_scores(fits, cut)
+    scores.features["past_spend"] = 0.0  # a caller changing its copy leaves the cache alone
+    assert fits.features(cut, 3)["past_spend"].abs().sum() > 0
+
+
 def test_learned_model_trains_on_stacked_earlier_cuts(shop: pd.DataFrame, one_thread) -> None:
     days = clv.activity(shop)
     fits = valuation.FitCache(days, 12)

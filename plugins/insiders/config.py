@@ -138,6 +138,9 @@ class Settings:
     min_segment_share: float = SegmentationRules.min_segment_share
     cluster_sample: int = SegmentationRules.cluster_sample
     bootstrap: int = DEFAULT_BOOTSTRAP
+    # the gradient-boosted `learned` challenger and its rank blend in the monthly value
+    # contest: they never won on either data set and cost most of the replay (models.valuation)
+    learned_challenger: bool = False
     stability_threshold: float = StabilityRules.threshold
     stability_months: int = StabilityRules.months
     seed: int = DEFAULT_SEED
@@ -199,6 +202,8 @@ class Settings:
                 values[f.name] = int(raw)
             elif f.type in ("float",):
                 values[f.name] = float(raw)
+            elif f.type in ("bool",):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
             else:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -62,10 +62,9 @@ def single_threaded(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         # threadpoolctl limits the libraries already loaded: load OpenMP (scikit-learn's
-        # compiled estimators) and BLAS (scipy) before setting the limit
+        # compiled estimators share one libgomp) and BLAS (scipy) before setting the limit
         import scipy.linalg  # noqa: F401
         import sklearn.cluster  # noqa: F401
-        import sklearn.ensemble  # noqa: F401
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):
@@ -292,8 +291,8 @@ def _insiders(run: Run) -> dict:
     previous = previous_members(run)
     days, fits = value_inputs(run)
     replay = valuation.replay(None, run.day, s.horizon_months, s.lookback_months,
-                              rules=s.selection, n_boot=s.bootstrap // 4, seed=s.seed,
-                              days=days, fits=fits)
+                              valuation.contest_methods(s.learned_challenger), s.selection,
+                              n_boot=s.bootstrap // 4, seed=s.seed, days=days, fits=fits)
     champion = replay.champion
     values = valuation.value_customers(None, run.day, champion, s.horizon_months,
                                        s.lookback_months, s.seed, days=days, fits=fits)

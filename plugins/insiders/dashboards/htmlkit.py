@@ -174,29 +174,43 @@ def thinned_indices(y: np.ndarray, max_points: int = MAX_LINE_POINTS) -> np.ndar
 
 
 def thin_lines(fig: go.Figure, max_points: int = MAX_LINE_POINTS) -> go.Figure:
-    """A copy of `fig` whose long plain line traces keep at most `max_points` points.
+    """`fig` itself, or a copy whose long plain line traces keep at most `max_points` points.
 
     Only `scatter` traces drawn as bare lines, with numeric x in ascending order, no gaps
     and no per-point text, are thinned: anything else would change what the chart shows.
+    The copy is made only when a trace is thinned: copying a figure validates every
+    property again (half of the report stage's time when it was made for every chart).
     """
+    plan = {}
+    for i, trace in enumerate(fig.data):
+        thinned = _thinned(trace, max_points)
+        if thinned is not None:
+            plan[i] = thinned
+    if not plan:
+        return fig
     out = go.Figure(fig)
-    for trace in out.data:
-        if trace.type != "scatter" or trace.mode != "lines" or trace.x is None:
-            continue
-        if any(isinstance(getattr(trace, name, None), (list, tuple, np.ndarray))
-               for name in _PER_POINT):
-            continue
-        try:
-            x = np.asarray(trace.x, dtype=float)
-            y = np.asarray(trace.y, dtype=float)
-        except (TypeError, ValueError):  # dates or categories: left alone
-            continue
-        if (len(x) != len(y) or len(y) <= max_points or np.isnan(x).any()
-                or np.isnan(y).any() or (np.diff(x) < 0).any()):
-            continue
-        keep = thinned_indices(y, max_points)
-        trace.x, trace.y = x[keep], y[keep]
+    for i, (x, y) in plan.items():
+        out.data[i].x, out.data[i].y = x, y
     return out
+
+
+def _thinned(trace: Any, max_points: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The thinned x and y of one trace, or None when it is to be drawn as it is."""
+    if trace.type != "scatter" or trace.mode != "lines" or trace.x is None:
+        return None
+    if any(isinstance(getattr(trace, name, None), (list, tuple, np.ndarray))
+           for name in _PER_POINT):
+        return None
+    try:
+        x = np.asarray(trace.x, dtype=float)
+        y = np.asarray(trace.y, dtype=float)
+    except (TypeError, ValueError):  # dates or categories: left alone
+        return None
+    if (len(x) != len(y) or len(y) <= max_points or np.isnan(x).any()
+            or np.isnan(y).any() or (np.diff(x) < 0).any()):
+        return None
+    keep = thinned_indices(y, max_points)
+    return x[keep], y[keep]
 
 
 class Figures:

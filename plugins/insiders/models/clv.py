@@ -47,6 +47,7 @@ from scipy.special import betaln, digamma, gammaln, hyp2f1
 from threadpoolctl import threadpool_limits
 
 from ..config import Windows
+from .text import as_text
 
 DAY = np.timedelta64(1, "D")
 LOG_BOUNDS = (math.log(1e-6), math.log(1e6))
@@ -353,7 +354,7 @@ def activity(transactions: pd.DataFrame) -> pd.DataFrame:
     (`quantity > 0`, not a cancellation), the usual unit for BG/NBD (several
     invoices on one day are one decision to buy).
     """
-    codes, ids = pd.factorize(transactions["customer_id"].astype("str"), sort=True)
+    codes, ids = pd.factorize(as_text(transactions["customer_id"]), sort=True)
     day = transactions["invoice_date"].to_numpy(dtype="datetime64[D]").astype(np.int64)
     bought = ((transactions["quantity"].to_numpy() > 0)
               & ~transactions["is_cancellation"].to_numpy(dtype=bool))

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .text import customer_keys
+
 
 @dataclass(frozen=True)
 class CohortValue:
@@ -54,14 +56,15 @@ def cohort_value(transactions: pd.DataFrame, as_of: pd.Timestamp,
     last = _month(as_of - pd.Timedelta(microseconds=1))
     partial = as_of != as_of.normalize().replace(day=1)
     empty = CohortValue(_empty(), _label(last), bool(partial))
-    buys = tx[(tx["quantity"] > 0) & ~tx["is_cancellation"].astype(bool)]
-    if buys.empty:
+    bought = ((tx["quantity"] > 0) & ~tx["is_cancellation"].astype(bool)).to_numpy()
+    if not bought.any():
         return empty
-    ids = tx["customer_id"].astype("str").to_numpy()
-    first = pd.Series(_month(buys["invoice_date"]).to_numpy(),
-                      index=buys["customer_id"].astype("str").to_numpy()).groupby(level=0).min()
+    keys = customer_keys(tx["customer_id"])  # one integer per customer: only grouped on
+    months = _month(tx["invoice_date"]).to_numpy()
+    first = pd.Series(months[bought], index=keys[bought])
+    first = first[first.index >= 0].groupby(level=0).min()
     data_start = int(first.min())
-    frame = pd.DataFrame({"customer": ids, "month": _month(tx["invoice_date"]).to_numpy(),
+    frame = pd.DataFrame({"customer": keys, "month": months,
                           "revenue": tx["revenue"].astype(float).to_numpy()})
     frame["cohort"] = first.reindex(frame["customer"]).to_numpy()
     # returns by customers who never bought in the data belong to no cohort

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 import pandas as pd
 
+from .text import as_text
+
 MIN_HISTORY_DAYS = 60
 
 
@@ -40,7 +42,7 @@ def daily_revenue(transactions: pd.DataFrame, customers: set[str], end: pd.Times
                   ) -> pd.Series:
     """Net revenue per day of the given customers before `end` (days without sales are 0)."""
     lines = transactions[(transactions["invoice_date"] < end)
-                         & transactions["customer_id"].astype("str").isin(customers)]
+                         & as_text(transactions["customer_id"]).isin(customers)]
     if lines.empty:
         return pd.Series(dtype=float)
     day = lines["invoice_date"].dt.floor("D")

@@ -45,6 +45,7 @@ import pandas as pd
 
 from ..config import DEFAULT_SEED, Windows
 from . import forecast as fc
+from .text import is_in
 from .valuation import FitCache
 
 LEVEL = 0.8
@@ -131,7 +132,7 @@ def origin_forecast(days: pd.DataFrame, fits: FitCache, cut: pd.Timestamp, membe
     cut = pd.Timestamp(cut)
     fit = fits.fit(cut)
     edges = fc.bounds(cut, horizon)
-    summary = fit.summary[fit.summary["customer_id"].isin(members)]
+    summary = fit.summary[is_in(fit.summary["customer_id"], members)]
     value = fit.order_value(summary)
     cum = [np.zeros(len(summary))]
     for end in edges[1:]:

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.stats import fisher_exact, mannwhitneyu
 
 from .significance import ALPHA, significant
+from .text import as_text, is_in
 
 MIN_GROUP = 5  # fewer customers than this on either side: not tested
 AUTUMN = (9, 10, 11)  # September to November: the build-up to Christmas in gift retail
@@ -134,11 +135,11 @@ def early_repeaters_become_insiders(tx: pd.DataFrame, flags: pd.Series, as_of: p
     data_start = orders["day"].min()
     eligible = first[(first >= data_start + pd.Timedelta(days=REPEAT_DAYS))
                      & (first <= pd.Timestamp(as_of) - pd.Timedelta(days=REPEAT_DAYS))]
-    eligible = eligible[eligible.index.isin(flags.index)]
+    eligible = eligible[is_in(eligible.index, flags.index)]
     later = orders.merge(first.rename("first"), left_on="customer_id", right_index=True)
     gap = (later["day"] - later["first"]).dt.days
     came_back = set(later.loc[(gap >= 1) & (gap <= REPEAT_DAYS), "customer_id"])
-    repeat = eligible.index.isin(list(came_back))
+    repeat = is_in(eligible.index, came_back)
     insider = flags.reindex(eligible.index).to_numpy(dtype=bool)
     table = [[int((repeat & insider).sum()), int((repeat & ~insider).sum())],
              [int((~repeat & insider).sum()), int((~repeat & ~insider).sum())]]
@@ -184,11 +185,11 @@ def _insider_flags(customers: pd.DataFrame) -> pd.Series:
     if "has_purchase" in frame:
         frame = frame[frame["has_purchase"].astype(bool)]
     return pd.Series(frame["is_insider"].astype(bool).to_numpy(),
-                     index=frame["customer_id"].astype("str").to_numpy())
+                     index=as_text(frame["customer_id"]).to_numpy())
 
 
 def _ids(frame: pd.DataFrame) -> pd.Series:
-    return frame["customer_id"].astype("str")
+    return as_text(frame["customer_id"])
 
 
 def _bought_returned(period: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -202,7 +203,7 @@ def _bought_returned(period: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
 
 def _split(values: pd.Series, flags: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Values of Insiders and of the rest (customers absent from `flags` are left out)."""
-    values = values[values.index.isin(flags.index)]
+    values = values[is_in(values.index, flags.index)]
     insider = flags.reindex(values.index).to_numpy(dtype=bool)
     return values[insider], values[~insider]
 
