@@ -222,3 +222,14 @@ def test_cohort_months_are_contiguous() -> None:
 
 def test_cohorts_without_purchases_are_empty() -> None:
     assert ev.cohorts(_lines([("A", "2011-01-05", -1)]), pd.Timestamp("2011-12-01"), 12).empty
+
+
+def test_a_month_that_has_not_begun_is_unknown_not_zero() -> None:
+    # as of 2011-04-01 the data ends on 31 March: April is not a month with 0% buying again
+    tx = _lines([("A", "2011-02-05", 1), ("B", "2011-03-20", 1), ("A", "2011-03-02", 1)])
+    got = ev.cohorts(tx, pd.Timestamp("2011-04-01"), 12)
+    assert got.loc["2011-02", 1] == 1.0
+    assert np.isnan(got.loc["2011-03", 1])  # March's cohort has lived through no April
+    # a run inside a month keeps that month: it is partial, and marked so in the report
+    inside = ev.cohorts(tx, pd.Timestamp("2011-03-10"), 12)
+    assert inside.loc["2011-02", 1] == 1.0

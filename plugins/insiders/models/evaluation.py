@@ -297,7 +297,10 @@ def cohorts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: in
     sizes = active[0]
     table = active.div(sizes, axis=0).round(4)
     # months a cohort has not lived through yet are unknown, not 0%
-    last = as_of.year * 12 + as_of.month - 1
+    # (the last month with data is the as-of's when the run starts inside it, else the one
+    # before: as of 2011-12-01, December has not begun)
+    final = as_of - pd.Timedelta(days=1)
+    last = final.year * 12 + final.month - 1
     for cohort in table.index:
         table.loc[cohort, [c for c in table.columns if cohort + c > last]] = np.nan
     table.columns = [int(c) for c in table.columns]
