@@ -99,6 +99,14 @@ def test_membership_moves_with_hysteresis_from_month_to_month(backfill):
             # the group stays within the bounds the issue sets
             share = answers["how_many"]["share_of_customers"]
             assert 0.05 - 1e-9 <= share <= 0.20 + 1e-9
+            # a group larger than the size rule says why: the count it gives adds up
+            how_many = answers["how_many"]
+            if how_many["count"] != how_many["size_by_rule"]:
+                kept = re.search(r"group is ([\d,]+): ([\d,]+) at or above the entry line "
+                                 r"plus ([\d,]+) earlier member", how_many["text"])
+                total, above, extra = (int(g.replace(",", "")) for g in kept.groups())
+                assert total == how_many["count"] and above + extra == total
+                assert above <= how_many["size_by_rule"]
         history = store.membership_history()
     assert list(history["run_id"]) == [r["run_id"] for r in runs]
     assert history["stayed"].iloc[1:].sum() > 0

@@ -112,12 +112,14 @@ def build(
         "how_many": {
             "text": (f"{n:,} customers, {wording.share(share)} of the {n_active:,} who bought "
                      f"in the period. How the size is set: {sel['rule']}."
+                     + _kept_text(members, sel)
                      + (f" {gone:,} customers whose spend would have put them in were passed "
                         "over because they have probably stopped buying." if gone else "")),
             "count": n,
             "share_of_customers": round(share, 4),
             "active_customers": n_active,
             "rule": sel["rule"],
+            "size_by_rule": int(sel.get("size") or 0),
             "bounds": {"min_share": None, "max_share": None},
         },
         "characteristics": {
@@ -228,6 +230,18 @@ def build(
 
 
 BANDS = ("Low", "Medium", "High")
+
+
+def _kept_text(members: pd.DataFrame, sel: dict) -> str:
+    """Why a monthly group can be larger than the size rule: earlier members between the
+    exit and the entry line stay (the gap that stops members flipping in and out)."""
+    size = int(sel.get("size") or 0)
+    kept = int((members["value_rank"] > size).sum()) if size else 0
+    if not kept:
+        return ""
+    return (f" Today's group is {len(members):,}: {len(members) - kept:,} at or above the "
+            f"entry line plus {kept:,} earlier member{'s' if kept != 1 else ''} kept because "
+            "they are still above the exit line.")
 
 
 def _customer_value(customers: pd.DataFrame, members: pd.DataFrame, currency: str = ""
