@@ -88,6 +88,8 @@ def test_values_are_formatted_for_people() -> None:
     assert format_value(0.42831) == "0.428"
     assert format_value(None) == "–" and format_value(float("nan")) == "–"
     assert format_value(True) == "yes"
+    assert format_value(18.6612, "Average days since last order") == "18.7"
+    assert format_value(13.5312, "Average orders") == "13.5"
 
 
 def png_size_and_variety(data: bytes) -> tuple[int, int, int]:

@@ -141,6 +141,8 @@ def format_value(value: Any, column: str = "") -> str:
     if isinstance(value, float):
         if "%" in column:
             return f"{value:,.1f}%"
+        if "days" in column.lower() or "orders" in column.lower():
+            return f"{value:,.1f}"  # averages of counts: one decimal is all they mean
         magnitude = abs(value)
         if magnitude >= 1000:
             return f"{value:,.0f}"
