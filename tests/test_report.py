@@ -382,3 +382,31 @@ def test_chart_polish(run: Path) -> None:
     (quality,) = figures_of(found["quality"])
     labels = " ".join(quality["data"][0]["y"])
     assert "_" not in labels and "no customer id" in labels
+
+
+def test_forecast_chart_draws_history_only_where_it_is_a_yardstick(inputs: tuple) -> None:
+    """Steady buyers (the demo): today's Insiders' own past is the actual line. Where earlier
+    groups spent far less after being chosen than before (a marketplace of one-time buyers),
+    their past would read as a collapse: the line becomes what earlier groups spent after
+    being chosen, and the simple rule that is off the scale leaves the chart (not the table)."""
+    a, customers, cohorts = inputs
+    back = a["expected_revenue"]["backtest"]
+    assert back["available"]
+    names = {t["name"] for t in figures_of(
+        dict(sections(report.render(a, customers, cohorts)))["expected_revenue"])[0]["data"]}
+    assert "actual" in names
+
+    biased = copy.deepcopy(a)
+    for row in biased["expected_revenue"]["backtest"]["origins"]:
+        row["naive_mean_3m"] = 40 * max(row["actual"], 1.0)
+    body = dict(sections(report.render(biased, customers, cohorts)))["expected_revenue"]
+    main, checked = figures_of(body)[:2]
+    lines = [t for t in main["data"] if t["name"].startswith("actual")]
+    assert [t["name"] for t in lines] == [
+        "actual: earlier groups, in the months after being chosen"]
+    rows = pd.DataFrame(back["origins"])
+    freshest = rows.sort_values(["month", "origin"]).groupby("month").tail(1)
+    assert list(lines[0]["y"]) == pytest.approx(list(freshest["actual"]))
+    assert "left out of this chart: they were chosen for it" in html.unescape(body)
+    assert not any("simple rule" in t["name"] for t in checked["data"])
+    assert "Mean of the last 3 months" in body  # its error stays in the table

@@ -27,7 +27,7 @@ from insiders.dashboards.htmlkit import (
 from .. import wording
 from ..models.significance import ALPHA, significant
 from . import answers as answers_mod
-from . import insights
+from . import forecast_view, insights
 
 PALETTE = ["#2f5d8a", "#e07b39", "#4f9d69", "#c44e52", "#8172b3", "#937860", "#da8bc3",
            "#8c8c8c", "#ccb974", "#64b5cd"]
@@ -116,7 +116,7 @@ def render(answers: dict, customers: pd.DataFrame, cohorts: pd.DataFrame | None 
         _how_many(answers, customers, fig),
         _characteristics(answers, colors, fig),
         _revenue_share(answers, fig),
-        _expected(answers, fig),
+        forecast_view.section_for(answers, fig, (PALETTE[0], INSIDER, REST)),
         _entry(answers),
         _exit(answers, membership_history, fig),
         _guarantee(answers, fig),
@@ -296,71 +296,6 @@ def _revenue_share(a: dict, fig: _Figures) -> str:
             f"<b>{_pct(r['expected_share_next'])}</b> of the next months' revenue of today's "
             "customers.</p></div></div>")
     return section(4, "revenue_share", "What share of revenue do they bring?", r["text"], body)
-
-
-def _expected(a: dict, fig: _Figures) -> str:
-    e = a["expected_revenue"]
-    f = go.Figure()
-    hist = e.get("history") or []
-    if hist:
-        f.add_trace(go.Scatter(x=[h["month"] for h in hist], y=[h["revenue"] for h in hist],
-                               mode="lines+markers", name="actual", line={"color": PALETTE[0]}))
-    months = e["months"]
-    xs = [m["month"] for m in months]
-    if all(m.get("lower") is not None for m in months):
-        f.add_trace(go.Scatter(x=xs + xs[::-1], y=[m["upper"] for m in months]
-                               + [m["lower"] for m in months][::-1], fill="toself",
-                               fillcolor="rgba(201,162,39,.25)", line={"width": 0},
-                               mode="lines", name="80% interval", hoverinfo="skip"))
-    f.add_trace(go.Scatter(x=xs, y=[m["revenue"] for m in months], mode="lines+markers",
-                           name=f"forecast ({e['method']})",
-                           line={"color": INSIDER, "dash": "dash", "width": 3}))
-    f.update_layout(title="Insiders' net revenue per month: actual and forecast",
-                    yaxis={"title": f"net revenue{_cur(a)}", "rangemode": "tozero"})
-    back = e.get("backtest") or {}
-    body = fig(f, 360)
-    if back.get("available"):
-        rows = pd.DataFrame(back["origins"])
-        totals = rows.groupby("origin", sort=True).sum(numeric_only=True)
-        f2 = go.Figure()
-        bx = list(totals.index)
-        f2.add_trace(go.Bar(x=bx, y=totals["actual"], name="what the group spent",
-                            marker_color=PALETTE[0]))
-        f2.add_trace(go.Bar(x=bx, y=totals["forecast"], name="our forecast",
-                            marker_color=INSIDER))
-        if "naive_mean_3m" in totals:
-            f2.add_trace(go.Bar(x=bx, y=totals["naive_mean_3m"],
-                                name="simple rule (mean of the last 3 months)",
-                                marker_color=REST))
-        f2.update_layout(barmode="group", xaxis={"type": "category",
-                                                 "title": "forecast made on"},
-                         yaxis={"title": f"next 3 months' net revenue{_cur(a)}",
-                                "rangemode": "tozero"},
-                         title="Checked at earlier months: forecast vs what happened")
-        summ = back["summary"]
-        names = [("forecast", "Our forecast"), ("naive_last_month", "Last month repeated"),
-                 ("naive_mean_3m", "Mean of the last 3 months"),
-                 ("naive_last_year", "Same months last year")]
-        err = pd.DataFrame([
-            {"Method": label, "Error on the 3-month total": _pct(summ.get(f"total_mape_{k}"), 1),
-             "Error per month": _pct(summ.get(f"month_mape_{k}"), 1)}
-            for k, label in names if summ.get(f"total_mape_{k}") is not None])
-        cover = (f"{summ['months_inside']} of {summ['months_with_interval']} months inside the "
-                 "80% interval" if summ.get("months_with_interval") else
-                 "no interval yet (too few earlier errors)")
-        body += (f"<div class='grid2'><div>{fig(f2, 320)}</div><div><h3>Backtest errors</h3>"
-                 f"{table(err, left=('Method',))}<p class='muted'>{esc(cover)}.</p>"
-                 "</div></div>")
-    else:
-        body += f"<p class='muted'>{esc(back.get('text', 'No backtest.'))}</p>"
-    cur = _cur(a)
-    months_table = pd.DataFrame([{"Month starting": m["month"],
-                                  f"Expected{cur}": _money(m["revenue"]),
-                                  f"Low (10%){cur}": _money(m.get("lower")),
-                                  f"High (90%){cur}": _money(m.get("upper"))} for m in months])
-    body += table(months_table)
-    return section(5, "expected_revenue", "What will they spend in the coming months?",
-                   e["text"], body, details=e.get("analysts", ""))
 
 
 def _entry(a: dict) -> str:
