@@ -405,7 +405,9 @@ def test_forecast_chart_draws_history_only_where_it_is_a_yardstick(inputs: tuple
     assert [t["name"] for t in lines] == [
         "actual: earlier groups, in the months after being chosen"]
     rows = pd.DataFrame(back["origins"])
-    freshest = rows.sort_values(["month", "origin"]).groupby("month").tail(1)
+    rows["period"] = [pd.Period(m, freq="M") for m in rows["month"]]
+    freshest = rows.sort_values(["period", "origin"]).groupby("period").tail(1)
+    assert freshest["period"].is_unique
     assert list(lines[0]["y"]) == pytest.approx(list(freshest["actual"]))
     assert "left out of this chart: they were chosen for it" in html.unescape(body)
     assert not any("simple rule" in t["name"] for t in checked["data"])

@@ -44,8 +44,11 @@ def after_selection_ratio(backtest: dict) -> float | None:
 
 def _after_selection(backtest: dict) -> pd.DataFrame:
     """Per month, what the freshest earlier group spent in it (one row per month)."""
-    rows = pd.DataFrame(backtest["origins"]).sort_values(["month", "origin"])
-    return rows.groupby("month", sort=True).tail(1)[["month", "origin", "actual"]]
+    rows = pd.DataFrame(backtest["origins"])
+    # month keys follow each origin's day (2018-02-28, 2018-03-30): one point per calendar month
+    rows["period"] = [pd.Period(str(m), freq="M") for m in rows["month"]]
+    rows = rows.sort_values(["period", "origin"])
+    return rows.groupby("period", sort=True).tail(1)[["month", "origin", "actual"]]
 
 
 def section_for(a: dict, fig: Figures, colors: tuple[str, str, str]) -> str:
