@@ -2,7 +2,7 @@
 SELECT
     cs.value_rank AS "Rank",
     cs.customer_id AS "Customer",
-    cs.country AS "Country",
+    cs.country AS "Region",  -- the country, or the state where the source records states
     cs.persona AS "Segment",
     cs.expected_value AS "Expected value",
     cs.predicted_clv_12m AS "Predicted 12-month value",
