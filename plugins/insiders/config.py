@@ -145,6 +145,12 @@ class Settings:
     # stock codes that are not products: comma separated, `NAME*` a prefix; None = the Online
     # Retail list (quality.DEFAULT_NON_PRODUCT_CODES), "" from the CLI = none
     non_product_codes: str | None = None
+    # where the transaction-level work runs (engine/): duckdb (embedded, out of core), spark
+    # (the spark extra; spark_master local[N] or spark://host:7077) or pandas (in process)
+    engine: str = "duckdb"
+    engine_memory: str | None = "2GB"  # DuckDB's memory_limit: beyond it, it spills to disk
+    spark_master: str = "local[2]"
+    spark_conf: str | None = None  # "key=value,key=value", e.g. spark.driver.port=4141
 
     def __post_init__(self) -> None:
         if not isinstance(self.home, Path):  # a plain string from a caller is fine

@@ -94,64 +94,16 @@ def _extract(run: Run) -> dict:
 
 
 def _quality(run: Run) -> dict:
-    """Typed transactions and a quarantine that accounts for every set-aside row.
-
-    Text is read back block by block; the typed lines that pass are compact
-    (categorical text), so holding them until duplicates are decided keeps
-    memory proportional to the kept data, not to the raw text.
-    """
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    from . import quality
-    from .quarantine import QuarantineWriter, concat_categorical, raw_rows
+    """Typed transactions and a quarantine that accounts for every set-aside row, on the
+    run's engine (settings.engine: duckdb by default, spark, or pandas; engine/steps.py):
+    every engine writes the same transactions file and quarantine, with the same counts."""
+    from .engine import steps
 
     as_of, folder = run.day, run.folder
-    report = quality.QualityReport()
-    parser = quality.DateParser()
-    today = pd.Timestamp.now()
-    stray_from = folder.stage("extract").get("stray_from") if folder.has_stage("extract") \
-        else None
-    non_products = quality.NonProductTally(
-        quality.NonProductCodes.parse(run.settings.non_product_codes))
+    report, kept_rows = steps.run_quality(run, _source_name(run))
     quarantine_path = folder.path_of("quarantine")
-    raw_path = folder.path_of("raw")
-    blocks: list[pd.DataFrame] = []
-    with QuarantineWriter(quarantine_path) as set_aside:
-        rejects = folder.read("rejects")
-        if len(rejects):
-            set_aside(quality.malformed_to_quarantine(rejects))
-            report.add("malformed_row", len(rejects))
-            report.rows_in += len(rejects)
-        for batch in pq.ParquetFile(raw_path).iter_batches(batch_size=250_000):
-            raw = batch.to_pandas()
-            kept, aside = quality.clean_chunk(raw, as_of, parser, today, stray_from,
-                                              non_products)
-            report.rows_in += len(raw)
-            for reason, count in aside["reason"].value_counts().items():
-                report.add(str(reason), int(count))
-            set_aside(aside)
-            blocks.append(kept)
-            del raw, aside
-        non_products.check(_source_name(run))
-        kept = concat_categorical(blocks)
-        del blocks
-        # exact duplicates may sit in different blocks: decide on all hashes at once
-        dup = quality.duplicate_mask(kept["row_hash"].to_numpy())
-        if dup.any():
-            set_aside(raw_rows(raw_path, kept.loc[dup, ["source_file", "source_row"]],
-                               "duplicate"))
-            report.add("duplicate", int(dup.sum()))
-        kept = kept.loc[~dup].drop(columns="row_hash").reset_index(drop=True)
-    report.rows_kept = len(kept)
-    folder.write("transactions", kept)
     if not report.balanced:  # a bug, never a data problem: refuse to go on with lost rows
         raise RuntimeError(f"row accounting does not balance: {report.as_dict()}")
-    if len(kept):
-        several = quality.customers_with_several_countries(kept)
-        if several:
-            report.notes.append(f"{several} customer(s) appear under several countries; each "
-                                "is shown with the country of most of their lines")
     aside_text = ", ".join(f"{k} {v:,}" for k, v in report.set_aside.items() if v) or "none"
     info("quality: %s rows in, %s kept, set aside: %s", f"{report.rows_in:,}",
          f"{report.rows_kept:,}", aside_text)
@@ -160,7 +112,7 @@ def _quality(run: Run) -> dict:
 
         data_end = run.source.default_as_of(folder, note=False)
         schedule.require_covered(data_end, as_of, run.month)
-    if not len(kept):
+    if not kept_rows:
         late = report.set_aside.get("after_as_of", 0) * 2 > report.rows_in
         raise InputError(
             f"{_source_name(run)}: every one of the {report.rows_in:,} rows was set aside "
