@@ -127,10 +127,12 @@ def _quality(run: Run) -> dict:
 @single_threaded
 def _features(run: Run) -> dict:
     from . import quality
+    from .engine import steps
     from .models import features
 
     windows = run.settings.windows
-    tx = run.folder.transactions()
+    lines = steps.lines_of(run)  # the engine aggregates; None: the pandas frame
+    tx = lines if lines is not None else run.folder.transactions()
     table = features.customer_features(tx, run.day, windows.lookback_months)
     table = run.source.add_features(run.folder, table, run.day, windows.lookback_months)
     run.folder.write("features", table)
@@ -138,12 +140,10 @@ def _features(run: Run) -> dict:
     info("features: %s customers with a line in the period, %s with a purchase",
          f"{len(table):,}", f"{active:,}")
     if active == 0:
-        dates = tx["invoice_date"]
+        first, last = features.date_range(tx)
         raise InputError(f"{_source_name(run)}: no customer made a purchase in the "
                          f"{windows.lookback_months} months before {run.day.date()}; "
-                         + quality.as_of_advice(run.day, dates.min() if len(tx) else None,
-                                                dates.max() if len(tx) else None,
-                                                windows.lookback_months))
+                         + quality.as_of_advice(run.day, first, last, windows.lookback_months))
     return {"customers": len(table), "active": active,
             "period_start": str(features.period_start(run.day, windows.lookback_months).date())}
 
@@ -215,8 +215,14 @@ def value_inputs(run: Run) -> tuple[pd.DataFrame, object]:
     from .models import clv, valuation
 
     def load():
-        tx = run.folder.transactions()
-        days = clv.activity(tx[tx["invoice_date"] < run.day])
+        from .engine import steps
+
+        lines = steps.lines_of(run)
+        if lines is not None:  # the engine sums per customer and day
+            days = lines.activity(run.day)
+        else:
+            tx = run.folder.transactions()
+            days = clv.activity(tx[tx["invoice_date"] < run.day])
         return days, valuation.FitCache(days, run.settings.lookback_months)
 
     return run.folder.cached("value_inputs", load)
@@ -319,7 +325,9 @@ def _evaluate(run: Run) -> dict:
     oot = evaluation.out_of_time(days, fits, run.day, method, s.windows, s.selection,
                                  s.bootstrap, s.seed)
     oot.pop("member_ids", None)  # thousands of ids: the group is known by who it is today
-    tx = folder.transactions()
+    from .engine import steps
+
+    tx = steps.evaluation_lines(run)
     cohort = evaluation.cohorts(tx, run.day, s.lookback_months)
     cohort.columns = [str(c) for c in cohort.columns]
     cohort.to_parquet(folder.path_of("cohorts"))
@@ -371,8 +379,11 @@ def _forecast(run: Run) -> dict:
              "lower": None if pd.isna(r.lower) else round(float(r.lower), 2),
              "upper": None if pd.isna(r.upper) else round(float(r.upper), 2)}
             for r in months.itertuples()]
-    tx = folder.transactions()
-    daily = forecast.daily_revenue(tx, members, as_of)
+    from .engine import steps
+
+    lines = steps.lines_of(run)  # the engine hands back the members' lines only
+    daily = lines.daily_revenue(members, as_of) if lines is not None else \
+        forecast.daily_revenue(folder.transactions(), members, as_of)
     history_starts = forecast.periods(as_of, s.lookback_months, before=True)
     history = [
         {"month": str(start.date()), "revenue": round(v, 2)}
@@ -401,10 +412,12 @@ def _forecast(run: Run) -> dict:
 @single_threaded
 def _stability(run: Run) -> dict:
     """ARI curve of the chosen segmentation over the last months, and the refresh advice."""
+    from .engine import steps
     from .models import stability
 
     s, folder = run.settings, run.folder
-    tx = folder.transactions()
+    lines = steps.lines_of(run)  # six cuts' features, aggregated by the engine
+    tx = lines if lines is not None else folder.transactions()
     seg = folder.stage("segment")
     result = stability.ari_curve(
         tx, run.day, seg["chosen"]["algorithm"], seg["chosen"]["k"], s.stability,

@@ -163,3 +163,31 @@ def engine_of(run) -> Engine:
         settings.engine, temp_dir=run.folder.path / "work" / "engine-tmp",
         memory_limit=settings.engine_memory, spark_master=settings.spark_master,
         spark_conf=parse_conf(settings.spark_conf)))
+
+
+def lines_of(run):
+    """The run's kept lines as the engine's `Lines` (aggregated where they are), or None on
+    the pandas engine, whose models read the whole transactions frame. One per file
+    version and process: the stages of `insiders run` share it."""
+    if run.settings.engine == "pandas":
+        return None
+    from .aggregates import Lines
+
+    path = run.folder.path_of("transactions")
+    stat = path.stat()
+    return run.folder.cached(f"lines:{stat.st_mtime_ns}:{stat.st_size}",
+                             lambda: Lines.from_parquet(engine_of(run), path))
+
+
+# what the evaluation's line-level checks read (cohorts, cohort value, hypotheses)
+EVALUATION_COLUMNS = ["customer_id", "invoice_date", "quantity", "revenue", "is_cancellation"]
+
+
+def evaluation_lines(run) -> pd.DataFrame:
+    """The lines the evaluation's checks read: on an engine only their five columns (a third
+    of the frame's memory at scale), on pandas the shared whole frame."""
+    if run.settings.engine == "pandas":
+        return run.folder.transactions()
+    frame = run.folder.read("transactions", columns=EVALUATION_COLUMNS)
+    frame["customer_id"] = frame["customer_id"].astype("category")
+    return frame
