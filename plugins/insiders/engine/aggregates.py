@@ -74,12 +74,8 @@ class Lines:
         self.raw_table = table
         self.file_order = file_order
         self.invoice_order = invoice_order
-        if engine.name == "duckdb":
-            # the models ask for features at a dozen dates: a DuckDB table (insertion order
-            # kept, spilled to disk beyond the memory limit) scans several times faster than
-            # decoding the Parquet file each time
-            table = engine.materialize(table)
-            self.raw_table = table
+        # the Parquet file is read by each query (DuckDB reads only the columns and row
+        # groups it needs): a materialized copy scanned faster but held every line in memory
         self.table = table
         if engine.name == "duckdb":
             # one thread: DuckDB's compensated sum (fsum) then adds each group's lines in

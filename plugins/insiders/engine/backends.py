@@ -68,6 +68,16 @@ class Engine:
         self._views += 1
         return self.con.create_table(f"insiders_tmp_{self._views}", obj=expr, temp=True)
 
+    def release(self, table: ir.Table) -> None:
+        """Free what `materialize` kept (its rows would otherwise stay in memory, or in
+        DuckDB's spill files, for the rest of the process)."""
+        if self.name == "spark":
+            self.spark.catalog.clearCache()
+            return
+        name = table.get_name()
+        if name.startswith("insiders_tmp_"):
+            self.con.drop_table(name, force=True)
+
     def batches(self, expr: ir.Table, rows: int = 500_000) -> Iterator[pa.RecordBatch]:
         """The result in Arrow batches, in the expression's order."""
         if self.name == "spark":  # Spark's Arrow path collects on the driver anyway

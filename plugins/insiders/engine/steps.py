@@ -79,6 +79,8 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
             writer.close()
     tmp.replace(path)
     report.rows_kept = rows
+    engine.release(dups)
+    engine.release(classified)
     if outcome.several_countries:
         report.notes.append(f"{outcome.several_countries} customer(s) appear under several "
                             "countries; each is shown with the country of most of their lines")
@@ -99,8 +101,15 @@ def run_quality(run, where: str) -> tuple[quality.QualityReport, int]:
         quality.NonProductCodes.parse(run.settings.non_product_codes))
     if run.settings.engine == "pandas":
         return _pandas_quality(folder, run.day, today, stray_from, non_products, where)
-    report = quality_on(engine_of(run), folder, run.day, today, stray_from, non_products,
-                        where)
+    if run.settings.engine == "duckdb":
+        # a connection of its own, closed at the end: DuckDB keeps its buffer pool (up to
+        # engine_memory) until the connection closes, and the models need that memory
+        with _connect(run) as engine:
+            report = quality_on(engine, folder, run.day, today, stray_from, non_products,
+                                where)
+    else:
+        report = quality_on(engine_of(run), folder, run.day, today, stray_from,
+                            non_products, where)
     return report, report.rows_kept
 
 
@@ -158,11 +167,14 @@ def _pandas_quality(folder: RunFolder, as_of: pd.Timestamp, today: pd.Timestamp,
 def engine_of(run) -> Engine:
     """The run's engine, opened once per process (the CLI's stages share it; each Airflow
     task opens its own) and closed when the process ends."""
+    return run.folder.cached(f"engine:{run.settings.engine}", lambda: _connect(run))
+
+
+def _connect(run) -> Engine:
     settings = run.settings
-    return run.folder.cached(f"engine:{settings.engine}", lambda: connect(
-        settings.engine, temp_dir=run.folder.path / "work" / "engine-tmp",
-        memory_limit=settings.engine_memory, spark_master=settings.spark_master,
-        spark_conf=parse_conf(settings.spark_conf)))
+    return connect(settings.engine, temp_dir=run.folder.path / "work" / "engine-tmp",
+                   memory_limit=settings.engine_memory, spark_master=settings.spark_master,
+                   spark_conf=parse_conf(settings.spark_conf))
 
 
 def lines_of(run):
