@@ -185,3 +185,43 @@ def test_engines_agree_on_the_real_file(real_file: Path, tmp_path_factory, one_t
                                                  keep_default_na=False))
     assert len(q) == 541_909 - 399_656
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_a_sql_source_is_aggregated_in_its_database(fresh_pg: str, demo_file: Path,
+                                                     demo_lines: Path) -> None:
+    """PostgreSQL types the lines, counts the set-aside ones and computes what the models
+    read; only the dictionaries of distinct values, the counts and per-customer (or
+    per-day) rows cross the network, never the lines."""
+    import json
+
+    import sqlalchemy as sa
+    from insiders.engine.pushdown import connect_url, summarise
+
+    raw = pd.read_csv(demo_file, dtype=str, keep_default_na=False)
+    db = sa.create_engine(fresh_pg)
+    raw.to_sql("sales_lines", db, if_exists="replace", index=False, chunksize=20_000)
+    db.dispose()
+    want = json.loads((demo_lines.parent / "quality.json").read_text())
+    tx = pd.read_parquet(demo_lines)
+    engine = connect_url(fresh_pg)
+    try:
+        got = summarise(engine, "sales_lines", pd.Timestamp("2011-12-01"), pd.Timestamp.now())
+        assert (got.rows_in, got.rows_kept) == (want["rows_in"], want["rows_kept"])
+        assert got.set_aside == want["set_aside"]
+        assert got.set_aside["duplicate"] > 0 and got.set_aside["missing_customer_id"] > 0
+        for as_of in ("2011-12-01", "2011-06-15"):
+            day = pd.Timestamp(as_of)
+            pd.testing.assert_frame_equal(got.lines.customer_features(day, 12),
+                                          feats.customer_features(tx, day, 12),
+                                          rtol=1e-12, atol=1e-9)
+            pd.testing.assert_frame_equal(got.lines.activity(day),
+                                          clv.activity(tx[tx["invoice_date"] < day]),
+                                          rtol=1e-12, atol=1e-9)
+        end = pd.Timestamp("2011-12-01")
+        group = set(tx["customer_id"].astype(str).unique()[:30])
+        pd.testing.assert_series_equal(got.lines.daily_revenue(group, end),
+                                       forecast.daily_revenue(tx, group, end),
+                                       rtol=1e-12, atol=1e-9)
+    finally:
+        engine.close()

@@ -85,11 +85,19 @@ def typed_lines(engine: Engine, classified, dups, dictionaries: dict[str, ln.Dic
     ).mutate(source_row=ibis._.source_row.cast("int64"))
 
 
-def summarise(engine: Engine, table_name: str, as_of: pd.Timestamp) -> Summary:
-    """Accounting and the typed lines of a SQL table, computed by its database."""
+def summarise(engine: Engine, table_name: str, as_of: pd.Timestamp,
+              today: pd.Timestamp | None = None,
+              non_products: quality.NonProductTally | None = None) -> Summary:
+    """Accounting and the typed lines of a SQL table, computed by its database, with the
+    rules of the quality stage (stray dates after `today`, the non-product list and its
+    guard, which raises InputError before anything else is computed)."""
     raw = raw_view(engine, table_name)
-    dictionaries = ln.build_dictionaries(engine, raw, pd.Timestamp(as_of))
+    tally = non_products or quality.NonProductTally()
+    dictionaries = ln.build_dictionaries(engine, raw, pd.Timestamp(as_of), today=today,
+                                         rule=tally.rule)
     classified = engine.materialize(ln.classify(engine, raw, dictionaries))
+    ln.tally_non_products(engine, classified, dictionaries, tally)
+    tally.check(table_name)
     dups = engine.materialize(ln.duplicates(classified))
     outcome = ln.account(engine, classified, dups)
     typed = engine.materialize(typed_lines(engine, classified, dups, dictionaries))
