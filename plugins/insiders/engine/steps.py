@@ -47,11 +47,7 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     dups = engine.materialize(lines.duplicates(classified))
     outcome = lines.account(engine, classified, dups)
     with QuarantineWriter(folder.path_of("quarantine")) as set_aside:
-        rejects = folder.read("rejects")
-        if len(rejects):
-            set_aside(quality.malformed_to_quarantine(rejects))
-            report.add("malformed_row", len(rejects))
-            report.rows_in += len(rejects)
+        _malformed(folder, set_aside, report)
         for frame in lines.quarantine_batches(engine, raw, classified, dups):
             set_aside(frame)
     report.rows_in += outcome.rows_in
@@ -85,6 +81,15 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
         report.notes.append(f"{outcome.several_countries} customer(s) appear under several "
                             "countries; each is shown with the country of most of their lines")
     return report
+
+
+def _malformed(folder: RunFolder, set_aside, report: quality.QualityReport) -> None:
+    """The lines the reader could not split: first in the quarantine, counted as read."""
+    rejects = folder.read("rejects")
+    if len(rejects):
+        set_aside(quality.malformed_to_quarantine(rejects))
+        report.add("malformed_row", len(rejects))
+        report.rows_in += len(rejects)
 
 
 def run_quality(run, where: str) -> tuple[quality.QualityReport, int]:
@@ -129,11 +134,7 @@ def _pandas_quality(folder: RunFolder, as_of: pd.Timestamp, today: pd.Timestamp,
     raw_path = folder.path_of("raw")
     blocks: list[pd.DataFrame] = []
     with QuarantineWriter(folder.path_of("quarantine")) as set_aside:
-        rejects = folder.read("rejects")
-        if len(rejects):
-            set_aside(quality.malformed_to_quarantine(rejects))
-            report.add("malformed_row", len(rejects))
-            report.rows_in += len(rejects)
+        _malformed(folder, set_aside, report)
         for batch in pq.ParquetFile(raw_path).iter_batches(batch_size=250_000):
             raw = batch.to_pandas()
             kept, aside = quality.clean_chunk(raw, as_of, parser, today, stray_from,
