@@ -225,3 +225,18 @@ def test_a_sql_source_is_aggregated_in_its_database(fresh_pg: str, demo_file: Pa
                                        rtol=1e-12, atol=1e-9)
     finally:
         engine.close()
+
+
+def test_the_engine_comes_from_the_environment_and_a_wrong_name_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from insiders.errors import InsidersError
+
+    assert Settings().engine == "duckdb"  # the embedded default
+    monkeypatch.setenv("INSIDERS_ENGINE", "spark")
+    monkeypatch.setenv("INSIDERS_SPARK_MASTER", "spark://spark-master:7077")
+    settings = Settings.from_env()
+    assert (settings.engine, settings.spark_master) == ("spark", "spark://spark-master:7077")
+    assert Settings.from_env(engine="pandas").engine == "pandas"  # --engine wins
+    monkeypatch.setenv("INSIDERS_ENGINE", "duck")
+    with pytest.raises(InsidersError, match="'duck' .* is not one of duckdb, spark, pandas"):
+        Settings.from_env()

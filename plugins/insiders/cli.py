@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Settings
+from .config import ENGINES, Settings
 from .errors import InsidersError
 from .sources import DEFAULT as DEFAULT_SOURCE
 from .sources import SOURCES
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="output folder, new or from an earlier run, whose outputs are "
                           "replaced (default: ./insiders-out)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--engine", choices=("duckdb", "spark", "pandas"), default=None,
+    run.add_argument("--engine", choices=ENGINES, default=None,
                      help="where the line-level work runs (default: INSIDERS_ENGINE or duckdb; "
                           "spark needs the spark extra)")
 

@@ -99,6 +99,7 @@ class StabilityRules:
     threshold: float = 0.8  # ARI below this: refresh the segmentation
 
 
+ENGINES = ("duckdb", "spark", "pandas")  # where the line-level work runs (engine/)
 DEFAULT_SEED = 42
 DEFAULT_BOOTSTRAP = 1000
 
@@ -153,6 +154,11 @@ class Settings:
     spark_conf: str | None = None  # "key=value,key=value", e.g. spark.driver.port=4141
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            from .errors import InsidersError
+
+            raise InsidersError(f"engine {self.engine!r} (INSIDERS_ENGINE or --engine) is not "
+                                f"one of {', '.join(ENGINES)}")
         if not isinstance(self.home, Path):  # a plain string from a caller is fine
             object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
 

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-ENGINES = ("duckdb", "spark", "pandas")
+from ..config import ENGINES
+
 POSITION = "_pos"
 
 
@@ -134,7 +135,9 @@ def _spark(master: str, conf: dict[str, str]) -> Engine:
         import ibis
         from pyspark.sql import SparkSession
     except ImportError as exc:  # an optional extra
-        raise ImportError("the Spark engine needs the spark extra: pip install 'insiders[spark]'"
+        from ..errors import InsidersError
+
+        raise InsidersError("the Spark engine needs the spark extra: pip install 'insiders[spark]'"
                           f" ({exc})") from None
     settings = {
         "spark.driver.bindAddress": "127.0.0.1",
