@@ -117,8 +117,7 @@ def connect(name: str, temp_dir: Path | str | None = None, memory_limit: str | N
         import ibis
 
         config: dict[str, Any] = {"preserve_insertion_order": True}
-        if temp_dir is not None:
-            Path(temp_dir).mkdir(parents=True, exist_ok=True)
+        if temp_dir is not None:  # DuckDB makes it (its parent must exist) when it spills
             config["temp_directory"] = str(temp_dir)
         if memory_limit:
             config["memory_limit"] = memory_limit
