@@ -41,5 +41,14 @@ if [ -z "${INSIDERS_TEST_MONGO_URI:-}" ]; then
 fi
 echo "MongoDB-compatible server for tests: ${INSIDERS_TEST_MONGO_URI:-none}"
 
+# the spark extra: CI runs the engine tests on Spark's local mode too (Java 17 on PATH)
+if ! $BIN/python -c "import pyspark" >/dev/null 2>&1; then
+  $BIN/pip install -q --disable-pip-version-check -r requirements-spark.txt
+fi
+if [ "${CI:-}" = true ] && ! $BIN/python -c "import pyspark" >/dev/null 2>&1; then
+  echo "CI: the spark extra (requirements-spark.txt) did not install" >&2
+  exit 1
+fi
+
 $BIN/ruff check .
 $BIN/pytest -q "$@"

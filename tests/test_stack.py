@@ -31,6 +31,7 @@ CORE_SERVICES = {
     "airflow-dag-processor", "airflow-triggerer", "metabase", "metabase-provision",
 }
 CELERY_SERVICES = {"redis", "airflow-worker"}
+SPARK_SERVICES = {"spark-master", "spark-worker"}
 ONE_SHOT = {"preflight", "airflow-init", "metabase-provision"}
 AIRFLOW_SERVICES = {
     "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
@@ -139,7 +140,8 @@ def celery_config(env_file: Path) -> dict:
 # --- the file validates -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("profiles", [(), ("celery",)], ids=["default", "celery"])
+@pytest.mark.parametrize("profiles", [(), ("celery",), ("spark",)],
+                         ids=["default", "celery", "spark"])
 def test_config_validates(env_file: Path, profiles: tuple[str, ...]) -> None:
     result = compose(env_file, "config", "-q", profiles=profiles)
     assert result.returncode == 0, result.stderr
@@ -147,8 +149,9 @@ def test_config_validates(env_file: Path, profiles: tuple[str, ...]) -> None:
 
 @pytest.mark.parametrize(
     ("profiles", "expected"),
-    [((), CORE_SERVICES), (("celery",), CORE_SERVICES | CELERY_SERVICES)],
-    ids=["default", "celery"],
+    [((), CORE_SERVICES), (("celery",), CORE_SERVICES | CELERY_SERVICES),
+     (("spark",), CORE_SERVICES | SPARK_SERVICES)],
+    ids=["default", "celery", "spark"],
 )
 def test_every_service_is_named(env_file: Path, profiles: tuple[str, ...],
                                 expected: set[str]) -> None:
@@ -159,10 +162,26 @@ def test_every_service_is_named(env_file: Path, profiles: tuple[str, ...],
 
 def test_celery_services_need_the_profile(config: dict, celery_config: dict) -> None:
     for name, service in celery_config["services"].items():
-        wanted = ["celery"] if name in CELERY_SERVICES else []
+        wanted = ["celery"] if name in CELERY_SERVICES else (
+            ["spark"] if name in SPARK_SERVICES else [])
         assert service.get("profiles", []) == wanted, name
     # compose v2 leaves inactive services out; 1.x lists them with their profile
     assert CORE_SERVICES <= set(config["services"])
+
+
+def test_the_spark_profile_serves_the_dag(env_file: Path) -> None:
+    """Tasks are told the engine and the master; workers see the run folders where the
+    tasks write them."""
+    spark = compose_config(env_file, profiles=("spark",))["services"]
+    scheduler = spark["airflow-scheduler"]["environment"]
+    assert scheduler["INSIDERS_ENGINE"] == "duckdb"  # Spark only when .env says so
+    assert scheduler["INSIDERS_SPARK_MASTER"] == "spark://spark-master:7077"
+    assert "spark.driver.port=4141" in scheduler["INSIDERS_SPARK_CONF"]
+    home = scheduler["INSIDERS_HOME"]
+    mounts = [v if isinstance(v, str) else f"{v.get('source')}:{v.get('target')}"
+              for v in spark["spark-worker"]["volumes"]]
+    assert any(m.endswith(f":{home}") or f":{home}:" in m for m in mounts), mounts
+    assert "spark://spark-master:7077" in " ".join(spark["spark-worker"]["command"])
 
 
 def test_a_missing_secret_stops_compose(tmp_path: Path) -> None:
@@ -274,7 +293,8 @@ def test_ports_stay_on_this_machine_by_default(config: dict) -> None:
     published = []
     for name, service in config["services"].items():
         for port in service.get("ports", []):
-            published.append(name)
+            if not service.get("profiles"):  # compose 1.x lists profile services too
+                published.append(name)
             text = port if isinstance(port, str) else f"{port.get('host_ip', '')}:"
             assert str(text).startswith("127.0.0.1:"), (name, port)
     assert sorted(published) == ["airflow-apiserver", "metabase"]

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Settings
+from .config import ENGINES, Settings
 from .errors import InsidersError
 from .sources import DEFAULT as DEFAULT_SOURCE
 from .sources import SOURCES
@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="output folder, new or from an earlier run, whose outputs are "
                           "replaced (default: ./insiders-out)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--engine", choices=ENGINES, default=None,
+                     help="where the line-level work runs (default: INSIDERS_ENGINE or duckdb; "
+                          "spark needs the spark extra)")
 
     demo = sub.add_parser("demo", help="write the deterministic demo data set")
     demo.add_argument("--out", required=True, help="file to write (.csv or .csv.gz)")
@@ -199,7 +202,7 @@ def _run(args: argparse.Namespace) -> int:
     from . import pipeline, stages
 
     settings = Settings.from_env(source_query=args.query,
-                                 non_product_codes=args.non_product_codes)
+                                 non_product_codes=args.non_product_codes, engine=args.engine)
     as_of = parse_as_of(args.as_of, dt.date.today()) if args.as_of else None
     started = time.perf_counter()
     bar = None

@@ -99,6 +99,7 @@ class StabilityRules:
     threshold: float = 0.8  # ARI below this: refresh the segmentation
 
 
+ENGINES = ("duckdb", "spark", "pandas")  # where the line-level work runs (engine/)
 DEFAULT_SEED = 42
 DEFAULT_BOOTSTRAP = 1000
 
@@ -151,8 +152,19 @@ class Settings:
     # the money's currency code (GBP, EUR...) for a retailer using the Online Retail layout;
     # None = the source adapter's (GBP for Online Retail; Olist is always BRL)
     currency: str | None = None
+    # where the transaction-level work runs (engine/): duckdb (embedded, out of core), spark
+    # (the spark extra; spark_master local[N] or spark://host:7077) or pandas (in process)
+    engine: str = "duckdb"
+    engine_memory: str | None = "2GB"  # DuckDB's memory_limit: beyond it, it spills to disk
+    spark_master: str = "local[2]"
+    spark_conf: str | None = None  # "key=value,key=value", e.g. spark.driver.port=4141
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            from .errors import InsidersError
+
+            raise InsidersError(f"engine {self.engine!r} (INSIDERS_ENGINE or --engine) is not "
+                                f"one of {', '.join(ENGINES)}")
         if not isinstance(self.home, Path):  # a plain string from a caller is fine
             object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
 

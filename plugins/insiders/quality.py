@@ -269,6 +269,20 @@ def _combine(hashes: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def stray_mask(dates: np.ndarray, today: pd.Timestamp | None,
+               stray_from: pd.Timestamp | None) -> np.ndarray:
+    """Dates that are typos, not data: after the day of the run (`today`) or on or after
+    the first day of the lines found alone far after the rest (`stray_from`)."""
+    stray = np.zeros(len(dates), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        if today is not None:
+            stray |= dates >= (pd.Timestamp(today).normalize() + pd.Timedelta(days=1)
+                               ).to_datetime64()
+        if stray_from is not None:
+            stray |= dates >= pd.Timestamp(stray_from).to_datetime64()
+    return stray
+
+
 def clean_chunk(
     raw: pd.DataFrame, as_of: pd.Timestamp, parse_dates: DateParser | None = None,
     today: pd.Timestamp | None = None, stray_from: pd.Timestamp | None = None,
@@ -291,13 +305,8 @@ def clean_chunk(
     customer_missing = customer_clean.isna().to_numpy()[cols["customer_id"].codes]
     quantity = cols["quantity"].map(to_number)
     price = cols["unit_price"].map(to_number)
-    stray = np.zeros(len(raw), dtype=bool)
+    stray = stray_mask(dates, today, stray_from)
     with np.errstate(invalid="ignore"):
-        if today is not None:
-            stray |= dates >= (pd.Timestamp(today).normalize() + pd.Timedelta(days=1)
-                               ).to_datetime64()
-        if stray_from is not None:
-            stray |= dates >= pd.Timestamp(stray_from).to_datetime64()
         whole = np.isfinite(quantity) & (quantity == np.round(quantity))
         nat = np.isnat(dates)
         checks = [

@@ -93,64 +93,16 @@ def _extract(run: Run) -> dict:
 
 
 def _quality(run: Run) -> dict:
-    """Typed transactions and a quarantine that accounts for every set-aside row.
-
-    Text is read back block by block; the typed lines that pass are compact
-    (categorical text), so holding them until duplicates are decided keeps
-    memory proportional to the kept data, not to the raw text.
-    """
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    from . import quality
-    from .quarantine import QuarantineWriter, concat_categorical, raw_rows
+    """Typed transactions and a quarantine that accounts for every set-aside row, on the
+    run's engine (settings.engine: duckdb by default, spark, or pandas; engine/steps.py):
+    every engine writes the same transactions file and quarantine, with the same counts."""
+    from .engine import steps
 
     as_of, folder = run.day, run.folder
-    report = quality.QualityReport()
-    parser = quality.DateParser()
-    today = pd.Timestamp.now()
-    stray_from = folder.stage("extract").get("stray_from") if folder.has_stage("extract") \
-        else None
-    non_products = quality.NonProductTally(
-        quality.NonProductCodes.parse(run.settings.non_product_codes))
+    report, kept_rows = steps.run_quality(run, _source_name(run))
     quarantine_path = folder.path_of("quarantine")
-    raw_path = folder.path_of("raw")
-    blocks: list[pd.DataFrame] = []
-    with QuarantineWriter(quarantine_path) as set_aside:
-        rejects = folder.read("rejects")
-        if len(rejects):
-            set_aside(quality.malformed_to_quarantine(rejects))
-            report.add("malformed_row", len(rejects))
-            report.rows_in += len(rejects)
-        for batch in pq.ParquetFile(raw_path).iter_batches(batch_size=250_000):
-            raw = batch.to_pandas()
-            kept, aside = quality.clean_chunk(raw, as_of, parser, today, stray_from,
-                                              non_products)
-            report.rows_in += len(raw)
-            for reason, count in aside["reason"].value_counts().items():
-                report.add(str(reason), int(count))
-            set_aside(aside)
-            blocks.append(kept)
-            del raw, aside
-        non_products.check(_source_name(run))
-        kept = concat_categorical(blocks)
-        del blocks
-        # exact duplicates may sit in different blocks: decide on all hashes at once
-        dup = quality.duplicate_mask(kept["row_hash"].to_numpy())
-        if dup.any():
-            set_aside(raw_rows(raw_path, kept.loc[dup, ["source_file", "source_row"]],
-                               "duplicate"))
-            report.add("duplicate", int(dup.sum()))
-        kept = kept.loc[~dup].drop(columns="row_hash").reset_index(drop=True)
-    report.rows_kept = len(kept)
-    folder.write("transactions", kept)
     if not report.balanced:  # a bug, never a data problem: refuse to go on with lost rows
         raise RuntimeError(f"row accounting does not balance: {report.as_dict()}")
-    if len(kept):
-        several = quality.customers_with_several_countries(kept)
-        if several:
-            report.notes.append(f"{several} customer(s) appear under several countries; each "
-                                "is shown with the country of most of their lines")
     aside_text = ", ".join(f"{k} {v:,}" for k, v in report.set_aside.items() if v) or "none"
     info("quality: %s rows in, %s kept, set aside: %s", f"{report.rows_in:,}",
          f"{report.rows_kept:,}", aside_text)
@@ -159,7 +111,7 @@ def _quality(run: Run) -> dict:
 
         data_end = run.source.default_as_of(folder, note=False)
         schedule.require_covered(data_end, as_of, run.month)
-    if not len(kept):
+    if not kept_rows:
         late = report.set_aside.get("after_as_of", 0) * 2 > report.rows_in
         raise InputError(
             f"{_source_name(run)}: every one of the {report.rows_in:,} rows was set aside "
@@ -174,10 +126,12 @@ def _quality(run: Run) -> dict:
 @single_threaded
 def _features(run: Run) -> dict:
     from . import quality
+    from .engine import steps
     from .models import features
 
     windows = run.settings.windows
-    tx = run.folder.transactions()
+    lines = steps.lines_of(run)  # the engine aggregates; None: the pandas frame
+    tx = lines if lines is not None else run.folder.transactions()
     table = features.customer_features(tx, run.day, windows.lookback_months)
     table = run.source.add_features(run.folder, table, run.day, windows.lookback_months)
     run.folder.write("features", table)
@@ -185,17 +139,16 @@ def _features(run: Run) -> dict:
     info("features: %s customers with a line in the period, %s with a purchase",
          f"{len(table):,}", f"{active:,}")
     if active == 0:
-        dates = tx["invoice_date"]
+        first, last = features.date_range(tx)
         raise InputError(f"{_source_name(run)}: no customer made a purchase in the "
                          f"{windows.lookback_months} months before {run.day.date()}; "
-                         + quality.as_of_advice(run.day, dates.min() if len(tx) else None,
-                                                dates.max() if len(tx) else None,
-                                                windows.lookback_months))
+                         + quality.as_of_advice(run.day, first, last, windows.lookback_months))
     # the last day with a kept line: the as-of is the day after it in a one-off run, and
     # the report shows both ("as of 2011-12-10, data through 2011-12-09")
+    last = features.date_range(tx)[1]
     return {"customers": len(table), "active": active,
             "period_start": str(features.period_start(run.day, windows.lookback_months).date()),
-            "data_through": str(tx["invoice_date"].max().date())}
+            "data_through": str(last.date()) if last is not None else None}
 
 
 # --------------------------------------------------------------------------- segment
@@ -267,8 +220,14 @@ def value_inputs(run: Run) -> tuple[pd.DataFrame, object]:
     from .models import clv, valuation
 
     def load():
-        tx = run.folder.transactions()
-        days = clv.activity(tx[tx["invoice_date"] < run.day])
+        from .engine import steps
+
+        lines = steps.lines_of(run)
+        if lines is not None:  # the engine sums per customer and day
+            days = lines.activity(run.day)
+        else:
+            tx = run.folder.transactions()
+            days = clv.activity(tx[tx["invoice_date"] < run.day])
         return days, valuation.FitCache(days, run.settings.lookback_months)
 
     return run.folder.cached("value_inputs", load)
@@ -372,7 +331,9 @@ def _evaluate(run: Run) -> dict:
     oot = evaluation.out_of_time(days, fits, run.day, method, s.windows, s.selection,
                                  s.bootstrap, s.seed)
     oot.pop("member_ids", None)  # thousands of ids: the group is known by who it is today
-    tx = folder.transactions()
+    from .engine import steps
+
+    tx = steps.evaluation_lines(run)
     cohort = evaluation.cohorts(tx, run.day, s.lookback_months)
     cohort.columns = [str(c) for c in cohort.columns]
     cohort.to_parquet(folder.path_of("cohorts"))
@@ -424,8 +385,11 @@ def _forecast(run: Run) -> dict:
              "lower": None if pd.isna(r.lower) else round(float(r.lower), 2),
              "upper": None if pd.isna(r.upper) else round(float(r.upper), 2)}
             for r in months.itertuples()]
-    tx = folder.transactions()
-    daily = forecast.daily_revenue(tx, members, as_of)
+    from .engine import steps
+
+    lines = steps.lines_of(run)  # the engine hands back the members' lines only
+    daily = lines.daily_revenue(members, as_of) if lines is not None else \
+        forecast.daily_revenue(folder.transactions(), members, as_of)
     history_starts = forecast.periods(as_of, s.lookback_months, before=True)
     history = [
         {"month": str(start.date()), "revenue": round(v, 2)}
@@ -454,10 +418,12 @@ def _forecast(run: Run) -> dict:
 @single_threaded
 def _stability(run: Run) -> dict:
     """ARI curve of the chosen segmentation over the last months, and the refresh advice."""
+    from .engine import steps
     from .models import stability
 
     s, folder = run.settings, run.folder
-    tx = folder.transactions()
+    lines = steps.lines_of(run)  # six cuts' features, aggregated by the engine
+    tx = lines if lines is not None else folder.transactions()
     seg = folder.stage("segment")
     result = stability.ari_curve(
         tx, run.day, seg["chosen"]["algorithm"], seg["chosen"]["k"], s.stability,

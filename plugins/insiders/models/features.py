@@ -50,6 +50,24 @@ def period_start(as_of: pd.Timestamp, lookback_months: int) -> pd.Timestamp:
     return as_of - pd.DateOffset(months=lookback_months)
 
 
+def first_date(transactions, default: pd.Timestamp) -> pd.Timestamp:
+    """The earliest line's date (`default` when there are no lines); `transactions` is a
+    frame or an engine's `Lines` (engine/aggregates.py)."""
+    if not isinstance(transactions, pd.DataFrame):
+        return transactions.first_date() if len(transactions) else default
+    return transactions["invoice_date"].min() if len(transactions) else default
+
+
+def date_range(transactions) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """The first and last line's dates (None, None without lines); a frame or `Lines`."""
+    if not len(transactions):
+        return None, None
+    if not isinstance(transactions, pd.DataFrame):
+        return transactions.first_date(), transactions.last_date()
+    dates = transactions["invoice_date"]
+    return dates.min(), dates.max()
+
+
 def window(transactions: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     dates = transactions["invoice_date"]
     return transactions[(dates >= start) & (dates < end)]
@@ -67,6 +85,8 @@ def customer_features(
     all ask for features at the same few dates: results are cached per
     transactions frame (a copy is returned, so callers may modify it).
     """
+    if not isinstance(transactions, pd.DataFrame):  # an engine's Lines: it aggregates
+        return transactions.customer_features(pd.Timestamp(as_of), lookback_months)
     key = (id(transactions), pd.Timestamp(as_of), lookback_months)
     hit = _CACHE.get(key)
     if hit is not None and hit[0]() is transactions:

@@ -38,7 +38,7 @@ def ari_curve(
     feature_fn = feature_fn or (lambda cut: feats.customer_features(transactions, cut,
                                                                       lookback_months))
     start = as_of - pd.DateOffset(months=months)
-    first = transactions["invoice_date"].min() if len(transactions) else as_of
+    first = feats.first_date(transactions, as_of)
     if pd.isna(first) or start <= first + pd.Timedelta(days=28):
         return {"available": False, "ari_by_month": [], "threshold": threshold,
                 "recommended_refresh_months": None,

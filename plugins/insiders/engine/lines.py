@@ -1,0 +1,288 @@
+"""Typing and setting lines aside on an engine, with the rules of `quality.py`.
+
+Raw columns repeat a handful of spellings millions of times: the engine lists
+each column's distinct values (with where each first appears), `quality.py`
+judges every distinct value once in pandas (the same functions the pandas path
+uses, so a rule changed there changes here), and the engine joins those small
+dictionaries back to the lines. The first applicable reason wins, in the order
+of `quality.REASONS`; the checks come in column groups in that order (date,
+customer, quantity, price, stock code), so each dictionary carries the first
+reason of its own column and a line's reason is the first non-empty one.
+
+Exact duplicates are decided on the raw text (first copy kept, in file order),
+as in the pandas path. The kept lines come back with integer codes into the
+cleaned values, whose order is their first appearance in the input: the
+transactions file is the one the pandas path writes, category for category.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .. import quality
+from ..extract import RAW_COLUMNS
+from .backends import POSITION, Engine
+
+NULL_KEY = "<insiders:no value>"  # joins never match a missing value: stand-in for it on both sides
+# the columns whose checks set a line aside, in the order of quality.REASONS
+CHECKED = ("invoice_date", "customer_id", "quantity", "unit_price", "stock_code")
+TEXT_COLUMNS = ("invoice", "stock_code", "description", "customer_id", "country")
+
+
+@dataclass
+class Dictionary:
+    """One raw column: its distinct values, the reason each sets a line aside (if any), and
+    what a kept line gets from it (a code into `categories`, or a typed value)."""
+
+    column: str
+    frame: pd.DataFrame  # key (raw text or NULL_KEY), rc (raw code), reason, code/value, ...
+    categories: pd.Index | None = None
+
+
+def _distinct(engine: Engine, raw, column: str) -> pd.Series:
+    key = raw[column].fill_null(NULL_KEY)
+    values = engine.to_pandas(raw.select(key=key, pos=raw[POSITION]).group_by("key").aggregate(
+        first=lambda t: t.pos.min()).order_by("first"))
+    return values["key"].astype("str").reset_index(drop=True)
+
+
+def _text(keys: pd.Series) -> pd.Series:
+    """Distinct raw values as the pandas path sees them (missing = NaN, text dtype)."""
+    return pd.Series(keys.where(keys != NULL_KEY), dtype="str")
+
+
+def _first_reason(checks: list[tuple[str, np.ndarray]], n: int) -> np.ndarray:
+    reason = np.full(n, None, dtype=object)
+    for name, mask in reversed(checks):
+        reason[np.asarray(mask, dtype=bool)] = name
+    return reason
+
+
+def _coded(keys: pd.Series, cleaned: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    codes, categories = pd.factorize(cleaned)
+    return codes.astype(np.int32), pd.Index(categories, dtype="str")
+
+
+def build_dictionaries(engine: Engine, raw, as_of: pd.Timestamp,
+                       parser: quality.DateParser | None = None,
+                       today: pd.Timestamp | None = None,
+                       stray_from: pd.Timestamp | None = None,
+                       rule: quality.NonProductCodes = quality.DEFAULT_NON_PRODUCTS,
+                       ) -> dict[str, Dictionary]:
+    """Judge each distinct raw value once with `quality.py`'s rules (`today`, `stray_from`
+    and `rule` as in `quality.clean_chunk`)."""
+    parser = parser or quality.DateParser()
+    as_of = pd.Timestamp(as_of)
+    out: dict[str, Dictionary] = {}
+    for column in RAW_COLUMNS:
+        keys = _distinct(engine, raw, column)
+        text = _text(keys)
+        n = len(keys)
+        # 32-bit codes: the engine's working table of all the lines stays half as wide
+        frame = pd.DataFrame({"key": keys, "rc": np.arange(n, dtype=np.int32)})
+        checks: list[tuple[str, np.ndarray]] = []
+        categories = None
+        if column == "invoice_date":
+            dates = parser.parse_unique(text).to_numpy()
+            nat = np.isnat(dates)
+            checks = [("unparseable_date", nat),
+                      ("implausible_date", ~nat & (dates < np.datetime64("1990-01-01"))),
+                      ("stray_date", ~nat & quality.stray_mask(dates, today, stray_from)),
+                      ("after_as_of", ~nat & (dates >= as_of.to_datetime64()))]
+            frame["value"] = pd.Series(dates, dtype="datetime64[us]")
+        elif column in ("quantity", "unit_price"):
+            number = quality.to_number(text).to_numpy()
+            with np.errstate(invalid="ignore"):
+                if column == "quantity":
+                    whole = np.isfinite(number) & (number == np.round(number))
+                    checks = [("unparseable_quantity", ~whole),
+                              ("implausible_quantity", np.abs(number) > 1_000_000),
+                              ("zero_quantity", number == 0)]
+                else:
+                    checks = [("unparseable_price", ~np.isfinite(number)),
+                              ("non_positive_price", number <= 0)]
+            frame["value"] = np.where(np.isfinite(number), number, np.nan)
+        elif column == "customer_id":
+            clean = quality.normalise_customer_id(text)
+            checks = [("missing_customer_id", clean.isna().to_numpy())]
+            frame["code"], categories = _coded(keys, clean.fillna(""))
+        else:
+            clean = text.str.strip()
+            if column == "country":
+                clean = clean.replace("", "Unknown")
+            if column == "stock_code":
+                checks = [("non_product_code", rule.mask(text.fillna("")))]
+            frame["code"], categories = _coded(keys, clean)
+            if column == "invoice":
+                frame["cancel"] = np.asarray(
+                    pd.Series(categories, dtype="str").str.upper().str.startswith("C"),
+                    dtype=bool)[frame["code"].to_numpy()]
+        frame["reason"] = pd.Series(_first_reason(checks, n), dtype="str")
+        out[column] = Dictionary(column, frame, categories)
+    return out
+
+
+def classify(engine: Engine, raw, dictionaries: dict[str, Dictionary]):
+    """Every line with its reason (None = kept), raw codes, typed values and text codes."""
+    table = raw
+    reasons = []
+    if "source_reason" in raw.columns:
+        given = raw["source_reason"].fill_null("")
+        reasons.append(given.nullif(""))
+    picks = [raw[POSITION]]
+    for column, d in dictionaries.items():
+        small = engine.table(d.frame.add_prefix(f"{column}__"))
+        table = table.left_join(small, table[column].fill_null(NULL_KEY)
+                                == small[f"{column}__key"])
+        table = table.select(*[c for c in table.columns if c != f"{column}__key"])
+    reasons += [table[f"{column}__reason"] for column in CHECKED]
+    for column, d in dictionaries.items():
+        picks.append(table[f"{column}__rc"].name(f"rc_{column}"))
+        for extra in ("code", "value", "cancel"):
+            if extra in d.frame:
+                picks.append(table[f"{column}__{extra}"].name(f"{column}_{extra}"))
+    import ibis
+
+    reason = ibis.coalesce(*reasons) if len(reasons) > 1 else reasons[0]
+    picks.append(table["source_file"])
+    picks.append(table["source_row"])
+    return table.select(*picks, reason=reason)
+
+
+def duplicates(classified):
+    """Positions of kept lines that copy an earlier kept line (raw text equal).
+
+    A group-by on the raw codes finds the texts seen more than once (few); only lines of
+    those are compared with their group's first position: no sort of all the lines, and
+    the result is small (the duplicates' positions)."""
+    kept = classified.filter(classified.reason.isnull())
+    keys = [f"rc_{c}" for c in RAW_COLUMNS]
+    groups = kept.group_by(keys).aggregate(first=kept[POSITION].min(), n=kept.count())
+    repeated = groups.filter(groups.n > 1).select(*keys, "first")
+    marked = kept.inner_join(repeated, keys)
+    return marked.filter(marked[POSITION] != marked.first).select(POSITION)
+
+
+def kept_lines(classified, dups):
+    """The lines that pass every check and are no copy."""
+    kept = classified.filter(classified.reason.isnull())
+    return kept.anti_join(dups, POSITION)
+
+
+@dataclass
+class Outcome:
+    counts: dict[str, int]
+    rows_in: int
+    several_countries: int
+
+
+def account(engine: Engine, classified, dups) -> Outcome:
+    """Rows per reason (kept lines count under None), duplicates, several-country customers."""
+    per = engine.to_pandas(classified.group_by("reason").aggregate(n=classified.count()))
+    counts = {("" if pd.isna(r) else str(r)): int(n) for r, n in zip(per["reason"], per["n"],
+                                                                     strict=True)}
+    rows_in = sum(counts.values())
+    counts.pop("", None)
+    dup = int(engine.to_pandas(dups.count().name("n").as_table())["n"].iloc[0])
+    if dup:
+        counts["duplicate"] = dup
+    good = kept_lines(classified, dups)
+    several = good.group_by("customer_id_code").aggregate(
+        n=good.country_code.nunique())
+    several_countries = int(engine.to_pandas(several.filter(several.n > 1).count().name("n")
+                                             .as_table())["n"].iloc[0])
+    return Outcome(counts, rows_in, several_countries)
+
+
+def tally_non_products(engine: Engine, classified, dictionaries: dict[str, Dictionary],
+                       tally: quality.NonProductTally) -> None:
+    """Add to `tally` what the non-product rule sets aside against what is kept (before
+    copies are decided, as `quality.clean_chunk` counts): lines and |quantity x price| per
+    raw stock code. One small group-by; the guard itself is `NonProductTally.check`."""
+    import ibis
+
+    c = classified
+    aside = c.reason == "non_product_code"
+    picked = c.filter(c.reason.isnull() | aside)
+    value = (picked.quantity_value * picked.unit_price_value).abs()
+    per = engine.to_pandas(picked.group_by(
+        aside=ibis.ifelse(picked.reason.isnull(), False, True),
+        rc=picked.rc_stock_code).aggregate(n=picked.count(), value=value.sum()))
+    if per.empty:
+        return
+    keys = dictionaries["stock_code"].frame.set_index("rc")["key"]
+    per["aside"] = per["aside"].astype(bool)
+    out = per[per["aside"]]
+    kept = per[~per["aside"]]
+    codes = _text(keys.reindex(out["rc"].to_numpy()).reset_index(drop=True))
+    tally.add(codes.repeat(out["n"].to_numpy()).reset_index(drop=True),
+              float(out["value"].sum()), int(kept["n"].sum()), float(kept["value"].sum()))
+
+
+def quarantine_batches(engine: Engine, raw, classified, dups) -> Iterator[pd.DataFrame]:
+    """Set-aside lines as written in the input, in file order, duplicates last."""
+    import ibis
+
+    columns = [*RAW_COLUMNS, "source_file", "source_row"]
+    aside = classified.filter(classified.reason.notnull()).select(
+        POSITION, reason_="reason")
+    copies = dups.mutate(reason_=ibis.null().cast("string"))
+    for part, label in ((aside, None), (copies, "duplicate")):
+        joined = raw.inner_join(part, POSITION).order_by(POSITION)
+        for batch in engine.batches(joined.select(*columns, "reason_")):
+            frame = batch.to_pandas()
+            frame["reason"] = frame.pop("reason_") if label is None else label
+            yield frame
+
+
+def kept_batches(engine: Engine, classified, dups, dictionaries: dict[str, Dictionary],
+                 file_order: list[str]) -> Iterator[pd.DataFrame]:
+    """The kept lines in the transactions layout, in file order, block by block."""
+    good = kept_lines(classified, dups).order_by(POSITION).select(
+        "invoice_code", "invoice_cancel", "stock_code_code", "description_code",
+        "quantity_value", "invoice_date_value", "unit_price_value", "customer_id_code",
+        "country_code", "source_file", "source_row")
+    files = pd.CategoricalDtype(pd.Index(file_order, dtype="str"))
+    for batch in engine.batches(good):
+        b = batch.to_pandas()
+        qty = b["quantity_value"].to_numpy(dtype=np.float64).astype(np.int64)
+        price = b["unit_price_value"].to_numpy(dtype=np.float64)
+
+        def cat(column: str, b: pd.DataFrame = b) -> pd.Categorical:
+            return pd.Categorical.from_codes(b[f"{column}_code"].to_numpy(dtype=np.int64),
+                                             dictionaries[column].categories)
+
+        frame = pd.DataFrame({
+            "invoice": cat("invoice"),
+            "stock_code": cat("stock_code"),
+            "description": cat("description"),
+            "quantity": qty,
+            "invoice_date": b["invoice_date_value"].astype("datetime64[us]").to_numpy(),
+            "unit_price": price,
+            "customer_id": cat("customer_id"),
+            "country": cat("country"),
+        })
+        frame["revenue"] = np.round(qty * price, 4)
+        frame["is_return"] = qty < 0
+        frame["is_cancellation"] = b["invoice_cancel"].to_numpy(dtype=bool)
+        frame["source_file"] = pd.Categorical(b["source_file"].astype("str"), dtype=files)
+        frame["source_row"] = b["source_row"].to_numpy(dtype=np.int64)
+        yield frame
+
+
+def source_files(engine: Engine, raw) -> list[str]:
+    """The input files in the order their lines come."""
+    files = engine.to_pandas(raw.group_by("source_file").aggregate(
+        first=raw[POSITION].min()).order_by("first"))
+    return [str(f) for f in files["source_file"]]
+
+
+def unknown_source_reasons(engine: Engine, raw) -> list[str]:
+    if "source_reason" not in raw.columns:
+        return []
+    given = engine.to_pandas(raw.select("source_reason").distinct())["source_reason"]
+    return sorted({str(r) for r in given.dropna() if str(r)} - set(quality.REASONS))

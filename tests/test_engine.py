@@ -1,0 +1,242 @@
+"""Engines (engine/): the same lines kept and the same accounting as the pandas quality.
+
+Hand-made lines with every reason (quality's CASES, plus missing values, spellings that
+clean to one customer, duplicates in different places, a line the source already set
+aside and one the reader could not split) go through the quality stage on each engine
+and on pandas: the transactions file must be the same frame (values, dtypes, category
+order), the quarantine the same rows in the same order. On the real file every engine
+runs `insiders run` end to end against the pandas reference (answers, Insiders,
+accounting). Spark runs in local mode (marker `spark`; CI installs the extra).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import run_stage
+from insiders import pipeline, stages
+from insiders.config import Settings
+from insiders.engine import connect
+from insiders.engine.aggregates import Lines
+from insiders.engine.backends import parse_conf
+from insiders.errors import InputError
+from insiders.models import clv, forecast
+from insiders.models import features as feats
+from test_quality import AS_OF, CASES, _raw
+
+HAS_SPARK = importlib.util.find_spec("pyspark") is not None
+# fixed ports in this project's range (a second Spark on the machine must not collide)
+SPARK_CONF = ("spark.driver.port=56341,spark.driver.blockManager.port=56342,"
+              "spark.ui.enabled=false")
+SPARK = pytest.param("spark", marks=[pytest.mark.spark, pytest.mark.skipif(
+    not HAS_SPARK, reason="pyspark is not installed: pip install '.[spark]' (CI does)")])
+ENGINES = ["duckdb", SPARK]
+MORE: list[tuple[dict, str | None]] = [
+    ({"customer_id": "17850"}, None),  # cleans to the same customer as 17850.0
+    ({"customer_id": " 17850,0 "}, None),
+    ({"description": None}, None),  # a missing text value
+    ({"customer_id": None}, "missing_customer_id"),
+    ({"country": ""}, None),  # an empty country is 'Unknown'
+    ({"invoice_date": "11/30/2011 10:00"}, None),  # month-first slash date
+    ({"unit_price": "2,55"}, None),  # decimal comma
+    ({"invoice_date": None}, "unparseable_date"),
+    ({"stock_code": " post "}, "non_product_code"),  # the list is case- and space-blind
+    ({"stock_code": "GIFT_0001_10"}, "non_product_code"),  # a prefix of the list
+]
+
+
+def _settings(engine: str) -> dict:
+    return {"engine": engine, "spark_conf": SPARK_CONF if engine == "spark" else None}
+
+
+def _quality_folder(tmp_path: Path, raw: pd.DataFrame, engine: str, **settings
+                    ) -> tuple[Path, dict]:
+    folder = tmp_path / engine
+    (folder / "work").mkdir(parents=True)
+    raw.to_parquet(folder / "work" / "raw.parquet", index=False)
+    pd.DataFrame({"raw_text": pd.Series(["a,b"], dtype="str"), "source_file": ["hand.csv"],
+                  "source_row": [999]}).to_parquet(folder / "work" / "rejects.parquet")
+    result = run_stage(stages.quality, folder, as_of=AS_OF, **_settings(engine), **settings)
+    return folder, result
+
+
+def _lines_with_everything() -> pd.DataFrame:
+    cases = CASES + MORE
+    raw = pd.concat([_raw(cases), _raw(cases[:6], first_row=100),  # copies: duplicates
+                     _raw(cases, first_row=2, source="second.csv")], ignore_index=True)
+    raw["source_reason"] = ""
+    raw.loc[len(raw) - 1, "source_reason"] = "order_not_delivered"
+    return raw
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_quality_on_an_engine_is_the_pandas_quality(tmp_path: Path, engine: str) -> None:
+    raw = _lines_with_everything()
+    ref_dir, ref = _quality_folder(tmp_path, raw, "pandas")
+    got_dir, got = _quality_folder(tmp_path, raw, engine)
+    for key in ("rows_in", "rows_kept", "set_aside", "notes"):
+        assert got[key] == ref[key], key
+    # every reason of the hand-made lines shows up, so each rule was compared
+    assert set(ref["set_aside"]) >= {"stray_date", "non_product_code", "after_as_of",
+                                     "implausible_quantity", "non_positive_price"}
+    assert ref["set_aside"]["order_not_delivered"] == 1 and ref["set_aside"]["malformed_row"] == 1
+    # copies: one of rows 100..105 (which repeat 2..7) and every kept line of second.csv
+    kept_cases = sum(reason is None for _, reason in CASES + MORE)
+    assert ref["set_aside"]["duplicate"] == 1 + kept_cases
+    want = pd.read_parquet(ref_dir / "work" / "transactions.parquet")
+    have = pd.read_parquet(got_dir / "work" / "transactions.parquet")
+    pd.testing.assert_frame_equal(have, want)  # values, dtypes and category order
+    assert have["customer_id"].astype(str).value_counts()["17850"] > 3
+    q_want = pd.read_csv(ref_dir / "quarantine.csv.gz", dtype=str, keep_default_na=False)
+    q_have = pd.read_csv(got_dir / "quarantine.csv.gz", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(q_have, q_want)
+
+
+def test_the_non_product_guard_stops_on_the_engine_too(tmp_path: Path) -> None:
+    """A catalogue coded CD/LP with CD listed as a non-product: most lines would go, so the
+    engine stops with the pandas path's message instead of discarding them."""
+    raw = _raw([({"stock_code": "CD", "invoice": str(600000 + i)}, None) for i in range(30)]
+               + [({"stock_code": "LP", "invoice": str(700000 + i)}, None) for i in range(5)])
+    messages = []
+    for engine in ("pandas", "duckdb"):
+        with pytest.raises(InputError) as err:
+            _quality_folder(tmp_path / engine, raw, engine, non_product_codes="CD")
+        messages.append(str(err.value))
+    assert messages[0] == messages[1] and "86% of the usable lines (30 of 35)" in messages[0]
+
+
+@pytest.fixture(scope="module")
+def demo_lines(demo_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo set's transactions file, as `insiders run` writes it."""
+    folder = tmp_path_factory.mktemp("engine-demo")
+    run_stage(stages.extract, folder, demo_file)
+    run_stage(stages.quality, folder, demo_file, as_of="2011-12-01", engine="pandas")
+    return folder / "work" / "transactions.parquet"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_aggregates_match_pandas(demo_lines: Path, engine: str) -> None:
+    """What the models read from the lines: features at several dates (the features and
+    stability stages), one row per customer and day (the value models), a group's daily
+    revenue (the forecast). DuckDB bit for bit; Spark's exact decimal sums differ from
+    pandas' float sums in the 15th digit."""
+    tx = pd.read_parquet(demo_lines)
+    exact = engine == "duckdb"
+    with connect(engine, spark_conf=parse_conf(SPARK_CONF)) as eng:
+        lines = Lines.from_parquet(eng, demo_lines)
+        assert len(lines) == len(tx)
+        assert feats.date_range(lines) == feats.date_range(tx)
+        for as_of in ("2011-12-01", "2011-06-15", "2010-03-31"):
+            day = pd.Timestamp(as_of)
+            want = feats.customer_features(tx, day, 12)
+            have = feats.customer_features(lines, day, 12)
+            assert len(want) > 100
+            pd.testing.assert_frame_equal(have, want, check_exact=exact, rtol=1e-12, atol=1e-9)
+            days = lines.activity(day)
+            pd.testing.assert_frame_equal(days, clv.activity(tx[tx["invoice_date"] < day]),
+                                          check_exact=exact, rtol=1e-12, atol=1e-9)
+        end = pd.Timestamp("2011-12-01")
+        table = feats.customer_features(tx, end, 12)
+        group = set(table.nlargest(40, "monetary")["customer_id"])
+        pd.testing.assert_series_equal(lines.daily_revenue(group, end),
+                                       forecast.daily_revenue(tx, group, end),
+                                       check_exact=exact, rtol=1e-12, atol=1e-9)
+
+
+def _run(real_file: Path, out: Path, engine: str) -> dict:
+    settings = Settings(home=out.parent / f"{out.name}-home", **_settings(engine))
+    return pipeline.run(settings, real_file, None, out)
+
+
+@pytest.fixture(scope="module")
+def pandas_real_run(real_file: Path, tmp_path_factory, one_thread) -> Path:
+    """`insiders run` on the real file with the pandas engine: the reference."""
+    out = tmp_path_factory.mktemp("real-pandas") / "pandas"
+    _run(real_file, out, "pandas")
+    yield out
+    shutil.rmtree(out.parent, ignore_errors=True)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engines_agree_on_the_real_file(real_file: Path, tmp_path_factory, one_thread,
+                                        pandas_real_run: Path, engine: str) -> None:
+    """Accounting, the Insiders and every answer: the engine against the pandas reference."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from compare_runs import compare
+
+    base = tmp_path_factory.mktemp(f"real-{engine}")
+    reference = pandas_real_run
+    _run(real_file, base / engine, engine)
+    assert compare(reference, base / engine) == []
+    a = pd.read_csv(reference / "insiders.csv")
+    b = pd.read_csv(base / engine / "insiders.csv")
+    assert len(a) > 100
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(pd.read_parquet(base / engine / "work/transactions.parquet"),
+                                  pd.read_parquet(reference / "work/transactions.parquet"))
+    q = pd.read_csv(base / engine / "quarantine.csv.gz", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(q, pd.read_csv(reference / "quarantine.csv.gz", dtype=str,
+                                                 keep_default_na=False))
+    assert len(q) == 541_909 - 399_656
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_a_sql_source_is_aggregated_in_its_database(fresh_pg: str, demo_file: Path,
+                                                     demo_lines: Path) -> None:
+    """PostgreSQL types the lines, counts the set-aside ones and computes what the models
+    read; only the dictionaries of distinct values, the counts and per-customer (or
+    per-day) rows cross the network, never the lines."""
+    import json
+
+    import sqlalchemy as sa
+    from insiders.engine.pushdown import connect_url, summarise
+
+    raw = pd.read_csv(demo_file, dtype=str, keep_default_na=False)
+    db = sa.create_engine(fresh_pg)
+    raw.to_sql("sales_lines", db, if_exists="replace", index=False, chunksize=20_000)
+    db.dispose()
+    want = json.loads((demo_lines.parent / "quality.json").read_text())
+    tx = pd.read_parquet(demo_lines)
+    engine = connect_url(fresh_pg)
+    try:
+        got = summarise(engine, "sales_lines", pd.Timestamp("2011-12-01"), pd.Timestamp.now())
+        assert (got.rows_in, got.rows_kept) == (want["rows_in"], want["rows_kept"])
+        assert got.set_aside == want["set_aside"]
+        assert got.set_aside["duplicate"] > 0 and got.set_aside["missing_customer_id"] > 0
+        for as_of in ("2011-12-01", "2011-06-15"):
+            day = pd.Timestamp(as_of)
+            pd.testing.assert_frame_equal(got.lines.customer_features(day, 12),
+                                          feats.customer_features(tx, day, 12),
+                                          rtol=1e-12, atol=1e-9)
+            pd.testing.assert_frame_equal(got.lines.activity(day),
+                                          clv.activity(tx[tx["invoice_date"] < day]),
+                                          rtol=1e-12, atol=1e-9)
+        end = pd.Timestamp("2011-12-01")
+        group = set(tx["customer_id"].astype(str).unique()[:30])
+        pd.testing.assert_series_equal(got.lines.daily_revenue(group, end),
+                                       forecast.daily_revenue(tx, group, end),
+                                       rtol=1e-12, atol=1e-9)
+    finally:
+        engine.close()
+
+
+def test_the_engine_comes_from_the_environment_and_a_wrong_name_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from insiders.errors import InsidersError
+
+    assert Settings().engine == "duckdb"  # the embedded default
+    monkeypatch.setenv("INSIDERS_ENGINE", "spark")
+    monkeypatch.setenv("INSIDERS_SPARK_MASTER", "spark://spark-master:7077")
+    settings = Settings.from_env()
+    assert (settings.engine, settings.spark_master) == ("spark", "spark://spark-master:7077")
+    assert Settings.from_env(engine="pandas").engine == "pandas"  # --engine wins
+    monkeypatch.setenv("INSIDERS_ENGINE", "duck")
+    with pytest.raises(InsidersError, match="'duck' .* is not one of duckdb, spark, pandas"):
+        Settings.from_env()
