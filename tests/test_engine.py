@@ -260,6 +260,9 @@ def test_insiders_run_pushed_down_is_the_run_that_pulls_the_lines(fresh_pg: str,
     assert q["push"]["set_aside"]["duplicate"] > 0
     assert len(pd.read_csv(push / "quarantine.csv.gz")) == 0
     assert any("stay in the database" in n for n in q["push"]["notes"])
+    assert "source database" in q["push"]["set_aside_where"]
+    assert q["pull"]["set_aside_where"] == "see quarantine.csv.gz"
+    assert "kept in the source database" in (push / "report.html").read_text()
     members = {n: pd.read_csv(runs[n] / "insiders.csv", dtype={"customer_id": str})
                for n in runs}
     assert len(members["pull"]) >= 10
@@ -270,6 +273,23 @@ def test_insiders_run_pushed_down_is_the_run_that_pulls_the_lines(fresh_pg: str,
         answers["pull"]["data_quality"]["rows_kept"]
     assert answers["push"]["expected_revenue"]["total"] == pytest.approx(
         answers["pull"]["expected_revenue"]["total"], rel=1e-6)
+
+
+def test_push_down_is_asked_for_and_only_for_a_database_table(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """INSIDERS_PUSHDOWN (config.py) turns it on; a file, or a `--query` SELECT (which the
+    database cannot be handed as a table), is read line by line as before."""
+    from insiders.engine.pushdown import wanted
+
+    url = "postgresql+psycopg://reader@db/shop"
+    monkeypatch.setenv("INSIDERS_PUSHDOWN", "1")
+    on = Settings.from_env(home=tmp_path)
+    assert on.pushdown and wanted(on, url)
+    assert not wanted(on, str(tmp_path / "sales.csv"))
+    assert not wanted(on.with_(source_query="SELECT * FROM sales_lines"), url)
+    assert wanted(on.with_(source_query="sales_lines"), url)
+    monkeypatch.delenv("INSIDERS_PUSHDOWN")
+    assert not wanted(Settings.from_env(home=tmp_path), url)
 
 
 def test_the_engine_comes_from_the_environment_and_a_wrong_name_is_refused(
