@@ -227,6 +227,71 @@ def test_a_sql_source_is_aggregated_in_its_database(fresh_pg: str, demo_file: Pa
         engine.close()
 
 
+@pytest.mark.postgres
+def test_insiders_run_pushed_down_is_the_run_that_pulls_the_lines(fresh_pg: str, demo_file: Path,
+                                                                  tmp_path: Path) -> None:
+    """`insiders run --pushdown` on a PostgreSQL table: the database counts and aggregates,
+    no raw file is written, only the evaluation's five columns of the kept lines come out;
+    the Insiders (in rank order), the accounting per reason and the value figures are those
+    of the same table read line by line."""
+    import json
+
+    import sqlalchemy as sa
+
+    raw = pd.read_csv(demo_file, dtype=str, keep_default_na=False)
+    db = sa.create_engine(fresh_pg)
+    raw.to_sql("sales_lines", db, if_exists="replace", index=False, chunksize=20_000)
+    db.dispose()
+    settings = Settings(home=tmp_path / "home", source_query="sales_lines", stability_months=2,
+                        bootstrap=200)
+    runs = {}
+    for name, pushdown in (("pull", False), ("push", True)):
+        out = tmp_path / name
+        pipeline.run(settings.with_(pushdown=pushdown), fresh_pg, None, out)
+        runs[name] = out
+    pull, push = runs["pull"], runs["push"]
+    assert (pull / "work" / "raw.parquet").exists()
+    assert not (push / "work" / "raw.parquet").exists()  # the lines stayed in the database
+    assert pd.read_parquet(push / "work" / "transactions.parquet").columns.tolist() == \
+        ["customer_id", "invoice_date", "quantity", "revenue", "is_cancellation"]
+    q = {n: json.loads((runs[n] / "work" / "quality.json").read_text()) for n in runs}
+    for key in ("rows_in", "rows_kept", "set_aside"):
+        assert q["push"][key] == q["pull"][key], key
+    assert q["push"]["set_aside"]["duplicate"] > 0
+    assert len(pd.read_csv(push / "quarantine.csv.gz")) == 0
+    assert any("stay in the database" in n for n in q["push"]["notes"])
+    assert "source database" in q["push"]["set_aside_where"]
+    assert q["pull"]["set_aside_where"] == "see quarantine.csv.gz"
+    assert "kept in the source database" in (push / "report.html").read_text()
+    members = {n: pd.read_csv(runs[n] / "insiders.csv", dtype={"customer_id": str})
+               for n in runs}
+    assert len(members["pull"]) >= 10
+    assert members["push"]["customer_id"].tolist() == members["pull"]["customer_id"].tolist()
+    pd.testing.assert_series_equal(members["push"]["monetary"], members["pull"]["monetary"])
+    answers = {n: json.loads((runs[n] / "answers.json").read_text()) for n in runs}
+    assert answers["push"]["data_quality"]["rows_kept"] == \
+        answers["pull"]["data_quality"]["rows_kept"]
+    assert answers["push"]["expected_revenue"]["total"] == pytest.approx(
+        answers["pull"]["expected_revenue"]["total"], rel=1e-6)
+
+
+def test_push_down_is_asked_for_and_only_for_a_database_table(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """INSIDERS_PUSHDOWN (config.py) turns it on; a file, or a `--query` SELECT (which the
+    database cannot be handed as a table), is read line by line as before."""
+    from insiders.engine.pushdown import wanted
+
+    url = "postgresql+psycopg://reader@db/shop"
+    monkeypatch.setenv("INSIDERS_PUSHDOWN", "1")
+    on = Settings.from_env(home=tmp_path)
+    assert on.pushdown and wanted(on, url)
+    assert not wanted(on, str(tmp_path / "sales.csv"))
+    assert not wanted(on.with_(source_query="SELECT * FROM sales_lines"), url)
+    assert wanted(on.with_(source_query="sales_lines"), url)
+    monkeypatch.delenv("INSIDERS_PUSHDOWN")
+    assert not wanted(Settings.from_env(home=tmp_path), url)
+
+
 def test_the_engine_comes_from_the_environment_and_a_wrong_name_is_refused(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from insiders.errors import InsidersError

@@ -48,6 +48,8 @@ DATASETS: dict[str, Dataset] = {
                                           "win back, next in line"),
     # intermediates
     "raw": Dataset("work/raw.parquet", "every input line as text, with its file and row"),
+    "raw_days": Dataset("work/raw_days.parquet", "lines per day of a SQL input aggregated in "
+                        "its database (its lines stay there: no raw file)"),
     "rejects": Dataset("work/rejects.parquet", "lines that could not be split into columns"),
     "transactions": Dataset("work/transactions.parquet", "the kept lines, typed"),
     "features": Dataset("work/features.parquet", "per-customer features as of the as-of date"),

@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--engine", choices=ENGINES, default=None,
                      help="where the line-level work runs (default: INSIDERS_ENGINE or duckdb; "
                           "spark needs the spark extra)")
+    run.add_argument("--pushdown", action="store_true", default=None,
+                     help="a SQL table input: aggregate it inside its database instead of "
+                          "pulling every line (default: INSIDERS_PUSHDOWN)")
 
     demo = sub.add_parser("demo", help="write the deterministic demo data set")
     demo.add_argument("--out", required=True, help="file to write (.csv or .csv.gz)")
@@ -202,7 +205,8 @@ def _run(args: argparse.Namespace) -> int:
     from . import pipeline, stages
 
     settings = Settings.from_env(source_query=args.query,
-                                 non_product_codes=args.non_product_codes, engine=args.engine)
+                                 non_product_codes=args.non_product_codes, engine=args.engine,
+                                 pushdown=args.pushdown)
     as_of = parse_as_of(args.as_of, dt.date.today()) if args.as_of else None
     started = time.perf_counter()
     bar = None

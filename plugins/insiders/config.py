@@ -158,6 +158,9 @@ class Settings:
     engine_memory: str | None = "2GB"  # DuckDB's memory_limit: beyond it, it spills to disk
     spark_master: str = "local[2]"
     spark_conf: str | None = None  # "key=value,key=value", e.g. spark.driver.port=4141
+    # a SQL input (a table) aggregated inside its database (engine/pushdown.py): only the
+    # counts, per-customer and per-day rows and the evaluation's five columns leave it
+    pushdown: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:

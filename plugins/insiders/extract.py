@@ -161,7 +161,7 @@ def read_source(
     """Yield chunks from a file, folder, glob or SQLAlchemy URL."""
     stats = stats if stats is not None else ExtractStats()
     text = str(source)
-    if "://" in text and not text.startswith("file://"):
+    if is_sql_url(text):
         yield from read_sql(text, query, chunk_rows, stats)
         return
     for path in expand_source(source):
@@ -498,6 +498,16 @@ def _no_rejects() -> pd.DataFrame:
 # --------------------------------------------------------------------------- SQL
 
 
+def is_sql_url(location: str) -> bool:
+    """A SQLAlchemy database URL (`postgresql+psycopg://...`), not a file or folder."""
+    return "://" in location and not location.startswith("file://")
+
+
+def is_select(query: str | None) -> bool:
+    """`--query` is a SELECT (or WITH ...) rather than a table name."""
+    return bool(query) and query.strip().lower().startswith(("select", "with"))
+
+
 def redact_url(url: str) -> str:
     """The URL without its password, for logs and documents."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
@@ -515,10 +525,10 @@ def read_sql(url: str, query: str | None, chunk_rows: int, stats: ExtractStats
         raise InputError(f"{redact_url(url)}: cannot use this database URL ({_short(str(exc))})"
                          ) from None
     name = query or "transactions"
-    is_select = name.strip().lower().startswith(("select", "with"))
+    select = is_select(name)
     try:
         with engine.connect() as conn:
-            if is_select:
+            if select:
                 statement = sa.text(name)
             else:
                 table = sa.Table(name, sa.MetaData(), autoload_with=conn)

@@ -409,13 +409,20 @@ def lines_per_day(raw_path: Path | str, since: str = "1990-01-01") -> pd.Series:
     counts: pd.Series | None = None
     for batch in pq.ParquetFile(raw_path).iter_batches(columns=["invoice_date"],
                                                         batch_size=500_000):
-        values = batch.column(0).to_pandas().value_counts()
-        dates = parser.parse_unique(pd.Series(values.index, dtype="str"))
-        days = pd.Series(values.to_numpy(), index=dates.dt.normalize().to_numpy())
-        days = days[days.index.notna() & (days.index >= pd.Timestamp(since))]
-        days = days.groupby(level=0).sum()
+        days = days_of_values(batch.column(0).to_pandas().value_counts(), parser, since)
         counts = days if counts is None else counts.add(days, fill_value=0)
     return (counts if counts is not None else pd.Series(dtype="int64")).sort_index()
+
+
+def days_of_values(values: pd.Series, parser: DateParser | None = None,
+                   since: str = "1990-01-01") -> pd.Series:
+    """Lines per day from lines per distinct raw date text (`value_counts` of the column):
+    the raw file's blocks and a SQL input's GROUP BY (engine/pushdown.py) share the rule."""
+    parser = parser or DateParser()
+    dates = parser.parse_unique(pd.Series(values.index, dtype="str"))
+    days = pd.Series(values.to_numpy(), index=dates.dt.normalize().to_numpy())
+    days = days[days.index.notna() & (days.index >= pd.Timestamp(since))]
+    return days.groupby(level=0).sum().sort_index()
 
 
 # --------------------------------------------------------------------------- the default as-of

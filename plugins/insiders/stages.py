@@ -117,7 +117,13 @@ def _quality(run: Run) -> dict:
             f"{_source_name(run)}: every one of the {report.rows_in:,} rows was set aside "
             f"({aside_text}); see {quarantine_path} for each row and its reason"
             + ("; most are dated on or after the as-of: choose a later --as-of" if late else ""))
-    return {**report.as_dict(), "as_of": str(as_of.date())}
+    from .engine import pushdown
+
+    # where a reader finds each set-aside row: the quarantine file, or (push-down) the
+    # source's own database, which the rows never left
+    where = "kept in the source database, not copied out: push-down" \
+        if pushdown.pushed_down(folder) else "see quarantine.csv.gz"
+    return {**report.as_dict(), "as_of": str(as_of.date()), "set_aside_where": where}
 
 
 # --------------------------------------------------------------------------- features

@@ -14,6 +14,7 @@ column), only the quarantine's row numbers would, and the push-down writes no qu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,10 @@ from ..extract import RAW_COLUMNS, map_columns
 from . import lines as ln
 from .aggregates import Lines
 from .backends import POSITION, Engine
+
+if TYPE_CHECKING:
+    from ..catalog import RunFolder
+    from ..config import Settings
 
 
 @dataclass
@@ -87,14 +92,15 @@ def typed_lines(engine: Engine, classified, dups, dictionaries: dict[str, ln.Dic
 
 def summarise(engine: Engine, table_name: str, as_of: pd.Timestamp,
               today: pd.Timestamp | None = None,
-              non_products: quality.NonProductTally | None = None) -> Summary:
+              non_products: quality.NonProductTally | None = None,
+              stray_from: pd.Timestamp | None = None) -> Summary:
     """Accounting and the typed lines of a SQL table, computed by its database, with the
     rules of the quality stage (stray dates after `today`, the non-product list and its
     guard, which raises InputError before anything else is computed)."""
     raw = raw_view(engine, table_name)
     tally = non_products or quality.NonProductTally()
     dictionaries = ln.build_dictionaries(engine, raw, pd.Timestamp(as_of), today=today,
-                                         rule=tally.rule)
+                                         stray_from=stray_from, rule=tally.rule)
     classified = engine.materialize(ln.classify(engine, raw, dictionaries))
     ln.tally_non_products(engine, classified, dictionaries, tally)
     tally.check(table_name)
@@ -106,3 +112,109 @@ def summarise(engine: Engine, table_name: str, as_of: pd.Timestamp,
     order = {c: list(dictionaries[c].categories) for c in ("country", "invoice")}
     return Summary(outcome.rows_in, kept, set_aside,
                    Lines(engine, typed, order["country"], [table_name], order["invoice"]))
+
+
+# --------------------------------------------------------------------------- in a run
+
+
+def wanted(settings: Settings, location: str) -> bool:
+    """Push down: asked for (INSIDERS_PUSHDOWN, --pushdown), a database URL and a table
+    (a `--query` SELECT is read line by line as before)."""
+    from ..extract import is_select, is_sql_url
+
+    return settings.pushdown and is_sql_url(location) and not is_select(settings.source_query)
+
+
+def _engine_of(folder: RunFolder, url: str) -> Engine:
+    """One connection per run folder and process: its temporary tables (the dictionaries,
+    the typed lines) live as long as the connection."""
+    return folder.cached("engine:pushdown", lambda: connect_url(url))
+
+
+def extract_in_database(location: str, folder: RunFolder, settings: Settings) -> dict:
+    """The extract stage of a pushed-down SQL table: the lines stay in the database; only
+    its lines per distinct date text come out (the default as-of is chosen from them)."""
+    from ..errors import InputError
+    from ..extract import column_notes, redact_url
+    from ..log import info
+
+    name = settings.source_query or "transactions"
+    where = f"{redact_url(location)} ({name})"
+    try:
+        engine = _engine_of(folder, location)
+        table = engine.con.table(name)
+        mapping = map_columns(table.columns, where)
+        text = table[mapping["invoice_date"]].cast("string").name("invoice_date")
+        counts = engine.to_pandas(table.group_by(text).aggregate(n=table.count()))
+    except InputError:
+        raise
+    except Exception as exc:  # no such table, no connection, missing driver
+        raise InputError(f"{where}: cannot aggregate this table in its database "
+                         f"({str(exc).splitlines()[0][:200]})") from None
+    rows = int(counts["n"].sum())
+    if rows == 0:
+        raise InputError(f"{where}: the table has no transaction rows")
+    values = pd.Series(counts["n"].to_numpy(),
+                       index=counts["invoice_date"].fillna("").astype("str"))
+    days = quality.days_of_values(values.groupby(level=0).sum())
+    folder.write("raw_days", pd.DataFrame({"day": days.index, "lines": days.to_numpy()}))
+    notes = [*column_notes(table.columns, mapping, where),
+             f"{where}: aggregated in its database (push-down): its {rows:,} lines stay "
+             "there; only counts, one row per customer or day and the evaluation's five "
+             "columns of the kept lines are read"]
+    info("extract: %s rows in %s, left in the database (push-down)", f"{rows:,}", where)
+    return {"rows": rows, "rows_parsed": rows, "rejects": 0, "files": {where: rows},
+            "notes": notes, "source": redact_url(str(location)),
+            "pushdown": {"table": name}}
+
+
+def pushed_down(folder: RunFolder) -> bool:
+    """The run's extract left the lines in the database (later stages read them there)."""
+    return folder.has_stage("extract") and bool(folder.stage("extract").get("pushdown"))
+
+
+def summary_of(run, non_products: quality.NonProductTally | None = None) -> Summary:
+    """The run's `Summary`, computed once per process (the stages of `insiders run` share
+    it; an Airflow task in a process of its own computes it again, from the same table)."""
+    extracted = run.folder.stage("extract")
+    stray = extracted.get("stray_from")
+
+    def load() -> Summary:
+        tally = non_products or quality.NonProductTally(
+            quality.NonProductCodes.parse(run.settings.non_product_codes))
+        return summarise(_engine_of(run.folder, run.location), extracted["pushdown"]["table"],
+                         run.day, pd.Timestamp.now(), tally,
+                         pd.Timestamp(stray) if stray else None)
+
+    return run.folder.cached("pushdown:summary", load)
+
+
+def quality_in_database(run, non_products: quality.NonProductTally) -> quality.QualityReport:
+    """The quality stage of a pushed-down table: the database counts per reason; the
+    set-aside lines stay there (no quarantine rows), and the kept lines' five columns the
+    evaluation still reads (cohorts, cohort value, hypotheses) are the one pull of lines."""
+    from ..log import info
+    from ..quarantine import QuarantineWriter
+    from .steps import EVALUATION_COLUMNS
+
+    summary = summary_of(run, non_products)
+    report = quality.QualityReport()
+    report.rows_in = summary.rows_in
+    for reason in quality.REASONS:
+        if summary.set_aside.get(reason):
+            report.add(reason, summary.set_aside[reason])
+    report.rows_kept = summary.rows_kept
+    aside = report.rows_in - report.rows_kept
+    report.notes.append(
+        f"the {aside:,} set-aside lines stay in the database (push-down): the counts per "
+        "reason are the database's, the quarantine file lists none of them; the check of "
+        "customers under several countries is not made")
+    frame = summary.lines.engine.to_pandas(summary.lines.table.select(*EVALUATION_COLUMNS))
+    frame["invoice_date"] = frame["invoice_date"].astype("datetime64[us]")
+    frame["customer_id"] = frame["customer_id"].astype("str")
+    run.folder.write("transactions", frame)
+    with QuarantineWriter(run.folder.path_of("quarantine")):
+        pass  # the file exists (the report links it); its rows stay in the database
+    info("quality: push-down: %s kept lines' five columns (%s) read for the evaluation",
+         f"{len(frame):,}", ", ".join(EVALUATION_COLUMNS))
+    return report

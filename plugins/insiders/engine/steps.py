@@ -104,6 +104,11 @@ def run_quality(run, where: str) -> tuple[quality.QualityReport, int]:
     stray_from = pd.Timestamp(stray_from) if stray_from else None
     non_products = quality.NonProductTally(
         quality.NonProductCodes.parse(run.settings.non_product_codes))
+    from . import pushdown
+
+    if pushdown.pushed_down(folder):
+        report = pushdown.quality_in_database(run, non_products)
+        return report, report.rows_kept
     if run.settings.engine == "pandas":
         return _pandas_quality(folder, run.day, today, stray_from, non_products, where)
     if run.settings.engine == "duckdb":
@@ -188,6 +193,10 @@ def lines_of(run):
     (and PostgreSQL's) exact decimal sums differ in the 15th digit, enough to move the
     forecast's backtest (factor 1.005 -> 0.992 on the real file with Spark's sums). Spark
     does the line-level quality work; the models' inputs are one row per customer or day."""
+    from . import pushdown
+
+    if pushdown.pushed_down(run.folder):  # aggregated by the source's own database
+        return pushdown.summary_of(run).lines
     if run.settings.engine == "pandas":
         return None
     from .aggregates import Lines
@@ -209,7 +218,9 @@ EVALUATION_COLUMNS = ["customer_id", "invoice_date", "quantity", "revenue", "is_
 def evaluation_lines(run) -> pd.DataFrame:
     """The lines the evaluation's checks read: on an engine only their five columns (a third
     of the frame's memory at scale), on pandas the shared whole frame."""
-    if run.settings.engine == "pandas":
+    from . import pushdown
+
+    if run.settings.engine == "pandas" and not pushdown.pushed_down(run.folder):
         return run.folder.transactions()
     frame = run.folder.read("transactions", columns=EVALUATION_COLUMNS)
     frame["customer_id"] = frame["customer_id"].astype("category")

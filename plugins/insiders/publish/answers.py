@@ -210,6 +210,7 @@ def build(
         },
         "data_quality": {
             **{k: q[k] for k in ("rows_in", "rows_kept", "set_aside", "reasons")},
+            "set_aside_where": q.get("set_aside_where", "see quarantine.csv.gz"),
             # what the reader noticed (encodings, ignored sheets, stray dates) and what quality did
             "notes": [*stages["extract"].get("notes", []), *q.get("notes", [])],
             "files": stages["extract"].get("files", {}),

@@ -467,7 +467,8 @@ def _quality(a: dict, fig: _Figures) -> str:
     notes = "".join(f"<li>{esc(n)}</li>" for n in q.get("notes", []))
     total_aside = sum(reasons.values())
     text = (f"{q['rows_in']:,} rows read: {q['rows_kept']:,} kept and {total_aside:,} set aside "
-            "with a reason (see quarantine.csv.gz); nothing was dropped silently. "
+            f"with a reason ({q.get('set_aside_where', 'see quarantine.csv.gz')}); nothing "
+            "was dropped silently. "
             + q.get("policy", "Returns and cancellations are kept and netted."))
     body = (f"<div class='grid2'><div>{fig(f, 60 + 34 * max(len(reasons), 2))}</div><div>"
             f"{table(pd.DataFrame(rows))}<ul class='muted'>{notes}</ul></div></div>")

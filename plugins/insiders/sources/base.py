@@ -52,7 +52,10 @@ class Source:
         from .. import quality
         from ..log import info
 
-        choice = quality.default_as_of(quality.lines_per_day(folder.path_of("raw")),
+        # a SQL input aggregated in its database left its lines per day, not its lines
+        days = folder.read("raw_days").set_index("day")["lines"] \
+            if folder.exists("raw_days") else quality.lines_per_day(folder.path_of("raw"))
+        choice = quality.default_as_of(days,
                                        pd.Timestamp.now())
         if choice.note and note:
             info("as-of: %s", choice.note)

@@ -33,8 +33,12 @@ class OnlineRetail(Source):
         import pyarrow.parquet as pq
 
         from .. import extract
+        from ..engine import pushdown
         from ..errors import InputError
         from ..log import info
+
+        if pushdown.wanted(settings, location):  # the lines stay in the retailer's database
+            return pushdown.extract_in_database(location, folder, settings)
 
         stats = extract.ExtractStats()
         raw_path, rejects_path = folder.path_of("raw"), folder.path_of("rejects")
