@@ -25,7 +25,7 @@ from insiders.engine import connect
 from insiders.engine.aggregates import Lines
 from insiders.engine.backends import parse_conf
 from insiders.errors import InputError
-from insiders.models import clv, forecast
+from insiders.models import clv, cohort_value, evaluation, forecast, hypotheses
 from insiders.models import features as feats
 from test_quality import AS_OF, CASES, _raw
 
@@ -146,6 +146,48 @@ def test_aggregates_match_pandas(demo_lines: Path, engine: str) -> None:
         pd.testing.assert_series_equal(lines.daily_revenue(group, end),
                                        forecast.daily_revenue(tx, group, end),
                                        check_exact=exact, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_evaluation_reads_the_engine_tables_with_the_same_results(demo_lines: Path,
+                                                                       engine: str) -> None:
+    """The evaluate stage's checks (cohorts, cohort value, hypotheses) on the engine's
+    per-customer and per-month tables give what they give on the lines: DuckDB to the
+    last bit (its sums add each cell's lines in file order), Spark to 1e-12."""
+    tx = pd.read_parquet(demo_lines)
+    exact = engine == "duckdb"
+    chosen = feats.customer_features(tx, pd.Timestamp("2011-12-01"), 12)
+    chosen["is_insider"] = chosen["monetary"] >= chosen["monetary"].quantile(0.9)
+    with connect(engine, spark_conf=parse_conf(SPARK_CONF)) as eng:
+        lines = Lines.from_parquet(eng, demo_lines)
+        for as_of in ("2011-12-01", "2011-06-15"):
+            day = pd.Timestamp(as_of)
+            want = cohort_value.cohort_sums(tx, day)
+            have = lines.cohort_sums(day)
+            assert len(want[1]) > 20 and want[0].sum() > 100
+            pd.testing.assert_series_equal(have[0], want[0], check_names=False)
+            pd.testing.assert_series_equal(have[1], want[1], check_names=False,
+                                           check_exact=exact, rtol=1e-12)
+            start = feats.period_start(day, 12)
+            for got, ref in ((cohort_value.cohort_value(lines, day, start),
+                              cohort_value.cohort_value(tx, day, start)),):
+                pd.testing.assert_frame_equal(got.table, ref.table, check_exact=exact)
+            pd.testing.assert_frame_equal(evaluation.cohorts(lines, day, 12),
+                                          evaluation.cohorts(tx, day, 12))
+            days = lines.purchase_days(day)
+            ref_days = hypotheses.purchase_days(tx[tx["invoice_date"] < day])
+            assert len(days) == len(ref_days) > 100
+            pd.testing.assert_frame_equal(
+                days.sort_values(["customer_id", "day"]).reset_index(drop=True),
+                ref_days.sort_values(["customer_id", "day"]).reset_index(drop=True),
+                check_dtype=False)
+            got_h = hypotheses.evaluate_hypotheses(lines, chosen, day, 12)
+            want_h = hypotheses.evaluate_hypotheses(tx, chosen, day, 12)
+            if exact:
+                assert got_h == want_h
+            else:
+                assert [h["verdict"] for h in got_h] == [h["verdict"] for h in want_h]
+            assert any(h["figures"].get("insiders_customers", 0) > 10 for h in want_h)
 
 
 def _run(real_file: Path, out: Path, engine: str) -> dict:
