@@ -159,7 +159,7 @@ class Settings:
     spark_master: str = "local[2]"
     spark_conf: str | None = None  # "key=value,key=value", e.g. spark.driver.port=4141
     # a SQL input (a table) aggregated inside its database (engine/pushdown.py): only the
-    # counts, per-customer and per-day rows and the evaluation's five columns leave it
+    # counts and per-customer, per-day and per-month rows leave it, never the lines
     pushdown: bool = False
 
     def __post_init__(self) -> None:

@@ -339,7 +339,9 @@ def _evaluate(run: Run) -> dict:
     oot.pop("member_ids", None)  # thousands of ids: the group is known by who it is today
     from .engine import steps
 
-    tx = steps.evaluation_lines(run)
+    # on an engine the checks read its small per-customer / per-month tables, not the lines
+    lines = steps.lines_of(run)
+    tx = lines if lines is not None else run.folder.transactions()
     cohort = evaluation.cohorts(tx, run.day, s.lookback_months)
     cohort.columns = [str(c) for c in cohort.columns]
     cohort.to_parquet(folder.path_of("cohorts"))

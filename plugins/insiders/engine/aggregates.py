@@ -262,6 +262,76 @@ class Lines:
             n=joined.count()))
 
 
+    # ------------------------------------------------------------------ the evaluation's
+
+    def cohort_sums(self, end: pd.Timestamp) -> tuple[pd.Series, pd.Series]:
+        """`models.cohort_value.cohort_sums`: customers per cohort month, and net revenue per
+        cohort and calendar month of the lines before `end`.
+
+        Each customer's cohort comes back first (one row per customer) and goes back to the
+        engine as a small table: joined to the lines as the build side, the lines keep their
+        file order, so each cell's compensated sum adds them as pandas does (bit for bit)."""
+        t = self.table
+        lines = t.filter(t.invoice_date < _ts(end))
+        lines = lines.mutate(month=(lines.invoice_date.year() * 12
+                                    + lines.invoice_date.month() - 1).cast("int64"))
+        buys = lines.filter((lines.quantity > 0) & ~lines.is_cancellation)
+        first = self.engine.to_pandas(buys.group_by(CUSTOMER).aggregate(
+            cohort=buys.month.min()))
+        if first.empty:
+            from ..models.cohort_value import empty_sums
+
+            return empty_sums()
+        cohorts = first["cohort"].to_numpy(dtype=np.int64)
+        sizes = pd.Series(cohorts).value_counts().sort_index()
+        known = self.engine.table(pd.DataFrame({
+            CUSTOMER: first[CUSTOMER].astype("str"), "cohort": cohorts}))
+        joined = lines.inner_join(known, CUSTOMER).select(
+            lines.month, lines.revenue, known.cohort)
+        joined = joined.filter(joined.month >= joined.cohort)
+        per = self.engine.to_pandas(joined.group_by(["cohort", "month"]).aggregate(
+            revenue=self._sum(joined.revenue)).order_by(["cohort", "month"]))
+        index = pd.MultiIndex.from_arrays(
+            [per["cohort"].to_numpy(dtype=np.int64), per["month"].to_numpy(dtype=np.int64)],
+            names=["cohort", "month"])
+        return sizes, pd.Series(per["revenue"].to_numpy(dtype=np.float64), index=index,
+                                name="revenue")
+
+    def hypothesis_sums(self, start: pd.Timestamp, end: pd.Timestamp,
+                        autumn_months: tuple[int, ...]) -> pd.DataFrame:
+        """Per customer with a line in [start, end), by id: value bought and returned (lines
+        by the sign of their quantity), purchases and autumn purchases (NaN without any),
+        as `models.hypotheses` sums the lines (zeros added where it adds zeros)."""
+        import ibis
+
+        t = self.table
+        lines = t.filter((t.invoice_date >= _ts(start)) & (t.invoice_date < _ts(end)))
+        revenue = lines.revenue.cast("float64")
+        positive = lines.quantity > 0
+        buy = positive & ~lines.is_cancellation
+        autumn = buy & lines.invoice_date.month().isin(list(autumn_months))
+        nothing = ibis.null().cast("float64")
+        zero = ibis.literal(0.0, type="float64")
+        per = lines.group_by(CUSTOMER).aggregate(
+            bought=self._sum(ibis.ifelse(positive, revenue, zero)),
+            returned=self._sum(ibis.ifelse(positive, zero, -revenue)),
+            total=self._sum(ibis.ifelse(buy, revenue, nothing)),
+            autumn=self._sum(ibis.ifelse(autumn, revenue, nothing)))
+        frame = self.engine.to_pandas(per.order_by(CUSTOMER))
+        frame.index = pd.Index(frame.pop(CUSTOMER).astype("str"), name=CUSTOMER)
+        return frame.astype("float64").sort_index()
+
+    def purchase_days(self, end: pd.Timestamp) -> pd.DataFrame:
+        """`models.hypotheses.purchase_days` of the lines before `end`."""
+        t = self.table
+        buys = t.filter((t.quantity > 0) & ~t.is_cancellation & (t.invoice_date < _ts(end)))
+        days = self.engine.to_pandas(buys.select(
+            CUSTOMER, day=buys.invoice_date.truncate("D")).distinct())
+        return pd.DataFrame({
+            CUSTOMER: days[CUSTOMER].astype("str").to_numpy(),
+            "day": pd.to_datetime(days["day"]).astype("datetime64[us]").to_numpy()})
+
+
 def finish_features(frame: pd.DataFrame, per: pd.DataFrame, as_of: pd.Timestamp,
                     start: pd.Timestamp) -> pd.DataFrame:
     """Per-customer sums and dates -> the feature table of `models.features` (same ratios,

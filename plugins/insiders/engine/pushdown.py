@@ -191,11 +191,11 @@ def summary_of(run, non_products: quality.NonProductTally | None = None) -> Summ
 
 def quality_in_database(run, non_products: quality.NonProductTally) -> quality.QualityReport:
     """The quality stage of a pushed-down table: the database counts per reason; the
-    set-aside lines stay there (no quarantine rows), and the kept lines' five columns the
-    evaluation still reads (cohorts, cohort value, hypotheses) are the one pull of lines."""
+    set-aside lines stay there (no quarantine rows) and so do the kept ones: every later
+    stage (features, value inputs, evaluation, forecast, stability) reads `Lines` in the
+    database (`steps.lines_of`), so no line is copied out."""
     from ..log import info
     from ..quarantine import QuarantineWriter
-    from .steps import EVALUATION_COLUMNS
 
     summary = summary_of(run, non_products)
     report = quality.QualityReport()
@@ -209,12 +209,8 @@ def quality_in_database(run, non_products: quality.NonProductTally) -> quality.Q
         f"the {aside:,} set-aside lines stay in the database (push-down): the counts per "
         "reason are the database's, the quarantine file lists none of them; the check of "
         "customers under several countries is not made")
-    frame = summary.lines.engine.to_pandas(summary.lines.table.select(*EVALUATION_COLUMNS))
-    frame["invoice_date"] = frame["invoice_date"].astype("datetime64[us]")
-    frame["customer_id"] = frame["customer_id"].astype("str")
-    run.folder.write("transactions", frame)
     with QuarantineWriter(run.folder.path_of("quarantine")):
         pass  # the file exists (the report links it); its rows stay in the database
-    info("quality: push-down: %s kept lines' five columns (%s) read for the evaluation",
-         f"{len(frame):,}", ", ".join(EVALUATION_COLUMNS))
+    info("quality: push-down: %s lines kept in the database; no line copied out",
+         f"{report.rows_kept:,}")
     return report

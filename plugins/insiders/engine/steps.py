@@ -210,18 +210,3 @@ def lines_of(run):
 
     return run.folder.cached(f"lines:{stat.st_mtime_ns}:{stat.st_size}", load)
 
-
-# what the evaluation's line-level checks read (cohorts, cohort value, hypotheses)
-EVALUATION_COLUMNS = ["customer_id", "invoice_date", "quantity", "revenue", "is_cancellation"]
-
-
-def evaluation_lines(run) -> pd.DataFrame:
-    """The lines the evaluation's checks read: on an engine only their five columns (a third
-    of the frame's memory at scale), on pandas the shared whole frame."""
-    from . import pushdown
-
-    if run.settings.engine == "pandas" and not pushdown.pushed_down(run.folder):
-        return run.folder.transactions()
-    frame = run.folder.read("transactions", columns=EVALUATION_COLUMNS)
-    frame["customer_id"] = frame["customer_id"].astype("category")
-    return frame

@@ -43,41 +43,65 @@ class CohortValue:
         return wide
 
 
-def cohort_value(transactions: pd.DataFrame, as_of: pd.Timestamp,
+def cohort_value(transactions, as_of: pd.Timestamp,
                  first_cohort: pd.Timestamp | None = None) -> CohortValue:
     """Cumulative net revenue per customer by months since first purchase, per cohort.
 
     `transactions`: kept lines (customer_id, invoice_date, quantity, revenue,
-    is_cancellation); only lines before `as_of` count. `first_cohort`: leave out
-    cohorts before this month (e.g. the analysed period's start).
+    is_cancellation), or an engine's `Lines` (engine/aggregates.py), which hands back
+    only the two small tables below; only lines before `as_of` count. `first_cohort`:
+    leave out cohorts before this month (e.g. the analysed period's start).
     """
     as_of = pd.Timestamp(as_of)
-    tx = transactions[transactions["invoice_date"] < as_of]
     last = _month(as_of - pd.Timedelta(microseconds=1))
     partial = as_of != as_of.normalize().replace(day=1)
-    empty = CohortValue(_empty(), _label(last), bool(partial))
+    if isinstance(transactions, pd.DataFrame):
+        sizes, monthly = cohort_sums(transactions, as_of)
+    else:  # the engine sums the lines per cohort and month, in the same order
+        sizes, monthly = transactions.cohort_sums(as_of)
+    return _cohort_table(sizes, monthly, last, bool(partial), first_cohort)
+
+
+def cohort_sums(transactions: pd.DataFrame, as_of: pd.Timestamp
+                ) -> tuple[pd.Series, pd.Series]:
+    """(customers per cohort month, net revenue per cohort and calendar month) of the lines
+    before `as_of`: each cell the sum of its lines in line order, from the cohort's month on;
+    returns by customers who never bought belong to no cohort."""
+    tx = transactions[transactions["invoice_date"] < as_of]
     bought = ((tx["quantity"] > 0) & ~tx["is_cancellation"].astype(bool)).to_numpy()
     if not bought.any():
-        return empty
+        return empty_sums()
     keys = customer_keys(tx["customer_id"])  # one integer per customer: only grouped on
-    months = _month(tx["invoice_date"]).to_numpy()
+    months = _month(tx["invoice_date"]).to_numpy(dtype=np.int64)
     first = pd.Series(months[bought], index=keys[bought])
     first = first[first.index >= 0].groupby(level=0).min()
-    data_start = int(first.min())
     frame = pd.DataFrame({"customer": keys, "month": months,
                           "revenue": tx["revenue"].astype(float).to_numpy()})
     frame["cohort"] = first.reindex(frame["customer"]).to_numpy()
-    # returns by customers who never bought in the data belong to no cohort
     frame = frame[frame["cohort"].notna()]
     frame["cohort"] = frame["cohort"].astype(np.int64)
     frame = frame[frame["month"] >= frame["cohort"]]  # nothing before the first purchase
-    if first_cohort is not None:
-        frame = frame[frame["cohort"] >= _month(pd.Timestamp(first_cohort))]
-        first = first[first >= _month(pd.Timestamp(first_cohort))]
-    if first.empty:
-        return empty
     sizes = first.value_counts().sort_index()
-    monthly = frame.groupby(["cohort", "month"])["revenue"].sum()
+    return sizes, frame.groupby(["cohort", "month"])["revenue"].sum()
+
+
+def empty_sums() -> tuple[pd.Series, pd.Series]:
+    index = pd.MultiIndex.from_arrays([np.zeros(0, np.int64), np.zeros(0, np.int64)],
+                                      names=["cohort", "month"])
+    return pd.Series(dtype="int64"), pd.Series(dtype="float64", index=index)
+
+
+def _cohort_table(sizes: pd.Series, monthly: pd.Series, last: int, partial: bool,
+                  first_cohort: pd.Timestamp | None) -> CohortValue:
+    """The long table from the cohorts' sizes and monthly sums (either path's)."""
+    empty = CohortValue(_empty(), _label(last), partial)
+    if sizes.empty:
+        return empty
+    data_start = int(sizes.index.min())
+    if first_cohort is not None:
+        sizes = sizes[sizes.index >= _month(pd.Timestamp(first_cohort))]
+    if sizes.empty:
+        return empty
     rows = []
     for cohort, size in sizes.items():
         cohort = int(cohort)
@@ -95,7 +119,7 @@ def cohort_value(transactions: pd.DataFrame, as_of: pd.Timestamp,
                 "partial": bool(partial and month == last),
                 "left_censored": cohort == data_start,
             })
-    return CohortValue(pd.DataFrame(rows), _label(last), bool(partial))
+    return CohortValue(pd.DataFrame(rows), _label(last), partial)
 
 
 def _month(values):

@@ -268,30 +268,22 @@ def _paired_group_diff(
     return point, float(lo), float(hi)
 
 
-def cohorts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: int
-            ) -> pd.DataFrame:
+def cohorts(transactions, as_of: pd.Timestamp, lookback_months: int) -> pd.DataFrame:
     """Share of each first-purchase-month cohort that bought again k months later.
 
     Rows: cohort month (first purchase ever falls in the analysed period);
     columns: `customers` then months since the first purchase (0..); values:
-    share of the cohort that bought in that month.
+    share of the cohort that bought in that month. `transactions`: the kept lines or an
+    engine's `Lines`, which counts the customers per cohort and month itself.
     """
-    start = feats.period_start(as_of, lookback_months)
-    buys = transactions[(transactions["quantity"] > 0) & ~transactions["is_cancellation"]
-                        & (transactions["invoice_date"] < as_of)]
-    if buys.empty:
+    if isinstance(transactions, pd.DataFrame):
+        counts = cohort_counts(transactions, as_of, lookback_months)
+    else:
+        counts = transactions.cohort_activity(as_of, lookback_months)
+    if counts.empty:
         return pd.DataFrame()
-    dates = buys["invoice_date"].dt
-    # customers as integer keys: only grouped on (text per line cost more than the rest)
-    frame = pd.DataFrame({"customer_id": customer_keys(buys["customer_id"]),
-                          "month": (dates.year * 12 + dates.month - 1).to_numpy()})
-    frame = frame[frame["customer_id"] >= 0].drop_duplicates()
-    frame["cohort"] = frame.groupby("customer_id")["month"].transform("min")
-    frame = frame[frame["cohort"] >= start.year * 12 + start.month - 1]
-    if frame.empty:
-        return pd.DataFrame()
-    frame["offset"] = frame["month"] - frame["cohort"]
-    active = frame.groupby(["cohort", "offset"]).size().unstack(fill_value=0)
+    counts = counts.astype({"cohort": np.int64, "offset": np.int64, "n": np.int64})
+    active = counts.set_index(["cohort", "offset"])["n"].sort_index().unstack(fill_value=0)
     # every month since the first purchase has a column, even one where nobody bought
     active = active.reindex(columns=range(int(active.columns.max()) + 1), fill_value=0)
     sizes = active[0]
@@ -308,3 +300,26 @@ def cohorts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: in
     table.index = [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in table.index]
     table.index.name = "cohort"
     return table
+
+
+def cohort_counts(transactions: pd.DataFrame, as_of: pd.Timestamp, lookback_months: int
+                  ) -> pd.DataFrame:
+    """(cohort month, months since, customers who bought then) for the customers whose
+    first purchase before `as_of` falls in the analysed period (`Lines.cohort_activity`)."""
+    start = feats.period_start(as_of, lookback_months)
+    buys = transactions[(transactions["quantity"] > 0) & ~transactions["is_cancellation"]
+                        & (transactions["invoice_date"] < as_of)]
+    empty = pd.DataFrame({"cohort": [], "offset": [], "n": []}, dtype=np.int64)
+    if buys.empty:
+        return empty
+    dates = buys["invoice_date"].dt
+    # customers as integer keys: only grouped on (text per line cost more than the rest)
+    frame = pd.DataFrame({"customer_id": customer_keys(buys["customer_id"]),
+                          "month": (dates.year * 12 + dates.month - 1).to_numpy()})
+    frame = frame[frame["customer_id"] >= 0].drop_duplicates()
+    frame["cohort"] = frame.groupby("customer_id")["month"].transform("min")
+    frame = frame[frame["cohort"] >= start.year * 12 + start.month - 1]
+    if frame.empty:
+        return empty
+    frame["offset"] = frame["month"] - frame["cohort"]
+    return frame.groupby(["cohort", "offset"]).size().rename("n").reset_index()

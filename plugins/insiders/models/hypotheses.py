@@ -30,19 +30,32 @@ REPEAT_DAYS = 30
 
 
 def evaluate_hypotheses(
-    transactions: pd.DataFrame, customers: pd.DataFrame, as_of: pd.Timestamp,
+    transactions, customers: pd.DataFrame, as_of: pd.Timestamp,
     lookback_months: int = 12, alpha: float = ALPHA,
 ) -> list[dict]:
-    """The three hypotheses on one run's data, each with its verdict at level `alpha`."""
+    """The three hypotheses on one run's data, each with its verdict at level `alpha`.
+
+    `transactions`: the kept lines, or an engine's `Lines` (engine/aggregates.py), which
+    hands back only per-customer sums and purchase days, summed in the lines' order."""
     as_of = pd.Timestamp(as_of)
     start = as_of - pd.DateOffset(months=lookback_months)
-    tx = transactions[transactions["invoice_date"] < as_of]
-    period = tx[tx["invoice_date"] >= start]
     flags = _insider_flags(customers)
+    if isinstance(transactions, pd.DataFrame):
+        tx = transactions[transactions["invoice_date"] < as_of]
+        period = tx[tx["invoice_date"] >= start]
+        bought, returned = _bought_returned(period)
+        total, autumn = _autumn_totals(period)
+        orders = purchase_days(tx)
+    else:  # one row per customer (and per customer and day) from the engine
+        sums = transactions.hypothesis_sums(start, as_of, AUTUMN)
+        bought, returned = sums["bought"], sums["returned"]
+        total = sums["total"].dropna()
+        autumn = sums["autumn"].reindex(total.index).fillna(0.0)
+        orders = transactions.purchase_days(as_of)
     return [
-        insiders_return_less(period, flags, alpha),
-        insiders_spend_more_in_autumn(period, flags, start, as_of, alpha),
-        early_repeaters_become_insiders(tx, flags, as_of, alpha),
+        _return_less(bought, returned, flags, alpha),
+        _autumn_share(total, autumn, flags, start, as_of, alpha),
+        _early_repeaters(orders, flags, as_of, alpha),
     ]
 
 
@@ -51,8 +64,12 @@ def evaluate_hypotheses(
 
 def insiders_return_less(period: pd.DataFrame, flags: pd.Series, alpha: float = ALPHA) -> dict:
     """Per customer, the share of the value bought in the period that came back."""
+    return _return_less(*_bought_returned(period), flags, alpha)
+
+
+def _return_less(bought: pd.Series, returned: pd.Series, flags: pd.Series, alpha: float
+                 ) -> dict:
     statement = "Insiders return less of what they buy than the other customers."
-    bought, returned = _bought_returned(period)
     share = (returned / bought).where(bought > 0).clip(0, 1).dropna()
     x, y = _split(share, flags)
     figures = {
@@ -79,15 +96,24 @@ def insiders_return_less(period: pd.DataFrame, flags: pd.Series, alpha: float = 
 def insiders_spend_more_in_autumn(period: pd.DataFrame, flags: pd.Series, start: pd.Timestamp,
                                   as_of: pd.Timestamp, alpha: float = ALPHA) -> dict:
     """Per customer, the share of the period's purchases made in September-November."""
-    statement = ("Insiders' spend is more concentrated in the autumn peak (September to "
-                 "November) than the other customers'.")
+    return _autumn_share(*_autumn_totals(period), flags, start, as_of, alpha)
+
+
+def _autumn_totals(period: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per customer with a purchase: the period's purchases, and those in the autumn."""
     buys = period[(period["quantity"] > 0) & ~period["is_cancellation"].astype(bool)]
-    autumn_days = _autumn_days(start, as_of)
     month = buys["invoice_date"].dt.month
     total = buys.groupby(_ids(buys), observed=True)["revenue"].sum()
     autumn = buys[month.isin(AUTUMN).to_numpy()]
     autumn_total = autumn.groupby(_ids(autumn), observed=True)["revenue"].sum()
-    autumn_total = autumn_total.reindex(total.index, fill_value=0.0)
+    return total, autumn_total.reindex(total.index, fill_value=0.0)
+
+
+def _autumn_share(total: pd.Series, autumn_total: pd.Series, flags: pd.Series,
+                  start: pd.Timestamp, as_of: pd.Timestamp, alpha: float) -> dict:
+    statement = ("Insiders' spend is more concentrated in the autumn peak (September to "
+                 "November) than the other customers'.")
+    autumn_days = _autumn_days(start, as_of)
     share = (autumn_total / total).where(total > 0).dropna()
     x, y = _split(share, flags)
     figures = {
@@ -121,12 +147,21 @@ def early_repeaters_become_insiders(tx: pd.DataFrame, flags: pd.Series, as_of: p
     customers before the data began: their first order in the data is not their first),
     and only those first seen at least 30 days before the as-of (the window is complete).
     """
-    statement = (f"Customers who buy again within {REPEAT_DAYS} days of their first order "
-                 "become Insiders more often than those who do not.")
+    return _early_repeaters(purchase_days(tx), flags, as_of, alpha)
+
+
+def purchase_days(tx: pd.DataFrame) -> pd.DataFrame:
+    """(customer_id, day) once for each day a customer bought (`Lines.purchase_days`)."""
     buys = tx[(tx["quantity"] > 0) & ~tx["is_cancellation"].astype(bool)]
     orders = pd.DataFrame({"customer_id": _ids(buys).to_numpy(),
                            "day": buys["invoice_date"].dt.normalize().to_numpy()})
-    orders = orders.drop_duplicates()
+    return orders.drop_duplicates()
+
+
+def _early_repeaters(orders: pd.DataFrame, flags: pd.Series, as_of: pd.Timestamp,
+                     alpha: float) -> dict:
+    statement = (f"Customers who buy again within {REPEAT_DAYS} days of their first order "
+                 "become Insiders more often than those who do not.")
     figures: dict = {"window_days": REPEAT_DAYS}
     if orders.empty:
         return _untested("early_repeaters_become_insiders", statement, figures,
