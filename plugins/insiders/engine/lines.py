@@ -286,3 +286,29 @@ def unknown_source_reasons(engine: Engine, raw) -> list[str]:
         return []
     given = engine.to_pandas(raw.select("source_reason").distinct())["source_reason"]
     return sorted({str(r) for r in given.dropna() if str(r)} - set(quality.REASONS))
+
+
+@dataclass
+class Judged:
+    """The raw lines judged once: dictionaries of distinct values, each line's reason (or
+    none), the copies, and the counts per reason."""
+
+    dictionaries: dict[str, Dictionary]
+    classified: object
+    dups: object
+    outcome: Outcome
+
+
+def judge(engine: Engine, raw, as_of: pd.Timestamp, today: pd.Timestamp | None,
+          stray_from: pd.Timestamp | None, tally: quality.NonProductTally,
+          where: str) -> Judged:
+    """The quality rules over a raw table, the same on a file (steps) and in the source's
+    database (pushdown): the non-product guard raises InputError naming `where` before the
+    copies are searched."""
+    dictionaries = build_dictionaries(engine, raw, as_of, today=today, stray_from=stray_from,
+                                      rule=tally.rule)
+    classified = engine.materialize(classify(engine, raw, dictionaries))
+    tally_non_products(engine, classified, dictionaries, tally)
+    tally.check(where)
+    dups = engine.materialize(duplicates(classified))
+    return Judged(dictionaries, classified, dups, account(engine, classified, dups))

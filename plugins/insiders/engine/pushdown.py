@@ -99,13 +99,9 @@ def summarise(engine: Engine, table_name: str, as_of: pd.Timestamp,
     guard, which raises InputError before anything else is computed)."""
     raw = raw_view(engine, table_name)
     tally = non_products or quality.NonProductTally()
-    dictionaries = ln.build_dictionaries(engine, raw, pd.Timestamp(as_of), today=today,
-                                         stray_from=stray_from, rule=tally.rule)
-    classified = engine.materialize(ln.classify(engine, raw, dictionaries))
-    ln.tally_non_products(engine, classified, dictionaries, tally)
-    tally.check(table_name)
-    dups = engine.materialize(ln.duplicates(classified))
-    outcome = ln.account(engine, classified, dups)
+    judged = ln.judge(engine, raw, pd.Timestamp(as_of), today, stray_from, tally, table_name)
+    dictionaries, classified, dups, outcome = (judged.dictionaries, judged.classified,
+                                               judged.dups, judged.outcome)
     typed = engine.materialize(typed_lines(engine, classified, dups, dictionaries))
     set_aside = {r: outcome.counts[r] for r in quality.REASONS if outcome.counts.get(r)}
     kept = outcome.rows_in - sum(set_aside.values())

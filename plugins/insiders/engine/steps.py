@@ -39,13 +39,9 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     if unknown:
         raise ValueError(f"unknown set-aside reason(s) from the source: {unknown}")
     tally = non_products or quality.NonProductTally()
-    dictionaries = lines.build_dictionaries(engine, raw, as_of, today=today,
-                                            stray_from=stray_from, rule=tally.rule)
-    classified = engine.materialize(lines.classify(engine, raw, dictionaries))
-    lines.tally_non_products(engine, classified, dictionaries, tally)
-    tally.check(where)
-    dups = engine.materialize(lines.duplicates(classified))
-    outcome = lines.account(engine, classified, dups)
+    judged = lines.judge(engine, raw, as_of, today, stray_from, tally, where)
+    dictionaries, classified, dups, outcome = (judged.dictionaries, judged.classified,
+                                               judged.dups, judged.outcome)
     with QuarantineWriter(folder.path_of("quarantine")) as set_aside:
         _malformed(folder, set_aside, report)
         for frame in lines.quarantine_batches(engine, raw, classified, dups):
