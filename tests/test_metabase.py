@@ -72,6 +72,16 @@ def run(fake: FakeMetabase, store: Path, **kw):
     return provision(fake.url, **kw)
 
 
+
+def _grow_last_card(definitions: Path) -> dict:
+    """Edit the dashboard as code: the last card two rows taller (a layout-only change);
+    returns the edited definition."""
+    path = definitions / "dashboard.json"
+    raw = json.loads(path.read_text())
+    raw["cards"][-1]["position"]["size_y"] += 2
+    path.write_text(json.dumps(raw))
+    return raw
+
 def test_first_provision_creates_everything(fake: FakeMetabase, store_path: Path) -> None:
     report = run(fake, store_path)
 
@@ -168,10 +178,7 @@ def test_moved_card_updates_the_dashboard_in_place(fake: FakeMetabase, store_pat
                                                    definitions: Path) -> None:
     run(fake, store_path, definition_dir=definitions)
     before = {dc["card_id"]: dc["id"] for dc in fake.dashboard_by_name(SPEC.name)["dashcards"]}
-    path = definitions / "dashboard.json"
-    raw = json.loads(path.read_text())
-    raw["cards"][-1]["position"]["size_y"] += 2
-    path.write_text(json.dumps(raw))
+    raw = _grow_last_card(definitions)
     fake.clear_log()
 
     report = run(fake, store_path, definition_dir=definitions)
@@ -410,10 +417,7 @@ def test_hand_added_tabs_survive_a_layout_change(fake: FakeMetabase, store_path:
     overview, notes = fake.add_tabs(dashboard["id"], ["Overview", "Notes"])
     note_card = fake.card_by_name(SPEC.cards[0].name)["id"]
     by_hand = fake.add_dashcard(dashboard["id"], note_card, notes, row=0, col=0)
-    path = definitions / "dashboard.json"
-    raw = json.loads(path.read_text())
-    raw["cards"][-1]["position"]["size_y"] += 2
-    path.write_text(json.dumps(raw))
+    raw = _grow_last_card(definitions)
     fake.clear_log()
 
     report = run(fake, store_path, definition_dir=definitions)
