@@ -164,23 +164,23 @@ def insiders_monthly():
         return schedule.end_run(planned, Settings.from_env())
 
     planned = plan()
+    segmented = segment(planned)
+    chain(planned, extract(planned), quality(planned), features(planned), segmented)
+    # what each stage reads (`Stage.needs`): the Insiders, their evaluation and forecast,
+    # and the segments' stability run side by side
+    chosen, stable = insiders(planned), stability(planned)
+    evaluated, forecasted = evaluate(planned), forecast(planned)
+    reported = report(planned)
+    chain(segmented, [chosen, stable])
+    chain(chosen, [evaluated, forecasted])
+    chain([evaluated, forecasted, stable], reported)
     chain(
-        planned,
-        extract(planned),
-        quality(planned),
-        features(planned),
-        segment(planned),
-        insiders(planned),
-        evaluate(planned),
-        forecast(planned),
-        stability(planned),
-        report(planned),
+        reported,
         write_documents(planned),
         sync_sql(planned),
         metabase_configured(),
         refresh_metabase(),
         end(planned).as_teardown(setups=planned),
     )
-
 
 insiders_monthly()

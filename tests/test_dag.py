@@ -26,6 +26,24 @@ STAGES = ["plan", *(stage.name for stage in stages.MONTHLY), "metabase_configure
 pytestmark = pytest.mark.airflow
 
 
+def stage_closure() -> dict[str, set[str]]:
+    """Every stage a stage waits for, directly or through another (from `Stage.needs`)."""
+    needs = {stage.name: set(stage.needs) for stage in stages.MONTHLY}
+    closure: dict[str, set[str]] = {}
+    for stage in stages.MONTHLY:  # listed after what they need
+        closure[stage.name] = set().union(*({n, *closure[n]} for n in needs[stage.name])) \
+            if needs[stage.name] else set()
+    return closure
+
+
+def test_stability_evaluate_and_forecast_wait_for_none_of_each_other():
+    closure = stage_closure()
+    for a, b in [("evaluate", "forecast"), ("evaluate", "stability"), ("forecast", "stability"),
+                 ("insiders", "stability")]:
+        assert a not in closure[b] and b not in closure[a]
+    assert closure["report"] >= {"evaluate", "forecast", "stability", "insiders"}
+
+
 @pytest.fixture(scope="module")
 def airflow_db():
     from airflow.utils import db
@@ -51,8 +69,15 @@ def test_the_dag_imports_without_errors_and_is_wired_in_order(dag):
     assert dag.doc_md and "month that just ended" in dag.doc_md
     assert set(dag.tags) >= {"insiders", "monthly"}
     order = [dag.get_task(t) for t in STAGES]
-    for upstream, downstream in zip(order, order[1:], strict=False):
-        assert downstream.task_id in upstream.downstream_task_ids
+    # the stages as their `needs` say: each after what it reads, side by side otherwise
+    closure = stage_closure()
+    for stage in stages.MONTHLY:
+        before = dag.get_task(stage.name).get_flat_relative_ids(upstream=True)
+        assert before - {"plan"} == closure[stage.name], stage.name
+    after_stages = ["metabase_configured", "refresh_metabase", "end"]
+    for upstream, downstream in zip(after_stages, after_stages[1:], strict=False):
+        assert downstream in dag.get_task(upstream).downstream_task_ids
+    assert "metabase_configured" in dag.get_task("sync_sql").downstream_task_ids
     for task in order[1:-1]:
         assert task.retries == 2 and task.retry_delay == dt.timedelta(minutes=2)
     plan, end = dag.get_task("plan"), dag.get_task("end")
@@ -67,7 +92,7 @@ def test_the_dag_file_only_wires(dag):
     """Each stage task runs one stage of the registry, named explicitly: no logic, no lookup
     of a step by name, and the same list as `insiders run` and `insiders backfill`."""
     source = (ROOT / "dags" / "insiders_monthly.py").read_text()
-    assert [t.task_id for t in dag.topological_sort()] == STAGES
+    assert sorted(t.task_id for t in dag.topological_sort()) == sorted(STAGES)
     for stage in stages.MONTHLY:
         assert f"run_stage(stages.{stage.name}, planned)" in source
     for word in ("pandas", "sklearn", "read_parquet", "getattr", "globals()"):

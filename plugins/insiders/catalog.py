@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,9 +128,15 @@ class RunFolder:
         self._transactions = (key, frame)
         return frame
 
-    def cached(self, key: str, load: Callable[[], Any]) -> Any:
+    def cached(self, key: str, load: Callable[[], Any], per_process: bool = False) -> Any:
         """What `load` returns, computed once per folder object (stages of one process share
-        it: the stability curve asks for a source table at six cuts). Reset by `start`."""
+        it: the stability curve asks for a source table at six cuts). Reset by `start`.
+
+        A stage run side by side in a forked copy of the process (`pipeline.run_stages`)
+        finds what was cached before the fork; `per_process` keeps one per process instead,
+        for what a copy must not share (an engine connection, the tables read through it)."""
+        if per_process:
+            key = f"{key}@pid-{os.getpid()}"
         if key not in self._cache:
             self._cache[key] = load()
         return self._cache[key]

@@ -161,6 +161,10 @@ class Settings:
     # a SQL input (a table) aggregated inside its database (engine/pushdown.py): only the
     # counts and per-customer, per-day and per-month rows leave it, never the lines
     pushdown: bool = False
+    # stages that read nothing of each other run side by side in one `insiders run` (threads:
+    # the engine, scikit-learn's compiled code and Prophet's Stan process run outside
+    # Python's lock); 1 = one stage at a time. Airflow runs them side by side on its own.
+    workers: int = 2
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -168,6 +172,11 @@ class Settings:
 
             raise InsidersError(f"engine {self.engine!r} (INSIDERS_ENGINE or --engine) is not "
                                 f"one of {', '.join(ENGINES)}")
+        if self.workers < 1:
+            from .errors import InsidersError
+
+            raise InsidersError(f"workers {self.workers} (INSIDERS_WORKERS or --workers) must "
+                                "be at least 1")
         if not isinstance(self.home, Path):  # a plain string from a caller is fine
             object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
 

@@ -4,6 +4,8 @@ one task per stage."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,19 +18,173 @@ from .log import info
 
 
 def run_stages(run: Run, steps: Sequence[stages.Stage],
-               on_stage: Callable[[str], None] | None = None) -> tuple[Run, dict[str, dict]]:
-    """Run `steps` in order on `run`; after extract, a run without an as-of date takes the
-    source's default (the day after the last line). Returns the run (with its as-of) and
-    each stage's figures."""
+               on_stage: Callable[[str], None] | None = None,
+               workers: int | None = None) -> tuple[Run, dict[str, dict]]:
+    """Run `steps` on `run`, each once the stages it `needs` (among `steps`) are done; after
+    extract, a run without an as-of date takes the source's default (the day after the last
+    line). Returns the run (with its as-of) and each stage's figures, in the listed order
+    (side by side, also `ran`: in this process or a copy, when it started and when its
+    result was collected, epoch seconds).
+
+    Up to `workers` stages (default: the settings') run at a time: the first ready one in
+    this process, the others each in a forked copy of it, which starts with everything this
+    process has read and cached so far (stability beside insiders -> evaluate, forecast).
+    Copies, not threads: most of a stage holds Python's lock, and a copy shares nothing
+    it writes. One worker, a platform without fork, Spark (a JVM behind a socket) or a
+    push-down (each copy would aggregate the table again) run the stages one by one.
+    The first failure stops new stages from starting; the running ones end, then it is
+    raised."""
+    workers = run.settings.workers if workers is None else workers
+    steps = list(steps)
     outputs: dict[str, dict] = {}
-    for stage in steps:
-        if on_stage:
-            on_stage(stage.name)
-        outputs[stage.name] = stage(run)
-        if stage is stages.extract and run.as_of is None:
-            run = run.with_as_of(run.source.default_as_of(run.folder))
-            info("as-of date: %s", run.day.date())
-    return run, outputs
+    if workers <= 1 or not side_by_side_possible(run):
+        for stage in steps:
+            run = _one(run, stage, outputs, on_stage)
+        return run, outputs
+    from multiprocessing.connection import wait
+
+    names = {stage.name for stage in steps}
+    waiting = list(steps)
+    copies: dict = {}  # result pipe -> (stage, process)
+    failure: BaseException | None = None
+
+    def collect(block: bool) -> None:
+        nonlocal failure
+        for pipe in wait(list(copies), timeout=None if block else 0):
+            stage, process, started = copies.pop(pipe)
+            status, value = _receive(stage, pipe, process)
+            if status == "ok":
+                outputs[stage.name] = {**value, "ran": {"in": "copy", "started": started,
+                                                        "collected": time.time()}}
+            else:
+                failure = failure or value
+
+    while waiting or copies:
+        ready = [st for st in waiting if failure is None
+                 and all(n in outputs or n not in names for n in st.needs)]
+        if not ready:
+            if not copies:
+                if failure is not None:
+                    break
+                raise RuntimeError("stages " + ", ".join(st.name for st in waiting)
+                                   + " need stages that never run")
+            collect(block=True)
+            continue
+        here, *others = ready
+        for stage in others[:max(workers - 1 - len(copies), 0)]:
+            waiting.remove(stage)
+            if on_stage:
+                on_stage(stage.name)
+            started = time.time()
+            pipe, process = _fork(stage, run)
+            copies[pipe] = (stage, process, started)
+        waiting.remove(here)
+        started = time.time()
+        try:
+            run = _one(run, here, outputs, on_stage)
+        except BaseException as exc:  # the copies end first, then it is raised
+            failure = failure or exc
+        else:
+            outputs[here.name]["ran"] = {"in": "main", "started": started,
+                                         "collected": time.time()}
+        collect(block=False)
+    if failure is not None:
+        raise failure
+    return run, {stage.name: outputs[stage.name] for stage in steps}
+
+
+def side_by_side_possible(run: Run) -> bool:
+    """Stages may run in forked copies of this process (see `run_stages`)."""
+    import multiprocessing as mp
+    import sys
+
+    from .engine import pushdown
+
+    return (sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
+            and run.settings.engine != "spark" and not run.settings.pushdown
+            and not (run.folder.has_stage("extract") and pushdown.pushed_down(run.folder)))
+
+
+def _fork(stage: stages.Stage, run: Run):
+    """`stage(run)` in a forked copy of this process; its figures come back through a pipe."""
+    import multiprocessing as mp
+    import sys
+
+    context = mp.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    process = context.Process(target=_in_copy, args=(stage, run, send, os.getpid()), daemon=True,
+                              name=f"insiders-{stage.name}")
+    process.start()
+    send.close()
+    return receive, process
+
+
+def _in_copy(stage: stages.Stage, run: Run, send, parent: int) -> None:
+    _die_with(parent)
+    try:
+        message = ("ok", stage(run))
+    except BaseException as exc:  # noqa: BLE001 (handed to the parent, which raises it)
+        message = ("error", _portable(exc, stage))
+    send.send(message)
+    send.close()
+
+
+def _die_with(parent: int) -> None:
+    """A copy ends with its parent, even a killed one (Linux: PR_SET_PDEATHSIG): no orphan
+    goes on writing into a folder that a retry is already rewriting."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call
+        os._exit(1)
+
+
+def _portable(exc: BaseException, stage: stages.Stage) -> BaseException:
+    """The exception itself when it survives pickling (an InputError stays one), else a
+    RuntimeError carrying the copy's traceback."""
+    import pickle
+    import traceback
+
+    try:
+        return pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 (any unpicklable exception)
+        text = "".join(traceback.format_exception(exc))
+        return RuntimeError(f"stage {stage.name} failed in its process:\n{text}")
+
+
+def _receive(stage: stages.Stage, pipe, process) -> tuple[str, object]:
+    try:
+        status, value = pipe.recv()
+    except EOFError:  # it died without a word (killed, out of memory)
+        process.join()
+        return "error", RuntimeError(f"stage {stage.name} ended without a result (exit code "
+                                     f"{process.exitcode}); see the log above")
+    finally:
+        pipe.close()
+    process.join()
+    return status, value
+
+
+def _one(run: Run, stage: stages.Stage, outputs: dict[str, dict],
+         on_stage: Callable[[str], None] | None) -> Run:
+    if on_stage:
+        on_stage(stage.name)
+    outputs[stage.name] = stage(run)
+    if stage is stages.extract and run.as_of is None:
+        run = _decide_as_of(run)
+    return run
+
+
+def _decide_as_of(run: Run) -> Run:
+    run = run.with_as_of(run.source.default_as_of(run.folder))
+    info("as-of date: %s", run.day.date())
+    return run
 
 
 def run(

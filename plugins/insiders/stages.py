@@ -11,6 +11,13 @@ or all in one (the CLI).
                forecast, stability, report          (insiders run)
     MONTHLY  = ANALYSIS + write_documents, sync_sql (DAG, insiders backfill)
 
+Each stage names the stages it reads (`needs`): the DAG draws its edges from
+them, and `insiders run` starts a stage once those are done, two at a time
+(`INSIDERS_WORKERS`), so stability runs beside insiders, evaluate, forecast:
+
+    extract > quality > features > segment > insiders > evaluate, forecast > report
+                                           > stability ---------------------^
+
 Modules with heavy imports (scikit-learn, scipy, Prophet, plotly, the stores)
 are imported inside the stage that needs them: the DAG file parses in a
 fraction of a second and bad input is reported before seconds of imports.
@@ -42,6 +49,9 @@ class Stage:
     name: str
     func: Callable[[Run], dict]
     summary: tuple[str, ...] = ()
+    # the stages whose outputs this one reads: the DAG's edges, and what `insiders run`
+    # waits for before starting it (independent stages run side by side: pipeline.py)
+    needs: tuple[str, ...] = ()
 
     def __call__(self, run: Run) -> dict:
         started = time.perf_counter()
@@ -546,16 +556,22 @@ def _sync_sql(run: Run) -> dict:
 
 
 extract = Stage("extract", _extract, ("rows", "rejects", "source"))
-quality = Stage("quality", _quality, ("rows_in", "rows_kept", "set_aside"))
-features = Stage("features", _features, ("customers", "active", "period_start"))
-segment = Stage("segment", _segment, ("chosen", "personas"))
-insiders = Stage("insiders", _insiders, ("count", "active", "membership"))
-evaluate = Stage("evaluate", _evaluate)
-forecast = Stage("forecast", _forecast, ("method", "months"))
-stability = Stage("stability", _stability, ("recommended_refresh_months", "min_ari", "text"))
-report = Stage("report", _report, ("answers", "report", "insiders"))
-write_documents = Stage("write_documents", _write_documents, ("run_id", "counts", "version"))
-sync_sql = Stage("sync_sql", _sync_sql, ("synced", "unchanged", "source_tables"))
+quality = Stage("quality", _quality, ("rows_in", "rows_kept", "set_aside"), ("extract",))
+features = Stage("features", _features, ("customers", "active", "period_start"), ("quality",))
+segment = Stage("segment", _segment, ("chosen", "personas"), ("features",))
+insiders = Stage("insiders", _insiders, ("count", "active", "membership"),
+                 ("features", "segment"))
+# evaluate, forecast and stability read nothing of each other: they run side by side
+evaluate = Stage("evaluate", _evaluate, (), ("insiders",))
+forecast = Stage("forecast", _forecast, ("method", "months"), ("insiders",))
+stability = Stage("stability", _stability, ("recommended_refresh_months", "min_ari", "text"),
+                  ("features", "segment"))
+report = Stage("report", _report, ("answers", "report", "insiders"),
+               ("evaluate", "forecast", "stability"))
+write_documents = Stage("write_documents", _write_documents, ("run_id", "counts", "version"),
+                        ("report",))
+sync_sql = Stage("sync_sql", _sync_sql, ("synced", "unchanged", "source_tables"),
+                 ("write_documents",))
 
 ANALYSIS: tuple[Stage, ...] = (extract, quality, features, segment, insiders, evaluate,
                                forecast, stability, report)

@@ -124,7 +124,7 @@ def wanted(settings: Settings, location: str) -> bool:
 def _engine_of(folder: RunFolder, url: str) -> Engine:
     """One connection per run folder and process: its temporary tables (the dictionaries,
     the typed lines) live as long as the connection."""
-    return folder.cached("engine:pushdown", lambda: connect_url(url))
+    return folder.cached("engine:pushdown", lambda: connect_url(url), per_process=True)
 
 
 def extract_in_database(location: str, folder: RunFolder, settings: Settings) -> dict:
@@ -182,7 +182,8 @@ def summary_of(run, non_products: quality.NonProductTally | None = None) -> Summ
                          run.day, pd.Timestamp.now(), tally,
                          pd.Timestamp(stray) if stray else None)
 
-    return run.folder.cached("pushdown:summary", load)
+    # per process: the summary's tables are read through the process's own connection
+    return run.folder.cached("pushdown:summary", load, per_process=True)
 
 
 def quality_in_database(run, non_products: quality.NonProductTally) -> quality.QualityReport:

@@ -8,6 +8,7 @@ disk) ever holds all the lines.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -169,12 +170,16 @@ def _pandas_quality(folder: RunFolder, as_of: pd.Timestamp, today: pd.Timestamp,
 def engine_of(run) -> Engine:
     """The run's engine, opened once per process (the CLI's stages share it; each Airflow
     task opens its own) and closed when the process ends."""
-    return run.folder.cached(f"engine:{run.settings.engine}", lambda: _connect(run))
+    return run.folder.cached(f"engine:{run.settings.engine}", lambda: _connect(run),
+                             per_process=True)
 
 
 def _connect(run, name: str | None = None) -> Engine:
     settings = run.settings
-    return connect(name or settings.engine, temp_dir=run.folder.path / "work" / "engine-tmp",
+    # one spill folder per process: DuckDB instances must not share one
+    temp_dir = run.folder.path / "work" / "engine-tmp" / str(os.getpid())
+    temp_dir.parent.mkdir(parents=True, exist_ok=True)
+    return connect(name or settings.engine, temp_dir=temp_dir,
                    memory_limit=settings.engine_memory, spark_master=settings.spark_master,
                    spark_conf=parse_conf(settings.spark_conf))
 
@@ -201,8 +206,11 @@ def lines_of(run):
     stat = path.stat()
 
     def load() -> Lines:
-        engine = run.folder.cached("engine:duckdb", lambda: _connect(run, "duckdb"))
+        engine = run.folder.cached("engine:duckdb", lambda: _connect(run, "duckdb"),
+                                   per_process=True)
         return Lines.from_parquet(engine, path)
 
-    return run.folder.cached(f"lines:{stat.st_mtime_ns}:{stat.st_size}", load)
+    # per process: a forked copy running a stage beside this one opens its own
+    return run.folder.cached(f"lines:{stat.st_mtime_ns}:{stat.st_size}", load,
+                             per_process=True)
 

@@ -1,0 +1,177 @@
+"""Stages side by side (`pipeline.run_stages`): what each stage `needs` decides the order;
+with two workers, independent stages run at once, the extra one in a forked copy of the
+process. The run must come out exactly as one stage at a time, a failure in a copy must
+reach the caller and stop what follows, and a copy must never outlive its parent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from insiders import pipeline, stages
+from insiders.catalog import RunFolder
+from insiders.config import Settings
+from insiders.context import Run
+from insiders.errors import InputError, InsidersError
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="side by side needs fork (Linux); elsewhere one by one")
+
+
+def _outputs(folder: Path) -> dict:
+    """Everything a run wrote that a reader sees, without the seconds each stage took."""
+    run = RunFolder(folder)
+    stage_files = {}
+    for name in (s.name for s in stages.ANALYSIS):
+        figures = run.stage(name)
+        figures.pop("seconds", None)
+        figures.get("value_model", {}).pop("seconds", None)
+        figures.pop("value_contest_seconds", None)
+        if name == "report":  # the paths it wrote (each run its own folder)
+            figures = {k: Path(v).name for k, v in figures.items()}
+        stage_files[name] = figures
+    return {
+        "answers": json.loads((folder / "answers.json").read_text()),
+        "insiders_csv": (folder / "insiders.csv").read_text(),
+        "campaigns_csv": (folder / "campaigns.csv").read_text(),
+        "customers": pd.read_parquet(folder / "customers.parquet"),
+        "stages": stage_files,
+    }
+
+
+def test_side_by_side_gives_the_run_one_by_one_gives(demo_file: Path, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    ran = {}
+    for workers in (1, 2):
+        run = Run.one_off(settings.with_(workers=workers), tmp_path / f"w{workers}", demo_file)
+        _, ran[workers] = pipeline.run_stages(run, stages.ANALYSIS)
+    one, two = _outputs(tmp_path / "w1"), _outputs(tmp_path / "w2")
+    pd.testing.assert_frame_equal(one.pop("customers"), two.pop("customers"))
+    assert one == two
+    # one by one: all here, in the listed order; side by side: stability in a copy, started
+    # before the Insiders were chosen (so it really ran beside them)
+    assert all("ran" not in out for out in ran[1].values())
+    assert list(ran[2]) == [s.name for s in stages.ANALYSIS]
+    assert ran[2]["stability"]["ran"]["in"] == "copy"
+    assert ran[2]["insiders"]["ran"]["in"] == "main"
+    assert ran[2]["stability"]["ran"]["started"] < ran[2]["insiders"]["ran"]["collected"]
+    for stage in stages.ANALYSIS:  # nothing started before what it needs had ended
+        for need in stage.needs:
+            assert ran[2][need]["ran"]["collected"] <= ran[2][stage.name]["ran"]["started"]
+
+
+def _run(tmp_path: Path, workers: int = 2) -> Run:
+    return Run.one_off(Settings(home=tmp_path / "home", workers=workers), tmp_path / "out",
+                       "unused", as_of="2011-12-01")
+
+
+def _write_pid(run: Run, name: str) -> None:
+    (run.folder.path / f"{name}.pid").write_text(str(os.getpid()))
+
+
+def test_a_failure_in_a_copy_reaches_the_caller_and_stops_what_follows(tmp_path: Path) -> None:
+    def slow(run: Run) -> dict:
+        _write_pid(run, "here")
+        time.sleep(0.5)
+        return {"done": True}
+
+    def bad(run: Run) -> dict:
+        _write_pid(run, "copy")
+        raise InputError("orders.csv, row 7, column Quantity: not a number")
+
+    first = stages.Stage("first", lambda run: {"n": 1})
+    here = stages.Stage("here", slow, needs=("first",))
+    copy = stages.Stage("copy", bad, needs=("first",))
+    last = stages.Stage("last", lambda run: {"n": 2}, needs=("here", "copy"))
+    run = _run(tmp_path)
+    with pytest.raises(InputError, match="row 7, column Quantity"):
+        pipeline.run_stages(run, [first, here, copy, last])
+    folder = run.folder
+    assert folder.has_stage("first") and folder.has_stage("here")  # the running one ended
+    assert not folder.has_stage("copy") and not folder.has_stage("last")
+    pids = {name: int((folder.path / f"{name}.pid").read_text()) for name in ("here", "copy")}
+    assert pids["here"] == os.getpid() != pids["copy"]
+
+
+def test_a_copy_that_dies_is_an_error_naming_its_stage(tmp_path: Path) -> None:
+    first = stages.Stage("first", lambda run: {"n": 1})
+    here = stages.Stage("here", lambda run: {"n": 2}, needs=("first",))
+    dies = stages.Stage("dies", lambda run: os._exit(3), needs=("first",))
+    with pytest.raises(RuntimeError, match=r"stage dies ended without a result \(exit code 3\)"):
+        pipeline.run_stages(_run(tmp_path), [first, here, dies])
+
+
+def test_one_worker_runs_every_stage_here_in_order(tmp_path: Path) -> None:
+    order = []
+
+    def note(name: str):
+        return lambda run: order.append((name, os.getpid())) or {}
+
+    steps = [stages.Stage("a", note("a")), stages.Stage("b", note("b"), needs=("a",)),
+             stages.Stage("c", note("c"), needs=("a",))]
+    pipeline.run_stages(_run(tmp_path, workers=1), steps)
+    assert order == [("a", os.getpid()), ("b", os.getpid()), ("c", os.getpid())]
+    with pytest.raises(InsidersError, match="workers 0"):
+        Settings(workers=0)
+
+
+def test_a_copy_ends_with_its_killed_parent(tmp_path: Path) -> None:
+    """SIGKILL to `insiders run` (an OOM killer, a cancelled task) takes its copies along:
+    none goes on writing into a folder that a retry rewrites."""
+    pid_file = tmp_path / "out" / "copy.pid"
+    code = textwrap.dedent(f"""
+        import os, sys, time
+        from insiders import pipeline, stages
+        from insiders.config import Settings
+        from insiders.context import Run
+
+        def copy(run):
+            (run.folder.path / "copy.pid").write_text(str(os.getpid()))
+            time.sleep(120)
+            return {{}}
+
+        def here(run):
+            print("running", flush=True)
+            time.sleep(120)
+            return {{}}
+
+        run = Run.one_off(Settings(home={str(tmp_path / "home")!r}, workers=2),
+                          {str(tmp_path / "out")!r}, "unused", as_of="2011-12-01")
+        first = stages.Stage("first", lambda run: {{}})
+        pipeline.run_stages(run, [first, stages.Stage("here", here, needs=("first",)),
+                                  stages.Stage("copy", copy, needs=("first",))])
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "running"
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        assert _alive(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
