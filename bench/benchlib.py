@@ -37,6 +37,9 @@ class Measured:
     returncode: int
     stdout: str
     stderr: str
+    # the whole process tree's memory at its largest, sampled: the sum of each process's
+    # proportional share (PSS), so pages a forked copy shares with its parent count once
+    tree_peak_mb: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -68,13 +71,67 @@ def measure(cmd: list[str | Path], env: dict[str, str] | None = None,
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd or REPO)
+        sampler = TreeMemory(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
+        tree_peak = sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         return Measured(cmd, seconds, usage.ru_maxrss / 1024,
-                        usage.ru_utime + usage.ru_stime, proc.returncode, out.read(), err.read())
+                        usage.ru_utime + usage.ru_stime, proc.returncode, out.read(), err.read(),
+                        tree_peak)
+
+
+class TreeMemory:
+    """Samples the summed PSS of a process and its descendants (Linux /proc) every
+    `every` seconds in a thread; `stop()` gives the largest sum seen, in MB (NaN elsewhere).
+    Peak RSS from wait4 is the largest single process; this is what the tree held at once."""
+
+    def __init__(self, pid: int, every: float = 0.25) -> None:
+        import threading
+
+        self.pid, self.every, self.peak = pid, every, float("nan")
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        if Path("/proc/self/smaps_rollup").exists():
+            self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(self.every):
+            total = sum(_pss_kb(p) for p in _tree(self.pid)) / 1024
+            if total and not total <= self.peak:  # NaN at first
+                self.peak = total
+
+    def stop(self) -> float:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return self.peak
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants now (each /proc/<pid>/task/*/children)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo.extend(int(c) for c in children.read_text().split())
+            except OSError:
+                continue
+    return found
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return 0
+    return 0
 
 
 def stage_seconds(run_dir: Path, stages: tuple[str, ...]) -> dict[str, float]:

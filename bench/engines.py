@@ -3,8 +3,10 @@
 1. The real file, side by side in one run (alternating, N times each): `insiders run` on the
    default engine (DuckDB) against `bench/seed_style.py` (a notebook-like pandas script
    of the same analysis): median wall seconds and the ratio.
-2. The real file once per engine (duckdb, pandas, spark): wall, peak RSS, per-stage
-   seconds, and whether the run folder is identical to the pandas one (compare_runs).
+2. The real file once per engine (duckdb, pandas, spark): wall, peak RSS of the largest
+   process and of all of them at once (summed PSS: stages side by side run in forked
+   copies, `--workers`), per-stage seconds, and whether the run folder is identical to the
+   pandas one (compare_runs).
 3. The generated sets (bench/generate.py; `--data-dir` holds retail_x10.csv.gz, ...): time
    and peak memory per engine (Spark only on `--spark-scales`: its local mode is slow).
 
@@ -42,15 +44,20 @@ STAGES = ("extract", "quality", "features", "segment", "insiders", "evaluate", "
 SPARK_CONF = "spark.driver.port=56343,spark.driver.blockManager.port=56344,spark.driver.memory=4g"
 
 
+WORKERS = {"value": 2}  # INSIDERS_WORKERS of the measured runs (--workers)
+
+
 def run(path: Path, out: Path, engine: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     env = clean_env(INSIDERS_HOME=out.parent / f"{out.name}-home", INSIDERS_ENGINE=engine,
-                    INSIDERS_SPARK_CONF=SPARK_CONF)
+                    INSIDERS_SPARK_CONF=SPARK_CONF, INSIDERS_WORKERS=WORKERS["value"])
     done = measure([INSIDERS, "run", "--input", path, "--out", out, "--quiet"], env)
     if not done.ok:
         raise SystemExit(f"insiders run --engine {engine} on {path} failed:\n{done.tail()}")
+    tree = done.tree_peak_mb
     return {"engine": engine, "seconds": round(done.seconds, 2), "peak_mb": round(done.peak_mb),
-            "stages": stage_seconds(out, STAGES)}
+            "tree_peak_mb": None if tree != tree else round(tree),  # NaN: not sampled
+            "workers": WORKERS["value"], "stages": stage_seconds(out, STAGES)}
 
 
 def seed_style(path: Path) -> dict:
@@ -72,11 +79,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="pandas first: the others are compared with its run folder")
     parser.add_argument("--data-dir", type=Path, default=OUT)
     parser.add_argument("--work", type=Path, default=OUT / "engines")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="INSIDERS_WORKERS: stages side by side (1 = one at a time)")
     args = parser.parse_args(argv)
+    WORKERS["value"] = args.workers
     engines = [e for e in args.engines.split(",") if e]
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    print(f"{machine()}; load {load()}; code {code_version()}", flush=True)
+    print(f"{machine()}; load {load()}; code {code_version()}; workers {args.workers}",
+          flush=True)
 
     side: dict[str, list[float]] = {"insiders": [], "seed": []}
     for i in range(args.runs):
@@ -108,15 +119,16 @@ def main(argv: list[str] | None = None) -> int:
             results["scales"].append({"scale": scale, **figures})
             st = figures["stages"]
             rows.append([f"x{scale}", engine, figures["seconds"], figures["peak_mb"],
-                         st.get("extract"), st.get("quality"), st.get("features"),
-                         st.get("insiders"), st.get("stability"),
+                         figures["tree_peak_mb"], st.get("extract"), st.get("quality"),
+                         st.get("features"), st.get("insiders"), st.get("stability"),
                          figures.get("vs_pandas", "")])
             print(f"  x{scale} {engine}: {figures['seconds']} s, {figures['peak_mb']} MB "
+                  f"(all processes {figures['tree_peak_mb']} MB) "
                   f"{figures.get('vs_pandas', '')}", flush=True)
         if scale != "1":  # the large sets' run folders are GBs
             for engine in engines:
                 shutil.rmtree(work / f"x{scale}-{engine}", ignore_errors=True)
-    print(table(["set", "engine", "wall s", "peak MB", "extract", "quality", "features",
+    print(table(["set", "engine", "wall s", "peak MB", "all MB", "extract", "quality", "features",
                  "insiders", "stability", "vs pandas"], rows))
     write_json(work / "engines.json", results)
     print(json.dumps({"side_by_side_ratio": ratio}))

@@ -175,3 +175,27 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_the_bench_counts_memory_a_copy_shares_once(tmp_path: Path) -> None:
+    """bench/benchlib.measure: the tree's summed PSS sees a forked copy's own memory, and
+    the pages it only inherited count once (not twice, as summed RSS would)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import benchlib
+
+    code = textwrap.dedent("""
+        import os, time
+        inherited = bytearray(300 * 2**20)  # shared with the copy, never written there
+        pid = os.fork()
+        if pid == 0:
+            own = bytearray(200 * 2**20)  # the copy's own
+            time.sleep(1.5)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    """)
+    done = benchlib.measure([sys.executable, "-c", code])
+    assert done.ok
+    # the copy's RSS holds both (500 MB), the parent's the 300 it shares: summed RSS would
+    # say 800 MB, PSS counts the shared 300 once
+    assert 480 <= done.peak_mb < 650
+    assert 480 <= done.tree_peak_mb < 650
