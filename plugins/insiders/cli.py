@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--pushdown", action="store_true", default=None,
                      help="a SQL table input: aggregate it inside its database instead of "
                           "pulling every line (default: INSIDERS_PUSHDOWN)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="stages run side by side when they need nothing of each other "
+                          "(default: INSIDERS_WORKERS or 2; 1 = one at a time)")
 
     demo = sub.add_parser("demo", help="write the deterministic demo data set")
     demo.add_argument("--out", required=True, help="file to write (.csv or .csv.gz)")
@@ -124,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
                                            "this process (no Airflow needed)")
     back.add_argument("--first-month", required=True, help="first month covered, YYYY-MM")
     back.add_argument("--last-month", required=True, help="last month covered, YYYY-MM")
+    back.add_argument("--workers", type=int, default=None,
+                      help="stages side by side (default: INSIDERS_WORKERS or 2)")
     return parser
 
 
@@ -206,7 +211,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(source_query=args.query,
                                  non_product_codes=args.non_product_codes, engine=args.engine,
-                                 pushdown=args.pushdown)
+                                 pushdown=args.pushdown, workers=args.workers)
     as_of = parse_as_of(args.as_of, dt.date.today()) if args.as_of else None
     started = time.perf_counter()
     bar = None
@@ -243,7 +248,7 @@ def _backfill(args: argparse.Namespace) -> int:
 
     from . import monthly
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(workers=args.workers)
     try:
         first = pd.Period(args.first_month, freq="M")
         last = pd.Period(args.last_month, freq="M")
