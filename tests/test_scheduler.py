@@ -211,6 +211,27 @@ def test_airflow_started_the_backfill_runs_together_and_the_dag_chained_them(ran
         assert cur_plan >= prev_end, (_month(prev), prev_end, _month(cur), cur_plan)
 
 
+def test_each_task_started_after_what_its_stage_needs_and_stability_ran_beside(ran):
+    """The DAG's edges are the stages' `needs`: under the real scheduler no task started
+    before the tasks it reads had ended, and stability ran while the Insiders' tasks did."""
+    from insiders import stages
+
+    beside = 0
+    for run in ran["runs"]:
+        tis = ran["tis"][run["run_id"]]
+        if any(tis.get(s.name, {}).get("state") != "success" for s in stages.ANALYSIS):
+            continue
+        for stage in stages.ANALYSIS:
+            for need in stage.needs:
+                assert tis[stage.name]["start_date"] >= tis[need]["end_date"], (
+                    run["run_id"], stage.name, need)
+        stability = tis["stability"]
+        others = [tis[n] for n in ("insiders", "evaluate", "forecast")]
+        beside += any(stability["start_date"] < t["end_date"] and t["start_date"]
+                      < stability["end_date"] for t in others)
+    assert beside >= 1
+
+
 def test_the_membership_chain_is_the_sequential_one(ran):
     """Each month was selected against the previous month's Insiders, as a sequential run."""
     months = [*BACKFILL, DRILL]
