@@ -31,10 +31,12 @@ class QuarantineWriter:
         self._sink = gzip.open(path, "wb", compresslevel=3)
         self._writer = pacsv.CSVWriter(self._sink, SCHEMA)
 
-    def __call__(self, frame: pd.DataFrame) -> None:
+    def __call__(self, frame: pd.DataFrame | pa.RecordBatch) -> None:
+        """Append rows: a frame, or Arrow rows in the quarantine's columns (the engines')."""
         if len(frame):
-            table = pa.Table.from_pandas(frame[SCHEMA.names], preserve_index=False)
-            self._writer.write_table(table.cast(SCHEMA))
+            table = pa.Table.from_batches([frame]) if isinstance(frame, pa.RecordBatch) \
+                else pa.Table.from_pandas(frame[SCHEMA.names], preserve_index=False)
+            self._writer.write_table(table.select(SCHEMA.names).cast(SCHEMA))
 
     def __enter__(self) -> QuarantineWriter:
         return self

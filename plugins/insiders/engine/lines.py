@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,9 @@ import pandas as pd
 from .. import quality
 from ..extract import RAW_COLUMNS
 from .backends import POSITION, Engine
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 NULL_KEY = "<insiders:no value>"  # joins never match a missing value: stand-in for it on both sides
 # the columns whose checks set a line aside, in the order of quality.REASONS
@@ -223,9 +227,11 @@ def tally_non_products(engine: Engine, classified, dictionaries: dict[str, Dicti
               float(out["value"].sum()), int(kept["n"].sum()), float(kept["value"].sum()))
 
 
-def quarantine_batches(engine: Engine, raw, classified, dups) -> Iterator[pd.DataFrame]:
-    """Set-aside lines as written in the input, in file order, duplicates last."""
+def quarantine_batches(engine: Engine, raw, classified, dups) -> Iterator[pa.RecordBatch]:
+    """Set-aside lines as written in the input, in file order, duplicates last: Arrow
+    batches in the quarantine's columns, written as they come (never through pandas)."""
     import ibis
+    import pyarrow as pa
 
     columns = [*RAW_COLUMNS, "source_file", "source_row"]
     aside = classified.filter(classified.reason.notnull()).select(
@@ -234,44 +240,70 @@ def quarantine_batches(engine: Engine, raw, classified, dups) -> Iterator[pd.Dat
     for part, label in ((aside, None), (copies, "duplicate")):
         joined = raw.inner_join(part, POSITION).order_by(POSITION)
         for batch in engine.batches(joined.select(*columns, "reason_")):
-            frame = batch.to_pandas()
-            frame["reason"] = frame.pop("reason_") if label is None else label
-            yield frame
+            reason = batch.column("reason_") if label is None else \
+                pa.array([label] * batch.num_rows, pa.string())
+            yield pa.RecordBatch.from_arrays([*batch.columns[:-1], reason],
+                                             names=[*columns, "reason"])
+
+
+CODED = ("invoice", "stock_code", "description", "customer_id", "country")
 
 
 def kept_batches(engine: Engine, classified, dups, dictionaries: dict[str, Dictionary],
-                 file_order: list[str]) -> Iterator[pd.DataFrame]:
-    """The kept lines in the transactions layout, in file order, block by block."""
+                 file_order: list[str]) -> tuple[pa.Schema, Iterator[pa.Table]]:
+    """The kept lines in the transactions layout, in file order, block by block: Arrow
+    tables built from the engine's batches (never through pandas) under one schema, the
+    one pandas gives the same frame (categoricals with the dictionaries' categories in
+    their order, pandas' metadata), so readers get the frames they always got."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     good = kept_lines(classified, dups).order_by(POSITION).select(
         "invoice_code", "invoice_cancel", "stock_code_code", "description_code",
         "quantity_value", "invoice_date_value", "unit_price_value", "customer_id_code",
         "country_code", "source_file", "source_row")
-    files = pd.CategoricalDtype(pd.Index(file_order, dtype="str"))
-    for batch in engine.batches(good):
-        b = batch.to_pandas()
-        qty = b["quantity_value"].to_numpy(dtype=np.float64).astype(np.int64)
-        price = b["unit_price_value"].to_numpy(dtype=np.float64)
+    files = pd.Index(file_order, dtype="str")
+    empty = {c: pd.Categorical.from_codes([], dictionaries[c].categories) for c in CODED}
+    schema = pa.Schema.from_pandas(pd.DataFrame({
+        "invoice": empty["invoice"], "stock_code": empty["stock_code"],
+        "description": empty["description"], "quantity": np.array([], np.int64),
+        "invoice_date": np.array([], "datetime64[us]"), "unit_price": np.array([], float),
+        "customer_id": empty["customer_id"], "country": empty["country"],
+        "revenue": np.array([], float), "is_return": np.array([], bool),
+        "is_cancellation": np.array([], bool),
+        "source_file": pd.Categorical.from_codes([], files),
+        "source_row": np.array([], np.int64)}), preserve_index=False)
+    values = {c: pa.array(list(dictionaries[c].categories), pa.string()) for c in CODED}
+    file_values = pa.array(list(files), pa.string())
 
-        def cat(column: str, b: pd.DataFrame = b) -> pd.Categorical:
-            return pd.Categorical.from_codes(b[f"{column}_code"].to_numpy(dtype=np.int64),
-                                             dictionaries[column].categories)
+    def coded(codes: np.ndarray, dictionary: pa.Array, field: str) -> pa.DictionaryArray:
+        index_type = schema.field(field).type.index_type
+        indices = pa.array(codes, mask=codes < 0).cast(index_type)  # -1: missing
+        return pa.DictionaryArray.from_arrays(indices, dictionary)
 
-        frame = pd.DataFrame({
-            "invoice": cat("invoice"),
-            "stock_code": cat("stock_code"),
-            "description": cat("description"),
-            "quantity": qty,
-            "invoice_date": b["invoice_date_value"].astype("datetime64[us]").to_numpy(),
-            "unit_price": price,
-            "customer_id": cat("customer_id"),
-            "country": cat("country"),
-        })
-        frame["revenue"] = np.round(qty * price, 4)
-        frame["is_return"] = qty < 0
-        frame["is_cancellation"] = b["invoice_cancel"].to_numpy(dtype=bool)
-        frame["source_file"] = pd.Categorical(b["source_file"].astype("str"), dtype=files)
-        frame["source_row"] = b["source_row"].to_numpy(dtype=np.int64)
-        yield frame
+    def numbers(batch: pa.RecordBatch, column: str, dtype) -> np.ndarray:
+        return batch.column(column).to_numpy(zero_copy_only=False).astype(dtype)
+
+    def tables() -> Iterator[pa.Table]:
+        for batch in engine.batches(good):
+            qty = numbers(batch, "quantity_value", np.float64).astype(np.int64)
+            price = numbers(batch, "unit_price_value", np.float64)
+            file_codes = pc.index_in(batch.column("source_file").cast(pa.string()),
+                                     value_set=file_values)
+            arrays = {c: coded(numbers(batch, f"{c}_code", np.int64), values[c], c)
+                      for c in CODED}
+            yield pa.Table.from_arrays([
+                arrays["invoice"], arrays["stock_code"], arrays["description"],
+                pa.array(qty), batch.column("invoice_date_value").cast(pa.timestamp("us")),
+                pa.array(price), arrays["customer_id"], arrays["country"],
+                pa.array(np.round(qty * price, 4)), pa.array(qty < 0),
+                pa.array(numbers(batch, "invoice_cancel", bool)),
+                coded(file_codes.fill_null(-1).to_numpy().astype(np.int64), file_values,
+                      "source_file"),
+                pa.array(numbers(batch, "source_row", np.int64)),
+            ], schema=schema)
+
+    return schema, tables()
 
 
 def source_files(engine: Engine, raw) -> list[str]:

@@ -28,7 +28,6 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
 
     The same rules and arguments as `quality.clean_chunk`; the non-product guard
     (`NonProductTally.check`) stops before any file is written."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from ..quarantine import QuarantineWriter
@@ -53,23 +52,13 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
             report.add(reason, outcome.counts[reason])
     path = folder.path_of("transactions")
     tmp = path.with_name(path.name + ".tmp")
-    writer = None
     rows = 0
-    try:
-        for frame in lines.kept_batches(engine, classified, dups, dictionaries,
-                                        lines.source_files(engine, raw)):
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
+    schema, tables = lines.kept_batches(engine, classified, dups, dictionaries,
+                                        lines.source_files(engine, raw))
+    with pq.ParquetWriter(tmp, schema) as writer:  # no line kept: an empty file, same layout
+        for table in tables:
             writer.write_table(table)
-            rows += len(frame)
-        if writer is None:  # nothing kept: an empty file of the right layout
-            from ..quarantine import TRANSACTION_COLUMNS
-
-            pd.DataFrame(columns=TRANSACTION_COLUMNS).to_parquet(tmp, index=False)
-    finally:
-        if writer is not None:
-            writer.close()
+            rows += table.num_rows
     tmp.replace(path)
     report.rows_kept = rows
     engine.release(dups)
