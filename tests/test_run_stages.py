@@ -196,6 +196,6 @@ def test_the_bench_counts_memory_a_copy_shares_once(tmp_path: Path) -> None:
     done = benchlib.measure([sys.executable, "-c", code])
     assert done.ok
     # the copy's RSS holds both (500 MB), the parent's the 300 it shares: summed RSS would
-    # say 800 MB, PSS counts the shared 300 once
-    assert 480 <= done.peak_mb < 650
+    # say 800 MB, PSS counts the shared 300 once (wait4's peak is no help here: a child
+    # forked from this large test process starts with its RSS)
     assert 480 <= done.tree_peak_mb < 650
