@@ -148,6 +148,42 @@ def test_aggregates_match_pandas(demo_lines: Path, engine: str) -> None:
                                        check_exact=exact, rtol=1e-12, atol=1e-9)
 
 
+def test_features_at_many_cuts_filter_one_invoice_table_until_an_invoice_spans_days(
+        demo_lines: Path, tmp_path: Path) -> None:
+    """The stability curve's cuts filter one table of every purchase invoice (each invoice's
+    lines on one day); an invoice with lines on two days falls back to aggregating each
+    window's lines. Both give pandas' features to the last bit, at a cut between the two
+    days too."""
+    tx = pd.read_parquet(demo_lines)
+    with connect("duckdb") as eng:
+        lines = Lines.from_parquet(eng, demo_lines)
+        assert lines.purchase_invoices() is not None  # the demo's invoices: one day each
+        for as_of in ("2011-12-01", "2011-09-01", "2011-06-15"):
+            pd.testing.assert_frame_equal(lines.customer_features(pd.Timestamp(as_of), 12),
+                                          feats.customer_features(tx, pd.Timestamp(as_of), 12),
+                                          check_exact=True)
+    buys = tx[(tx["quantity"] > 0) & ~tx["is_cancellation"]
+              & (tx["invoice_date"] >= pd.Timestamp("2011-03-01"))
+              & (tx["invoice_date"] < pd.Timestamp("2011-10-01"))]
+    sizes = buys.groupby("invoice", observed=True).size()
+    invoice = sizes[sizes >= 3].index[0]
+    rows = tx.index[tx["invoice"] == invoice]
+    spanning = tx.copy()
+    last = spanning.loc[rows[-1], "invoice_date"]
+    next_day = (last + pd.Timedelta(days=1)).normalize() + pd.Timedelta(hours=9)
+    spanning.loc[rows[-1], "invoice_date"] = next_day
+    path = tmp_path / "transactions.parquet"
+    spanning.to_parquet(path, index=False)
+    with connect("duckdb") as eng:
+        lines = Lines.from_parquet(eng, path)
+        assert lines.purchase_invoices() is None
+        for as_of in (next_day.normalize(), pd.Timestamp("2011-12-01"),
+                      next_day.normalize() + pd.DateOffset(months=12)):
+            pd.testing.assert_frame_equal(lines.customer_features(as_of, 12),
+                                          feats.customer_features(spanning, as_of, 12),
+                                          check_exact=True)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_evaluation_reads_the_engine_tables_with_the_same_results(demo_lines: Path,
                                                                        engine: str) -> None:

@@ -85,6 +85,7 @@ class Lines:
         # the pandas path (categorical order); alphabetical when the order is not known
         self.country_order = country_order
         self._features: dict[tuple[pd.Timestamp, int], pd.DataFrame] = {}
+        self._invoices: pd.DataFrame | bool | None = None  # False: some invoice spans days
         self._first: pd.Timestamp | None = None
         self._rows: int | None = None
 
@@ -146,15 +147,6 @@ class Lines:
             returned=self._sum(ibis.ifelse(buy, nothing, lines.revenue)),
             revenue_90d=self._sum(ibis.ifelse(recent, lines.revenue, nothing)),
         )
-        buys = lines.filter(buy)
-        # the distinct count in a query of its own: beside it DuckDB combines partial sums
-        # and the compensated sum no longer adds the lines in order
-        keys = [CUSTOMER, "invoice"]
-        invoices = buys.group_by(keys).aggregate(
-            date=buys.invoice_date.min(), value=self._sum(buys.revenue),
-            units=buys.quantity.sum())
-        products = buys.group_by(keys).aggregate(products=buys.stock_code.nunique())
-        invoices = invoices.inner_join(products, keys).select(invoices, products.products)
         ever = history.filter((history.quantity > 0) & ~history.is_cancellation)
         ever = ever.group_by(CUSTOMER).aggregate(ever_first=ever.invoice_date.min())
         counts = lines.group_by([CUSTOMER, "country"]).aggregate(n=lines.count())
@@ -175,9 +167,41 @@ class Lines:
         frame = self.engine.to_pandas(joined)
         # one row per purchase invoice (a few percent of the lines): summed per customer in
         # pandas in the order pandas sums them, so the averages match to the last bit
-        per_invoice = self.engine.to_pandas(invoices)
+        every = self.purchase_invoices()
+        if every is not None:  # the same rows the window's own query gives, without it
+            dates = every["date"]
+            per_invoice = every[(dates >= start) & (dates < as_of)]
+        else:
+            per_invoice = self.engine.to_pandas(self._invoices_query(lines.filter(buy)))
         return finish_features(frame, _per_customer(per_invoice, self.invoice_order), as_of,
                                start)
+
+    def _invoices_query(self, buys):
+        # the distinct count in a query of its own: beside it DuckDB combines partial sums
+        # and the compensated sum no longer adds the lines in order
+        keys = [CUSTOMER, "invoice"]
+        invoices = buys.group_by(keys).aggregate(
+            date=buys.invoice_date.min(), last=buys.invoice_date.max(),
+            value=self._sum(buys.revenue), units=buys.quantity.sum())
+        products = buys.group_by(keys).aggregate(products=buys.stock_code.nunique())
+        return invoices.inner_join(products, keys).select(invoices, products.products)
+
+    def purchase_invoices(self) -> pd.DataFrame | None:
+        """Every purchase invoice of every customer (date, value, units, products), once.
+
+        An invoice's figures are those of its own lines, so a window of features holds the
+        same row for each invoice inside it: the features at the stability curve's six
+        cuts filter this table instead of aggregating the lines six more times. It holds
+        only while no invoice has lines on two days (a window starts and ends at
+        midnight); when one does, None, and each window aggregates its own lines."""
+        if self._invoices is None:
+            t = self.table
+            every = self.engine.to_pandas(self._invoices_query(
+                t.filter((t.quantity > 0) & ~t.is_cancellation)))
+            first = pd.to_datetime(every["date"]).dt.floor("D")
+            last = pd.to_datetime(every["last"]).dt.floor("D")
+            self._invoices = False if (first != last).any() else every.drop(columns="last")
+        return None if self._invoices is False else self._invoices
 
     def _sum(self, column):
         """A sum as pandas adds (compensated, in line order) on DuckDB; exact elsewhere."""
