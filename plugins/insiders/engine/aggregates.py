@@ -68,8 +68,8 @@ class Lines:
     """The transactions as an engine table, with the aggregations the models need."""
 
     def __init__(self, engine: Engine, table, country_order: list[str] | None = None,
-                 file_order: list[str] | None = None, invoice_order: list[str] | None = None
-                 ) -> None:
+                 file_order: list[str] | None = None, invoice_order: list[str] | None = None,
+                 memo: dict | None = None) -> None:
         self.engine = engine
         self.raw_table = table
         self.file_order = file_order
@@ -84,20 +84,35 @@ class Lines:
         # ties between a customer's countries go to the one seen first in the input, as in
         # the pandas path (categorical order); alphabetical when the order is not known
         self.country_order = country_order
-        self._features: dict[tuple[pd.Timestamp, int], pd.DataFrame] = {}
-        self._invoices: pd.DataFrame | bool | None = None  # False: some invoice spans days
+        # what was computed from these lines (plain frames): `memo` shares it with the other
+        # `Lines` of the same file, e.g. a forked copy's (pipeline.run_stages), which has an
+        # engine connection of its own but need not aggregate again what is known
+        self._memo = memo if memo is not None else {}
+        self._features: dict[tuple[pd.Timestamp, int], pd.DataFrame] = \
+            self._memo.setdefault("features", {})
         self._first: pd.Timestamp | None = None
         self._rows: int | None = None
 
+    @property
+    def _invoices(self) -> pd.DataFrame | bool | None:  # False: some invoice spans days
+        return self._memo.get("invoices")
+
+    @_invoices.setter
+    def _invoices(self, value: pd.DataFrame | bool | None) -> None:
+        self._memo["invoices"] = value
+
     @classmethod
-    def from_parquet(cls, engine: Engine, path) -> Lines:
+    def from_parquet(cls, engine: Engine, path, memo: dict | None = None) -> Lines:
         """A transactions file as the quality stage writes it; its categories' order (first
         appearance in the input) breaks ties and orders sums exactly as pandas does."""
-        known = pd.read_parquet(path, columns=["country", "source_file", "invoice"])
-        order = {c: list(known[c].cat.categories) if hasattr(known[c], "cat") else None
-                 for c in known.columns}
+        memo = memo if memo is not None else {}
+        if "order" not in memo:
+            known = pd.read_parquet(path, columns=["country", "source_file", "invoice"])
+            memo["order"] = {c: list(known[c].cat.categories) if hasattr(known[c], "cat")
+                             else None for c in known.columns}
+        order = memo["order"]
         return cls(engine, engine.read_parquet(path), order["country"], order["source_file"],
-                   order["invoice"])
+                   order["invoice"], memo=memo)
 
     def __len__(self) -> int:
         if self._rows is None:

@@ -194,12 +194,15 @@ def lines_of(run):
     path = run.folder.path_of("transactions")
     stat = path.stat()
 
+    version = f"{stat.st_mtime_ns}:{stat.st_size}"
+
     def load() -> Lines:
         engine = run.folder.cached("engine:duckdb", lambda: _connect(run, "duckdb"),
                                    per_process=True)
-        return Lines.from_parquet(engine, path)
+        # what the lines gave (features per cut, the invoice table) is shared: a copy forked
+        # for the stability curve starts with the features stage's
+        return Lines.from_parquet(engine, path, memo=run.folder.cached(f"memo:{version}", dict))
 
-    # per process: a forked copy running a stage beside this one opens its own
-    return run.folder.cached(f"lines:{stat.st_mtime_ns}:{stat.st_size}", load,
-                             per_process=True)
+    # per process: a forked copy running a stage beside this one opens its own connection
+    return run.folder.cached(f"lines:{version}", load, per_process=True)
 
