@@ -182,9 +182,7 @@ class Lines:
         frame = self.engine.to_pandas(joined)
         # one row per purchase invoice (a few percent of the lines): summed per customer in
         # pandas in the order pandas sums them, so the averages match to the last bit
-        # from the second window on (the stability curve's cuts), filter one table of every
-        # invoice: building it costs about two windows' queries, so one window does not
-        every = self.purchase_invoices() if self._features else None
+        every = self.purchase_invoices()
         if every is not None:  # the same rows the window's own query gives, without it
             dates = every["date"]
             per_invoice = every[(dates >= start) & (dates < as_of)]
