@@ -45,7 +45,7 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
 
     names = {stage.name for stage in steps}
     waiting = list(steps)
-    copies: dict = {}  # result pipe -> (stage, process)
+    copies: dict = {}  # result pipe -> (stage, process, when it started)
     failure: BaseException | None = None
 
     def collect(block: bool) -> None:
