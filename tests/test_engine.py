@@ -184,6 +184,39 @@ def test_features_at_many_cuts_filter_one_invoice_table_until_an_invoice_spans_d
                                           check_exact=True)
 
 
+def test_the_category_orders_are_the_ones_pandas_reads(tmp_path: Path) -> None:
+    """`categories_of` reads only the files' dictionaries, yet gives the categories (and so
+    the tie-breaking and summing order) pandas gets from the whole column: blocks with the
+    same dictionary, blocks whose dictionaries differ, a text column, an empty file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from insiders.engine.aggregates import categories_of
+
+    def block(invoices: list[str], countries: list[str]) -> pa.Table:
+        return pa.Table.from_pandas(pd.DataFrame({
+            "invoice": pd.Categorical(invoices),
+            "country": pd.Categorical(countries, categories=["UK", "France", "EIRE"]),
+            "note": pd.Series(invoices, dtype="str")}), preserve_index=False)
+
+    first = block(["536370", "536365", "C536379"], ["France", "UK", "UK"])
+    second = block(["536399", "536365", "536401"], ["EIRE", "UK", "UK"])
+    path = tmp_path / "blocks.parquet"
+    with pq.ParquetWriter(path, first.schema) as writer:
+        writer.write_table(first)
+        writer.write_table(second)  # a dictionary of its own
+    read = pd.read_parquet(path)
+    got = categories_of(path, ["invoice", "country", "note"])
+    assert got["note"] is None
+    for column in ("invoice", "country"):
+        assert list(got[column]) == list(read[column].cat.categories)
+    assert list(got["invoice"])[:3] == ["536365", "536370", "C536379"]  # first block first
+    assert len(got["invoice"]) == 5
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(first.schema.empty_table(), empty)
+    assert list(categories_of(empty, ["invoice"])["invoice"]) == \
+        list(pd.read_parquet(empty)["invoice"].cat.categories)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_evaluation_reads_the_engine_tables_with_the_same_results(demo_lines: Path,
                                                                        engine: str) -> None:

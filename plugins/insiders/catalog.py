@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas is imported where a frame is read: the DAG file parses light
     import pandas as pd
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -222,9 +223,24 @@ class RunFolder:
 # --------------------------------------------------------------------------- JSON
 
 
+def statistics_of(schema: pa.Schema) -> list[str]:
+    """The columns worth min/max statistics in a Parquet file: numbers, dates and flags,
+    which the engines' date filters use to skip row groups. Text columns' statistics cost a
+    third of the time of writing millions of lines, and no query filters on their range."""
+    import pyarrow as pa
+
+    return [f.name for f in schema
+            if not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                    or pa.types.is_dictionary(f.type))]
+
+
 def _write_parquet(path: Path, frame: pd.DataFrame) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
+    table = pa.Table.from_pandas(frame, preserve_index=False)  # what to_parquet writes
+    pq.write_table(table, tmp, write_statistics=statistics_of(table.schema))
     tmp.replace(path)
     return path
 

@@ -58,6 +58,29 @@ def _per_customer(invoices: pd.DataFrame, invoice_order: list[str] | None) -> pd
     return out.reset_index()
 
 
+def categories_of(path, columns: list[str]) -> dict[str, pd.Index | None]:
+    """The categories pandas gives each column when it reads the file (None: not
+    categorical), without building the columns: the dictionaries of the file's blocks,
+    unified in block order as pandas does (a block seldom differs from the first: the
+    quality stage writes every block with the whole dictionary)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=columns)
+    out: dict[str, pd.Index | None] = {}
+    for name in columns:
+        column = table.column(name)
+        if not pa.types.is_dictionary(column.type):
+            out[name] = None
+            continue
+        chunks = column.chunks
+        if chunks and any(not c.dictionary.equals(chunks[0].dictionary) for c in chunks[1:]):
+            chunks = column.unify_dictionaries().chunks
+        values = chunks[0].dictionary if chunks else pa.array([], column.type.value_type)
+        out[name] = pd.Index(values.to_pandas(), dtype="str")
+    return out
+
+
 def _ts(value: pd.Timestamp):
     import ibis
 
@@ -107,9 +130,7 @@ class Lines:
         appearance in the input) breaks ties and orders sums exactly as pandas does."""
         memo = memo if memo is not None else {}
         if "order" not in memo:
-            known = pd.read_parquet(path, columns=["country", "source_file", "invoice"])
-            memo["order"] = {c: list(known[c].cat.categories) if hasattr(known[c], "cat")
-                             else None for c in known.columns}
+            memo["order"] = categories_of(path, ["country", "source_file", "invoice"])
         order = memo["order"]
         return cls(engine, engine.read_parquet(path), order["country"], order["source_file"],
                    order["invoice"], memo=memo)
@@ -165,7 +186,7 @@ class Lines:
         ever = history.filter((history.quantity > 0) & ~history.is_cancellation)
         ever = ever.group_by(CUSTOMER).aggregate(ever_first=ever.invoice_date.min())
         counts = lines.group_by([CUSTOMER, "country"]).aggregate(n=lines.count())
-        if self.country_order:
+        if self.country_order is not None and len(self.country_order):
             order = self.engine.table(pd.DataFrame({
                 "country": pd.Series(self.country_order, dtype="str"),
                 "country_rank": np.arange(len(self.country_order), dtype=np.int64)}))
@@ -248,7 +269,7 @@ class Lines:
             {CUSTOMER: pd.Series(sorted(customers), dtype="str")}))
         lines = t.filter(t.invoice_date < _ts(end)).semi_join(group, CUSTOMER)
         order = [lines.source_row]
-        if self.file_order and len(self.file_order) > 1:
+        if self.file_order is not None and len(self.file_order) > 1:
             files = self.engine.table(pd.DataFrame({
                 "source_file": pd.Series(self.file_order, dtype="str"),
                 "file_rank": np.arange(len(self.file_order), dtype=np.int64)}))

@@ -273,8 +273,8 @@ def kept_batches(engine: Engine, classified, dups, dictionaries: dict[str, Dicti
         "is_cancellation": np.array([], bool),
         "source_file": pd.Categorical.from_codes([], files),
         "source_row": np.array([], np.int64)}), preserve_index=False)
-    values = {c: pa.array(list(dictionaries[c].categories), pa.string()) for c in CODED}
-    file_values = pa.array(list(files), pa.string())
+    values = {c: pa.array(dictionaries[c].categories, pa.string()) for c in CODED}
+    file_values = pa.array(files, pa.string())
 
     def coded(codes: np.ndarray, dictionary: pa.Array, field: str) -> pa.DictionaryArray:
         index_type = schema.field(field).type.index_type

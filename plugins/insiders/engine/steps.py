@@ -30,6 +30,7 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     (`NonProductTally.check`) stops before any file is written."""
     import pyarrow.parquet as pq
 
+    from ..catalog import statistics_of
     from ..quarantine import QuarantineWriter
     from . import lines
 
@@ -55,7 +56,8 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     rows = 0
     schema, tables = lines.kept_batches(engine, classified, dups, dictionaries,
                                         lines.source_files(engine, raw))
-    with pq.ParquetWriter(tmp, schema) as writer:  # no line kept: an empty file, same layout
+    # no line kept: an empty file, same layout
+    with pq.ParquetWriter(tmp, schema, write_statistics=statistics_of(schema)) as writer:
         for table in tables:
             writer.write_table(table)
             rows += table.num_rows

@@ -33,6 +33,7 @@ class OnlineRetail(Source):
         import pyarrow.parquet as pq
 
         from .. import extract
+        from ..catalog import statistics_of
         from ..engine import pushdown
         from ..errors import InputError
         from ..log import info
@@ -52,7 +53,8 @@ class OnlineRetail(Source):
                                              settings.source_query):
                 table = pa.Table.from_pandas(chunk.frame, schema=schema, preserve_index=False)
                 if writer is None:
-                    writer = pq.ParquetWriter(raw_path, schema)
+                    writer = pq.ParquetWriter(raw_path, schema,
+                                              write_statistics=statistics_of(schema))
                 writer.write_table(table)
                 if len(chunk.rejects):
                     rejects.append(chunk.rejects)
