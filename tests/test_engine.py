@@ -217,6 +217,37 @@ def test_the_category_orders_are_the_ones_pandas_reads(tmp_path: Path) -> None:
         list(pd.read_parquet(empty)["invoice"].cat.categories)
 
 
+def test_large_files_keep_one_copy_of_each_dictionary_and_read_back_the_same(
+        demo_lines: Path, tmp_path: Path) -> None:
+    """`BlockWriter`: the first block holds a categorical column's whole dictionary (unused
+    values too), later blocks only the values they use; pandas reads back the same frame,
+    categories in the same order, and a failed write leaves the earlier file in place."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from insiders.catalog import BlockWriter
+
+    tx = pd.read_parquet(demo_lines)
+    tx["invoice"] = tx["invoice"].cat.add_categories(["Z-unused"])  # kept through the trip
+    table = pa.Table.from_pandas(tx, preserve_index=False)
+    path = tmp_path / "blocks.parquet"
+    with BlockWriter(path, table.schema, rows=len(tx) // 7) as writer:
+        writer.write(table)
+    back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, tx)
+    assert list(back["invoice"].cat.categories) == list(tx["invoice"].cat.categories)
+    meta = pq.ParquetFile(path)
+    assert meta.num_row_groups >= 7
+    dictionaries = [len(meta.read_row_group(i, columns=["invoice"]).column(0).chunk(0)
+                        .dictionary) for i in range(meta.num_row_groups)]
+    assert dictionaries[0] == len(tx["invoice"].cat.categories)
+    assert max(dictionaries[1:]) < dictionaries[0] / 3
+    with pytest.raises(RuntimeError), BlockWriter(path, table.schema) as writer:
+        writer.write(table.slice(0, 10))
+        raise RuntimeError("the engine failed half way")
+    pd.testing.assert_frame_equal(pd.read_parquet(path), tx)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_evaluation_reads_the_engine_tables_with_the_same_results(demo_lines: Path,
                                                                        engine: str) -> None:

@@ -28,9 +28,8 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
 
     The same rules and arguments as `quality.clean_chunk`; the non-product guard
     (`NonProductTally.check`) stops before any file is written."""
-    import pyarrow.parquet as pq
 
-    from ..catalog import statistics_of
+    from ..catalog import BlockWriter
     from ..quarantine import QuarantineWriter
     from . import lines
 
@@ -51,17 +50,13 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     for reason in quality.REASONS:
         if outcome.counts.get(reason):
             report.add(reason, outcome.counts[reason])
-    path = folder.path_of("transactions")
-    tmp = path.with_name(path.name + ".tmp")
     rows = 0
     schema, tables = lines.kept_batches(engine, classified, dups, dictionaries,
                                         lines.source_files(engine, raw))
-    # no line kept: an empty file, same layout
-    with pq.ParquetWriter(tmp, schema, write_statistics=statistics_of(schema)) as writer:
-        for table in tables:
-            writer.write_table(table)
+    with BlockWriter(folder.path_of("transactions"), schema) as writer:
+        for table in tables:  # no line kept: an empty file, same layout
+            writer.write(table)
             rows += table.num_rows
-    tmp.replace(path)
     report.rows_kept = rows
     engine.release(dups)
     engine.release(classified)
