@@ -224,7 +224,8 @@ def test_large_files_keep_one_copy_of_each_dictionary_and_read_back_the_same(
     categories in the same order, and a failed write leaves the earlier file in place."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from insiders.catalog import BlockWriter
+    from insiders.catalog import WHOLE_FIRST, BlockWriter
+    from insiders.engine.aggregates import categories_of
 
     tx = pd.read_parquet(demo_lines)
     tx["invoice"] = tx["invoice"].cat.add_categories(["Z-unused"])  # kept through the trip
@@ -241,6 +242,20 @@ def test_large_files_keep_one_copy_of_each_dictionary_and_read_back_the_same(
                         .dictionary) for i in range(meta.num_row_groups)]
     assert dictionaries[0] == len(tx["invoice"].cat.categories)
     assert max(dictionaries[1:]) < dictionaries[0] / 3
+    assert meta.metadata.metadata[WHOLE_FIRST.encode()]  # the lists are in the first block
+    for column, categories in categories_of(path, ["invoice", "country"]).items():
+        assert list(categories) == list(tx[column].cat.categories)
+    # blocks that bring values of their own: no such promise, and the lists still right
+    other = tx.head(50).copy()
+    other["invoice"] = pd.Categorical(["X-new"] * 50)
+    mixed = tmp_path / "mixed.parquet"
+    with BlockWriter(mixed, table.schema) as writer:
+        writer.write(table)
+        writer.write(pa.Table.from_pandas(other, preserve_index=False).cast(table.schema))
+    assert WHOLE_FIRST.encode() not in pq.ParquetFile(mixed).metadata.metadata
+    assert list(categories_of(mixed, ["invoice"])["invoice"]) == \
+        list(pd.read_parquet(mixed)["invoice"].cat.categories)
+    assert list(categories_of(mixed, ["invoice"])["invoice"])[-1] == "X-new"
     with pytest.raises(RuntimeError), BlockWriter(path, table.schema) as writer:
         writer.write(table.slice(0, 10))
         raise RuntimeError("the engine failed half way")

@@ -235,6 +235,8 @@ def statistics_of(schema: pa.Schema) -> list[str]:
 
 
 BLOCK_ROWS = 500_000  # lines per row group of the large files
+# file metadata: these columns' whole dictionaries are in the first block (BlockWriter)
+WHOLE_FIRST = "insiders.whole_dictionaries_first"
 
 
 class BlockWriter:
@@ -248,16 +250,24 @@ class BlockWriter:
     such copies, read again by every query on the invoice column)."""
 
     def __init__(self, path: Path, schema: pa.Schema, rows: int = BLOCK_ROWS) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.path, self.schema, self.rows, self.blocks = path, schema, rows, 0
         self._tmp = path.with_name(path.name + ".tmp")
         self._writer = pq.ParquetWriter(self._tmp, schema,
                                         write_statistics=statistics_of(schema))
+        self._coded = [f.name for f in schema if pa.types.is_dictionary(f.type)]
+        self._first: dict[str, pa.Array] = {}
+        self._whole = True  # every block's values drawn from the first block's dictionaries
 
     def write(self, table: pa.Table) -> None:
         for start in range(0, table.num_rows, self.rows):
             block = table.slice(start, self.rows)
+            for name in self._coded:
+                for chunk in block.column(name).chunks:
+                    first = self._first.setdefault(name, chunk.dictionary)
+                    self._whole = self._whole and chunk.dictionary.equals(first)
             if self.blocks:
                 block = _compact_dictionaries(block)
             self._writer.write_table(block, row_group_size=self.rows)
@@ -265,6 +275,8 @@ class BlockWriter:
 
     def close(self) -> Path:
         """Finish the file (an empty one, same layout, when no row came) and put it in place."""
+        if self._whole and self._coded:  # categories_of then reads the first block only
+            self._writer.add_key_value_metadata({WHOLE_FIRST: ",".join(self._coded)})
         self._writer.close()
         self._tmp.replace(self.path)
         return self.path

@@ -61,12 +61,19 @@ def _per_customer(invoices: pd.DataFrame, invoice_order: list[str] | None) -> pd
 def categories_of(path, columns: list[str]) -> dict[str, pd.Index | None]:
     """The categories pandas gives each column when it reads the file (None: not
     categorical), without building the columns: the dictionaries of the file's blocks,
-    unified in block order as pandas does (a block seldom differs from the first: the
-    quality stage writes every block with the whole dictionary)."""
+    unified in block order as pandas does; only the first block's when the file says it
+    holds the whole dictionaries (`catalog.BlockWriter`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=columns)
+    from ..catalog import WHOLE_FIRST
+
+    file = pq.ParquetFile(path)
+    marked = (file.metadata.metadata or {}).get(WHOLE_FIRST.encode(), b"").decode().split(",")
+    if file.metadata.num_row_groups and set(columns) <= set(marked):
+        table = file.read_row_group(0, columns=columns)  # BlockWriter: the whole lists
+    else:
+        table = file.read(columns=columns)
     out: dict[str, pd.Index | None] = {}
     for name in columns:
         column = table.column(name)
