@@ -139,22 +139,39 @@ def classify(engine: Engine, raw, dictionaries: dict[str, Dictionary]):
         reasons.append(given.nullif(""))
     picks = [raw[POSITION]]
     for column, d in dictionaries.items():
-        small = engine.table(d.frame.add_prefix(f"{column}__"))
+        small = engine.table(d.frame[["key", "rc", "reason"]].add_prefix(f"{column}__"))
         table = table.left_join(small, table[column].fill_null(NULL_KEY)
                                 == small[f"{column}__key"])
         table = table.select(*[c for c in table.columns if c != f"{column}__key"])
     reasons += [table[f"{column}__reason"] for column in CHECKED]
-    for column, d in dictionaries.items():
-        picks.append(table[f"{column}__rc"].name(f"rc_{column}"))
-        for extra in ("code", "value", "cancel"):
-            if extra in d.frame:
-                picks.append(table[f"{column}__{extra}"].name(f"{column}_{extra}"))
+    # only the raw codes are kept per line (what a line gets from them, `typed`, comes from
+    # the small dictionaries where a step needs it): the table is half as wide, and at 50x
+    # the wide one spilled to disk
+    picks += [table[f"{column}__rc"].name(f"rc_{column}") for column in dictionaries]
     import ibis
 
     reason = ibis.coalesce(*reasons) if len(reasons) > 1 else reasons[0]
     picks.append(table["source_file"])
     picks.append(table["source_row"])
     return table.select(*picks, reason=reason)
+
+
+EXTRAS = ("code", "value", "cancel")
+
+
+def typed(engine: Engine, table, dictionaries: dict[str, Dictionary], columns: tuple[str, ...]):
+    """Lines (with their raw codes `rc_<column>`) with what the given columns' dictionaries
+    give a kept line: `<column>_code`, `<column>_value`, `invoice_cancel`; joins on the
+    dictionaries' integer codes, small tables."""
+    out = table
+    for column in columns:
+        frame = dictionaries[column].frame
+        extras = [e for e in EXTRAS if e in frame]
+        small = engine.table(frame[["rc", *extras]].rename(
+            columns={"rc": f"rc_{column}__", **{e: f"{column}_{e}" for e in extras}}))
+        joined = out.left_join(small, out[f"rc_{column}"] == small[f"rc_{column}__"])
+        out = joined.select(out, *[small[f"{column}_{e}"] for e in extras])
+    return out
 
 
 def duplicates(classified):
@@ -184,7 +201,7 @@ class Outcome:
     several_countries: int
 
 
-def account(engine: Engine, classified, dups) -> Outcome:
+def account(engine: Engine, classified, dups, dictionaries: dict[str, Dictionary]) -> Outcome:
     """Rows per reason (kept lines count under None), duplicates, several-country customers."""
     per = engine.to_pandas(classified.group_by("reason").aggregate(n=classified.count()))
     counts = {("" if pd.isna(r) else str(r)): int(n) for r, n in zip(per["reason"], per["n"],
@@ -194,7 +211,8 @@ def account(engine: Engine, classified, dups) -> Outcome:
     dup = int(engine.to_pandas(dups.count().name("n").as_table())["n"].iloc[0])
     if dup:
         counts["duplicate"] = dup
-    good = kept_lines(classified, dups)
+    good = typed(engine, kept_lines(classified, dups), dictionaries,
+                 ("customer_id", "country"))
     several = good.group_by("customer_id_code").aggregate(
         n=good.country_code.nunique())
     several_countries = int(engine.to_pandas(several.filter(several.n > 1).count().name("n")
@@ -211,7 +229,8 @@ def tally_non_products(engine: Engine, classified, dictionaries: dict[str, Dicti
 
     c = classified
     aside = c.reason == "non_product_code"
-    picked = c.filter(c.reason.isnull() | aside)
+    picked = typed(engine, c.filter(c.reason.isnull() | aside), dictionaries,
+                   ("quantity", "unit_price"))
     value = (picked.quantity_value * picked.unit_price_value).abs()
     per = engine.to_pandas(picked.group_by(
         aside=ibis.ifelse(picked.reason.isnull(), False, True),
@@ -259,9 +278,10 @@ def kept_batches(engine: Engine, classified, dups, dictionaries: dict[str, Dicti
     import pyarrow.compute as pc
 
     good = kept_lines(classified, dups).order_by(POSITION).select(
-        "invoice_code", "invoice_cancel", "stock_code_code", "description_code",
-        "quantity_value", "invoice_date_value", "unit_price_value", "customer_id_code",
-        "country_code", "source_file", "source_row")
+        *[f"rc_{c}" for c in RAW_COLUMNS], "source_file", "source_row")
+    # what each raw code gives a kept line, looked up per block (arrays indexed by code)
+    given = {c: {e: d.frame[e].to_numpy() for e in EXTRAS if e in d.frame}
+             for c, d in dictionaries.items()}
     files = pd.Index(file_order, dtype="str")
     empty = {c: pd.Categorical.from_codes([], dictionaries[c].categories) for c in CODED}
     schema = pa.Schema.from_pandas(pd.DataFrame({
@@ -286,18 +306,19 @@ def kept_batches(engine: Engine, classified, dups, dictionaries: dict[str, Dicti
 
     def tables() -> Iterator[pa.Table]:
         for batch in engine.batches(good):
-            qty = numbers(batch, "quantity_value", np.float64).astype(np.int64)
-            price = numbers(batch, "unit_price_value", np.float64)
+            rc = {c: numbers(batch, f"rc_{c}", np.int64) for c in RAW_COLUMNS}
+            qty = given["quantity"]["value"][rc["quantity"]].astype(np.int64)
+            price = given["unit_price"]["value"][rc["unit_price"]]
             file_codes = pc.index_in(batch.column("source_file").cast(pa.string()),
                                      value_set=file_values)
-            arrays = {c: coded(numbers(batch, f"{c}_code", np.int64), values[c], c)
+            arrays = {c: coded(given[c]["code"][rc[c]].astype(np.int64), values[c], c)
                       for c in CODED}
             yield pa.Table.from_arrays([
                 arrays["invoice"], arrays["stock_code"], arrays["description"],
-                pa.array(qty), batch.column("invoice_date_value").cast(pa.timestamp("us")),
+                pa.array(qty), pa.array(given["invoice_date"]["value"][rc["invoice_date"]]),
                 pa.array(price), arrays["customer_id"], arrays["country"],
                 pa.array(np.round(qty * price, 4)), pa.array(qty < 0),
-                pa.array(numbers(batch, "invoice_cancel", bool)),
+                pa.array(given["invoice"]["cancel"][rc["invoice"]]),
                 coded(file_codes.fill_null(-1).to_numpy().astype(np.int64), file_values,
                       "source_file"),
                 pa.array(numbers(batch, "source_row", np.int64)),
@@ -343,4 +364,5 @@ def judge(engine: Engine, raw, as_of: pd.Timestamp, today: pd.Timestamp | None,
     tally_non_products(engine, classified, dictionaries, tally)
     tally.check(where)
     dups = engine.materialize(duplicates(classified))
-    return Judged(dictionaries, classified, dups, account(engine, classified, dups))
+    return Judged(dictionaries, classified, dups,
+                  account(engine, classified, dups, dictionaries))

@@ -71,8 +71,7 @@ def typed_lines(engine: Engine, classified, dups, dictionaries: dict[str, ln.Dic
     """Kept lines with the cleaned text and typed values the models use (in the database)."""
     import ibis
 
-    kept = ln.kept_lines(classified, dups)
-    out = kept
+    out = ln.typed(engine, ln.kept_lines(classified, dups), dictionaries, RAW_COLUMNS)
     for column in ln.TEXT_COLUMNS:
         cats = dictionaries[column].categories
         names = engine.table(pd.DataFrame({f"{column}_code": np.arange(len(cats),
