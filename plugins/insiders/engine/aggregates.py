@@ -346,8 +346,9 @@ class Lines:
         first = first.filter(first.cohort >= start.year * 12 + start.month - 1)
         joined = months.inner_join(first, CUSTOMER)
         joined = joined.mutate(offset=joined.month - joined.cohort)
-        return self.engine.to_pandas(joined.group_by(["cohort", "offset"]).aggregate(
-            n=joined.count()))
+        with self._all_threads():  # counts: no order to keep
+            return self.engine.to_pandas(joined.group_by(["cohort", "offset"]).aggregate(
+                n=joined.count()))
 
 
     # ------------------------------------------------------------------ the evaluation's
@@ -413,8 +414,9 @@ class Lines:
         """`models.hypotheses.purchase_days` of the lines before `end`."""
         t = self.table
         buys = t.filter((t.quantity > 0) & ~t.is_cancellation & (t.invoice_date < _ts(end)))
-        days = self.engine.to_pandas(buys.select(
-            CUSTOMER, day=buys.invoice_date.truncate("D")).distinct())
+        with self._all_threads():  # distinct pairs, in no order the tests rely on
+            days = self.engine.to_pandas(buys.select(
+                CUSTOMER, day=buys.invoice_date.truncate("D")).distinct())
         return pd.DataFrame({
             CUSTOMER: days[CUSTOMER].astype("str").to_numpy(),
             "day": pd.to_datetime(days["day"]).astype("datetime64[us]").to_numpy()})
