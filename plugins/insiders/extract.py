@@ -121,12 +121,38 @@ class ExtractStats:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Chunk:
-    """A block of lines as text in canonical columns, plus lines that could not be parsed."""
+RAW_SCHEMA = pa.schema([(c, pa.string()) for c in RAW_COLUMNS]
+                       + [("source_file", pa.string()), ("source_row", pa.int64())])
 
-    frame: pd.DataFrame  # RAW_COLUMNS + source_file + source_row, all text but source_row
-    rejects: pd.DataFrame  # source_file, source_row, raw_text
+
+class Chunk:
+    """A block of lines as text in canonical columns (RAW_SCHEMA: RAW_COLUMNS, source_file,
+    source_row), plus lines that could not be parsed (source_file, source_row, raw_text).
+
+    The lines come as a frame or, from delimited files, as the Arrow table they were read
+    into: that goes to the raw extract without a trip through pandas."""
+
+    def __init__(self, frame: pd.DataFrame | None = None, rejects: pd.DataFrame | None = None,
+                 table: pa.Table | None = None) -> None:
+        self._frame, self._table = frame, table
+        self.rejects = rejects if rejects is not None else _no_rejects()
+
+    def __len__(self) -> int:
+        return self._table.num_rows if self._table is not None else len(self._frame)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = self._table.to_pandas()
+        return self._frame
+
+    @property
+    def table(self) -> pa.Table:
+        """The lines in RAW_SCHEMA."""
+        if self._table is None:
+            self._table = pa.Table.from_pandas(self._frame[RAW_SCHEMA.names], schema=RAW_SCHEMA,
+                                               preserve_index=False)
+        return self._table
 
 
 # --------------------------------------------------------------------------- sources
@@ -285,7 +311,7 @@ def _read_delimited(
                                       empty)
                     yield chunk
                     records += pending_rows
-                    rows_done += len(chunk.frame)
+                    rows_done += len(chunk)
                     rejects_done += len(bad)
                     pending, pending_rows, bad[:] = [], 0, []
             _check_quotes(swallowed, where)
@@ -293,7 +319,7 @@ def _read_delimited(
                 chunk = _to_chunk(pending, wanted, where, records, bad, seen_bad, latin, empty)
                 yield chunk
                 records += pending_rows
-                rows_done += len(chunk.frame)
+                rows_done += len(chunk)
                 rejects_done += len(bad)
         except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:
             read = records + pending_rows + rejects_done
@@ -329,8 +355,8 @@ def _short(message: str) -> str:
     return message.strip().splitlines()[0][:200] if message.strip() else "unknown error"
 
 
-def _text_column(column: pa.ChunkedArray, latin: list[int]) -> pd.Series:
-    """Arrow text as pandas; values that are not UTF-8 are decoded as cp1252 (counted)."""
+def _text_column(column: pa.ChunkedArray, latin: list[int]) -> pa.ChunkedArray:
+    """Arrow text as read; values that are not UTF-8 are decoded as cp1252 (counted)."""
     try:
         column.validate(full=True)
     except pa.ArrowInvalid:
@@ -341,8 +367,8 @@ def _text_column(column: pa.ChunkedArray, latin: list[int]) -> pd.Series:
             except UnicodeDecodeError:
                 values.append(value.decode("cp1252", errors="replace"))
                 latin[0] += 1
-        return pd.Series(values, dtype="str")
-    return column.to_pandas()
+        return pa.chunked_array([pa.array(values, pa.string())])
+    return column
 
 
 def _to_chunk(
@@ -363,19 +389,21 @@ def _to_chunk(
         if blank is not None:
             empty[0] += int(blank.sum())
             table, rows = table.filter(pa.array(~blank)), rows[~blank]
-        frame = pd.DataFrame({canon: _text_column(table.column(col), latin)
-                              for canon, col in wanted.items()})
+        text = {canon: _text_column(table.column(col), latin) for canon, col in wanted.items()}
     else:
-        frame = pd.DataFrame({canon: pd.Series([], dtype="str") for canon in wanted})
-    frame = _canonical(frame)
-    frame["source_file"] = where
-    frame["source_row"] = rows
+        text = {canon: pa.chunked_array([], pa.string()) for canon in wanted}
+    n = len(rows)
+    for column, default in OPTIONAL_DEFAULTS.items():  # as _canonical fills them
+        text.setdefault(column, pa.chunked_array([pa.repeat(pa.scalar(default), n)]))
+    lines = pa.Table.from_arrays(
+        [text[c].cast(pa.string()) for c in RAW_COLUMNS]
+        + [pa.repeat(pa.scalar(where), n), pa.array(rows, pa.int64())], schema=RAW_SCHEMA)
     rejects = pd.DataFrame(
         {"source_file": pd.Series([where] * len(bad), dtype="str"),
          "source_row": pd.Series([n for n, _ in bad], dtype="int64"),
          "raw_text": pd.Series([t for _, t in bad], dtype="str")}
     )
-    return Chunk(frame=frame, rejects=rejects)
+    return Chunk(table=lines, rejects=rejects)
 
 
 def _blank_rows(table: pa.Table, columns: list[str]) -> np.ndarray | None:
@@ -441,13 +469,13 @@ def _read_xlsx(fh, where: str, chunk_rows: int, stats: ExtractStats) -> Iterator
                     chunk = _xlsx_chunk(buffer, index, sheet_where, done, empty)
                     yield chunk
                     done += len(buffer)
-                    kept += len(chunk.frame)
+                    kept += len(chunk)
                     buffer = []
             if buffer or done == 0:
                 chunk = _xlsx_chunk(buffer, index, sheet_where, done, empty)
                 yield chunk
                 done += len(buffer)
-                kept += len(chunk.frame)
+                kept += len(chunk)
             stats.rows += kept
             stats.files[sheet_where] = kept
             _note_empty(stats, sheet_where, empty[0])

@@ -29,7 +29,6 @@ class OnlineRetail(Source):
                 progress: Callable[[int], None] | None = None) -> dict:
         """Read the input in chunks into `raw` (text) and `rejects` (unsplittable lines)."""
         import pandas as pd
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         from .. import extract
@@ -46,21 +45,20 @@ class OnlineRetail(Source):
         writer = None
         rejects = []
         seen = 0
-        schema = pa.schema([(c, pa.string()) for c in extract.RAW_COLUMNS]
-                           + [("source_file", pa.string()), ("source_row", pa.int64())])
+        schema = extract.RAW_SCHEMA
         try:
             for chunk in extract.read_source(location, settings.chunk_rows, stats,
                                              settings.source_query):
-                table = pa.Table.from_pandas(chunk.frame, schema=schema, preserve_index=False)
+                table = chunk.table
                 if writer is None:
                     writer = pq.ParquetWriter(raw_path, schema,
                                               write_statistics=statistics_of(schema))
                 writer.write_table(table)
                 if len(chunk.rejects):
                     rejects.append(chunk.rejects)
-                seen += len(chunk.frame) + len(chunk.rejects)
+                seen += len(chunk) + len(chunk.rejects)
                 if progress:
-                    progress(len(chunk.frame) + len(chunk.rejects))
+                    progress(len(chunk) + len(chunk.rejects))
                 info("extract: %s rows read so far", f"{seen:,}")
         finally:
             if writer is not None:
