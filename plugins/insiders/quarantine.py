@@ -27,8 +27,9 @@ class QuarantineWriter:
     """Appends set-aside rows to one gzip CSV (raw values, where they came from, why)."""
 
     def __init__(self, path: Path) -> None:
-        # gzip level 3: pyarrow's own gzip stream uses level 9, ten times slower for 10% less
-        self._sink = gzip.open(path, "wb", compresslevel=3)
+        # gzip level 1: pyarrow's own gzip stream uses level 9, ten times slower for 10% less;
+        # level 3 took 6.6 s against 4.8 s for the 6.8 M lines of the 50x set, for 4% less
+        self._sink = gzip.open(path, "wb", compresslevel=1)
         self._writer = pacsv.CSVWriter(self._sink, SCHEMA)
 
     def __call__(self, frame: pd.DataFrame | pa.RecordBatch) -> None:

@@ -34,6 +34,12 @@ class Engine:
     spark: Any = None  # the SparkSession, for the Spark engine
     _views: int = field(default=0, repr=False)
 
+    @property
+    def positions_are_rows(self) -> bool:
+        """Whether `_pos` is the line's row in the raw file (DuckDB's file_row_number; Spark's
+        ids only increase)."""
+        return self.name == "duckdb"
+
     def raw_lines(self, path: Path | str) -> ir.Table:
         """The raw extract (text columns) with `_pos`, the line's position in the file."""
         if self.name == "spark":

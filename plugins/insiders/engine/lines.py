@@ -246,13 +246,21 @@ def tally_non_products(engine: Engine, classified, dictionaries: dict[str, Dicti
               float(out["value"].sum()), int(kept["n"].sum()), float(kept["value"].sum()))
 
 
-def quarantine_batches(engine: Engine, raw, classified, dups) -> Iterator[pa.RecordBatch]:
+def quarantine_batches(engine: Engine, raw, classified, dups, raw_path=None
+                       ) -> Iterator[pa.RecordBatch]:
     """Set-aside lines as written in the input, in file order, duplicates last: Arrow
-    batches in the quarantine's columns, written as they come (never through pandas)."""
+    batches in the quarantine's columns, written as they come (never through pandas).
+
+    Where a line's position is its row in the raw extract (`raw_path`, DuckDB), the engine
+    gives the set-aside positions and reasons and the extract is read once in order: at
+    50x 5.7 s against 12.5 s for joining the lines' text to them and sorting it."""
     import ibis
     import pyarrow as pa
 
     columns = [*RAW_COLUMNS, "source_file", "source_row"]
+    if raw_path is not None and engine.positions_are_rows:
+        yield from _quarantine_from_file(engine, raw_path, classified, dups, columns)
+        return
     aside = classified.filter(classified.reason.notnull()).select(
         POSITION, reason_="reason")
     copies = dups.mutate(reason_=ibis.null().cast("string"))
@@ -263,6 +271,49 @@ def quarantine_batches(engine: Engine, raw, classified, dups) -> Iterator[pa.Rec
                 pa.array([label] * batch.num_rows, pa.string())
             yield pa.RecordBatch.from_arrays([*batch.columns[:-1], reason],
                                              names=[*columns, "reason"])
+
+
+def _quarantine_from_file(engine: Engine, raw_path, classified, dups, columns: list[str]
+                          ) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    names = pa.array(list(quality.REASONS), pa.string())  # every reason a line can get
+
+    def positions(expr, with_reason: bool) -> tuple[np.ndarray, np.ndarray]:
+        at, codes = [], []
+        for batch in engine.batches(expr.order_by(POSITION)):
+            at.append(batch.column(POSITION).to_numpy(zero_copy_only=False).astype(np.int64))
+            if with_reason:  # codes into the list of reasons, not millions of strings
+                code = pc.index_in(batch.column("reason"), value_set=names)
+                if code.null_count:
+                    raise ValueError("a line was set aside for a reason quality.py does not "
+                                     "know")
+                codes.append(code.to_numpy(zero_copy_only=False).astype(np.int32))
+        return (np.concatenate(at) if at else np.zeros(0, np.int64),
+                np.concatenate(codes) if codes else np.zeros(0, np.int32))
+
+    aside_at, aside_code = positions(
+        classified.filter(classified.reason.notnull()).select(POSITION, "reason"), True)
+    copy_at, _ = positions(dups.select(POSITION), False)
+    copies: list[pa.RecordBatch] = []
+    start = 0
+    for batch in pq.ParquetFile(raw_path).iter_batches(batch_size=500_000, columns=columns):
+        end = start + batch.num_rows
+        lo, hi = np.searchsorted(aside_at, [start, end])
+        if hi > lo:
+            reason = names.take(pa.array(aside_code[lo:hi]))
+            rows = batch.take(pa.array(aside_at[lo:hi] - start))
+            yield pa.RecordBatch.from_arrays([*rows.columns, reason], names=[*columns, "reason"])
+        lo, hi = np.searchsorted(copy_at, [start, end])
+        if hi > lo:
+            rows = batch.take(pa.array(copy_at[lo:hi] - start))
+            copies.append(pa.RecordBatch.from_arrays(
+                [*rows.columns, pa.array(["duplicate"] * rows.num_rows, pa.string())],
+                names=[*columns, "reason"]))
+        start = end
+    yield from copies
 
 
 CODED = ("invoice", "stock_code", "description", "customer_id", "country")

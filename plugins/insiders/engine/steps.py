@@ -44,7 +44,8 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
                                                judged.dups, judged.outcome)
     with QuarantineWriter(folder.path_of("quarantine")) as set_aside:
         _malformed(folder, set_aside, report)
-        for frame in lines.quarantine_batches(engine, raw, classified, dups):
+        for frame in lines.quarantine_batches(engine, raw, classified, dups,
+                                              folder.path_of("raw")):
             set_aside(frame)
     report.rows_in += outcome.rows_in
     for reason in quality.REASONS:
