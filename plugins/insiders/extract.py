@@ -392,12 +392,12 @@ def _to_chunk(
         text = {canon: _text_column(table.column(col), latin) for canon, col in wanted.items()}
     else:
         text = {canon: pa.chunked_array([], pa.string()) for canon in wanted}
-    n = len(rows)
+    kept = len(rows)
     for column, default in OPTIONAL_DEFAULTS.items():  # as _canonical fills them
-        text.setdefault(column, pa.chunked_array([pa.repeat(pa.scalar(default), n)]))
+        text.setdefault(column, pa.chunked_array([pa.repeat(pa.scalar(default), kept)]))
     lines = pa.Table.from_arrays(
         [text[c].cast(pa.string()) for c in RAW_COLUMNS]
-        + [pa.repeat(pa.scalar(where), n), pa.array(rows, pa.int64())], schema=RAW_SCHEMA)
+        + [pa.repeat(pa.scalar(where), kept), pa.array(rows, pa.int64())], schema=RAW_SCHEMA)
     rejects = pd.DataFrame(
         {"source_file": pd.Series([where] * len(bad), dtype="str"),
          "source_row": pd.Series([n for n, _ in bad], dtype="int64"),

@@ -157,6 +157,11 @@ def _spark(master: str, conf: dict[str, str]) -> Engine:
         "spark.sql.ansi.enabled": "false",
         **conf,
     }
+    import logging
+
+    # py4j says at INFO when each gateway connection closes, also from `__del__` at exit,
+    # after logging's streams are closed ("Logging error ... I/O operation on closed file")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     builder = SparkSession.builder.master(master).appName("insiders")
     for key, value in settings.items():
         builder = builder.config(key, value)
