@@ -729,8 +729,12 @@ def build(out_dir: Path) -> dict[str, Case]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python tests/data/bad/make_corpus.py OUT_DIR", file=sys.stderr)
+    usage = "usage: python tests/data/bad/make_corpus.py OUT_DIR"
+    if argv in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    if len(argv) != 1 or argv[0].startswith("-"):  # `--help` once became a folder of files
+        print(usage, file=sys.stderr)
         return 2
     for case in build(Path(argv[0])).values():
         outcome = case.outcome if case.outcome == "run" else f"error at {case.error_stage}"
