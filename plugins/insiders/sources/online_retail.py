@@ -29,10 +29,9 @@ class OnlineRetail(Source):
                 progress: Callable[[int], None] | None = None) -> dict:
         """Read the input in chunks into `raw` (text) and `rejects` (unsplittable lines)."""
         import pandas as pd
-        import pyarrow.parquet as pq
 
         from .. import extract
-        from ..catalog import statistics_of
+        from ..catalog import BlockWriter
         from ..engine import pushdown
         from ..errors import InputError
         from ..log import info
@@ -42,29 +41,19 @@ class OnlineRetail(Source):
 
         stats = extract.ExtractStats()
         raw_path, rejects_path = folder.path_of("raw"), folder.path_of("rejects")
-        writer = None
         rejects = []
         seen = 0
-        schema = extract.RAW_SCHEMA
-        try:
+        # no line read: an empty file with the same columns
+        with BlockWriter(raw_path, extract.RAW_SCHEMA) as writer:
             for chunk in extract.read_source(location, settings.chunk_rows, stats,
                                              settings.source_query):
-                table = chunk.table
-                if writer is None:
-                    writer = pq.ParquetWriter(raw_path, schema,
-                                              write_statistics=statistics_of(schema))
-                writer.write_table(table)
+                writer.write(chunk.table)
                 if len(chunk.rejects):
                     rejects.append(chunk.rejects)
                 seen += len(chunk) + len(chunk.rejects)
                 if progress:
                     progress(len(chunk) + len(chunk.rejects))
                 info("extract: %s rows read so far", f"{seen:,}")
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is None:
-            pq.write_table(schema.empty_table(), raw_path)
         frame = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(
             {"source_file": pd.Series([], dtype="str"),
              "source_row": pd.Series([], dtype="int64"),
