@@ -161,9 +161,9 @@ class Settings:
     # a SQL input (a table) aggregated inside its database (engine/pushdown.py): only the
     # counts and per-customer, per-day and per-month rows leave it, never the lines
     pushdown: bool = False
-    # stages that read nothing of each other run side by side in one `insiders run` (threads:
-    # the engine, scikit-learn's compiled code and Prophet's Stan process run outside
-    # Python's lock); 1 = one stage at a time. Airflow runs them side by side on its own.
+    # stages that read nothing of each other run side by side in one `insiders run` (the
+    # extra ones in forked copies of the process, pipeline.run_stages); 1 = one stage at a
+    # time. Airflow runs them side by side on its own.
     workers: int = 2
 
     def __post_init__(self) -> None:
