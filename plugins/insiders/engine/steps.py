@@ -39,7 +39,11 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     if unknown:
         raise ValueError(f"unknown set-aside reason(s) from the source: {unknown}")
     tally = non_products or quality.NonProductTally()
-    judged = lines.judge(engine, raw, as_of, today, stray_from, tally, where)
+    # where the engine's positions are the extract's rows, a line's source is read from the
+    # file when the kept lines are written, not carried through the engine's table
+    from_file = engine.positions_are_rows
+    judged = lines.judge(engine, raw, as_of, today, stray_from, tally, where,
+                         sources=not from_file)
     dictionaries, classified, dups, outcome = (judged.dictionaries, judged.classified,
                                                judged.dups, judged.outcome)
     with QuarantineWriter(folder.path_of("quarantine")) as set_aside:
@@ -53,7 +57,8 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
             report.add(reason, outcome.counts[reason])
     rows = 0
     schema, tables = lines.kept_batches(engine, classified, dups, dictionaries,
-                                        lines.source_files(engine, raw))
+                                        lines.source_files(engine, raw),
+                                        folder.path_of("raw") if from_file else None)
     with BlockWriter(folder.path_of("transactions"), schema) as writer:
         for table in tables:  # no line kept: an empty file, same layout
             writer.write(table)
