@@ -263,6 +263,27 @@ def test_large_files_keep_one_copy_of_each_dictionary_and_read_back_the_same(
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_rows_in_order_reads_the_asked_rows_across_blocks_and_refuses_past_the_end(
+        demo_lines: Path, tmp_path: Path) -> None:
+    """`lines.RowsInOrder`: where the kept lines' sources come from on DuckDB; increasing
+    positions spanning several blocks (and blocks with none asked) give the file's rows."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from insiders.engine.lines import RowsInOrder
+
+    table = pq.read_table(demo_lines, columns=["source_file", "source_row"])
+    rng = np.random.default_rng(3)
+    at = np.sort(rng.choice(table.num_rows, size=table.num_rows // 5, replace=False))
+    block = max(table.num_rows // 11, 1)
+    rows = RowsInOrder(demo_lines, ["source_file", "source_row"], block=block)
+    parts = [rows.take(part) for part in np.array_split(at, 7)]
+    assert pa.concat_tables(parts).combine_chunks().equals(table.take(at).combine_chunks())
+    assert rows.take(np.array([], np.int64)).num_rows == 0
+    with pytest.raises(IndexError, match="past the end"):
+        rows.take(np.array([table.num_rows + 5]))
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_evaluation_reads_the_engine_tables_with_the_same_results(demo_lines: Path,
                                                                        engine: str) -> None:
