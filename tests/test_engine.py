@@ -280,6 +280,8 @@ def test_rows_in_order_reads_the_asked_rows_across_blocks_and_refuses_past_the_e
     parts = [rows.take(part) for part in np.array_split(at, 7)]
     assert pa.concat_tables(parts).combine_chunks().equals(table.take(at).combine_chunks())
     assert rows.take(np.array([], np.int64)).num_rows == 0
+    with pytest.raises(ValueError, match="must increase"):
+        rows.take(at[:3])  # behind what was read
     with pytest.raises(IndexError, match="past the end"):
         rows.take(np.array([table.num_rows + 5]))
 

@@ -430,6 +430,8 @@ class RowsInOrder:
         """The rows `at` (increasing, and after every row taken before)."""
         import pyarrow as pa
 
+        if len(at) and (at[0] < self._start or np.any(np.diff(at) < 0)):
+            raise ValueError("RowsInOrder.take: rows must increase from one call to the next")
         parts, i = [], 0
         while i < len(at):
             if self._block is None or at[i] >= self._start + self._block.num_rows:
