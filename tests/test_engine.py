@@ -110,6 +110,53 @@ def test_the_non_product_guard_stops_on_the_engine_too(tmp_path: Path) -> None:
     assert messages[0] == messages[1] and "86% of the usable lines (30 of 35)" in messages[0]
 
 
+def test_a_quarantine_that_misses_lines_stops_the_stage(tmp_path: Path, monkeypatch) -> None:
+    """The set-aside lines written must be the ones counted: an engine that loses a block
+    of its result (a bug, or a Spark result written where this process cannot read it)
+    fails the stage instead of leaving a quarantine short of lines."""
+    from insiders.engine import lines as ln
+
+    whole = ln.quarantine_batches
+
+    def short(*args, **kwargs):
+        batches = list(whole(*args, **kwargs))
+        yield from batches[:-1]
+        yield batches[-1].slice(1)  # one line lost
+
+    monkeypatch.setattr(ln, "quarantine_batches", short)
+    with pytest.raises(RuntimeError, match="nothing is lost silently"):
+        _quality_folder(tmp_path, _lines_with_everything(), "duckdb")
+
+
+class _SparkWriting:
+    """Stands in for the ibis PySpark connection: `to_parquet` writes the part files Spark
+    would (or none, as when the executors write on disks this process does not see)."""
+
+    def __init__(self, parts: dict[str, pd.DataFrame]) -> None:
+        self.parts = parts
+
+    def to_parquet(self, expr, path: Path) -> None:
+        path.mkdir(parents=True)
+        (path / "_SUCCESS").write_text("")
+        for name, frame in self.parts.items():
+            frame.to_parquet(path / name, index=False)
+
+
+def test_spark_results_are_read_from_its_part_files_in_partition_order(tmp_path: Path) -> None:
+    from insiders.engine.backends import Engine
+    from insiders.errors import InsidersError
+
+    parts = {f"part-0000{i}-abc-c000.snappy.parquet": pd.DataFrame({"n": [10 * i, 10 * i + 1]})
+             for i in (2, 0, 1)}  # written in any order, named by partition
+    engine = Engine("spark", _SparkWriting(parts), temp_dir=tmp_path / "engine-tmp")
+    got = [v for batch in engine.batches("expr", rows=1) for v in batch.column("n").to_pylist()]
+    assert got == [0, 1, 10, 11, 20, 21]
+    assert not list((tmp_path / "engine-tmp").iterdir())  # read, then removed
+    unseen = Engine("spark", _SparkWriting({}), temp_dir=tmp_path / "engine-tmp")
+    with pytest.raises(InsidersError, match="must share the run folder"):
+        list(unseen.batches("expr"))
+
+
 @pytest.fixture(scope="module")
 def demo_lines(demo_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo set's transactions file, as `insiders run` writes it."""

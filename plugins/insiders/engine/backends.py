@@ -111,7 +111,15 @@ class Engine:
         try:
             out = folder / "result"
             self.con.to_parquet(expr, out)
-            for part in sorted(out.glob("part-*.parquet")):  # part-00000, part-00001, ...
+            parts = sorted(out.glob("part-*.parquet"))  # part-00000, part-00001, ...
+            if not parts:  # Spark writes one even for no rows: it wrote where we cannot see
+                from ..errors import InsidersError
+
+                raise InsidersError(
+                    f"Spark wrote its result under {out}, but this process sees no file "
+                    "there: the executors must share the run folder (INSIDERS_HOME on "
+                    "shared storage, docs/deploy.md)")
+            for part in parts:
                 yield from pq.ParquetFile(part).iter_batches(batch_size=rows)
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -46,11 +46,17 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
                          sources=not from_file)
     dictionaries, classified, dups, outcome = (judged.dictionaries, judged.classified,
                                                judged.dups, judged.outcome)
+    quarantined = 0
     with QuarantineWriter(folder.path_of("quarantine")) as set_aside:
         _malformed(folder, set_aside, report)
         for frame in lines.quarantine_batches(engine, raw, classified, dups,
                                               folder.path_of("raw")):
             set_aside(frame)
+            quarantined += frame.num_rows
+    counted = sum(outcome.counts.values())
+    if quarantined != counted:  # a bug or an engine's lost result, never a data problem
+        raise RuntimeError(f"the quarantine holds {quarantined:,} set-aside lines but "
+                           f"{counted:,} were counted; nothing is lost silently")
     report.rows_in += outcome.rows_in
     for reason in quality.REASONS:
         if outcome.counts.get(reason):
