@@ -310,6 +310,43 @@ def test_large_files_keep_one_copy_of_each_dictionary_and_read_back_the_same(
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_write_behind_writes_in_order_and_raises_the_writers_error_in_the_caller() -> None:
+    """`catalog.WriteBehind`: the blocks reach the writer in the order given, all of them
+    by the end of the block, and its thread is gone then (stages fork afterwards); a
+    failing writer's error comes out in the caller, and the caller's own error wins."""
+    import threading
+    import time as _time
+
+    from insiders.catalog import WriteBehind
+
+    written: list[int] = []
+
+    def slow(item: int) -> None:
+        _time.sleep(0.002)
+        written.append(item)
+
+    with WriteBehind(slow) as write:
+        for i in range(50):
+            write(i)
+    assert written == list(range(50))
+    assert not [t for t in threading.enumerate() if t.name == "insiders-write-behind"]
+
+    def failing(item: int) -> None:
+        if item == 3:
+            raise OSError("disk full")
+        written.append(item)
+
+    written.clear()
+    with pytest.raises(OSError, match="disk full"), WriteBehind(failing) as write:
+        for i in range(10):
+            write(i)
+    assert written == [0, 1, 2]
+    with pytest.raises(KeyError), WriteBehind(failing) as write:
+        write(3)
+        raise KeyError("the producer failed")
+    assert not [t for t in threading.enumerate() if t.name == "insiders-write-behind"]
+
+
 def test_rows_in_order_reads_the_asked_rows_across_blocks_and_refuses_past_the_end(
         demo_lines: Path, tmp_path: Path) -> None:
     """`lines.RowsInOrder`: where the kept lines' sources come from on DuckDB; increasing

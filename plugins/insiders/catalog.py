@@ -292,6 +292,64 @@ class BlockWriter:
             self._tmp.unlink(missing_ok=True)
 
 
+class WriteBehind:
+    """`write(item)` for each item on a thread of its own, in order, while the caller
+    produces the next one: encoding and compressing a block (Parquet, gzip) and producing
+    the next (reading a CSV, an engine's query) both run outside Python's lock, so on two
+    cores they overlap. At most `depth` items wait. The first error of `write` is raised
+    in the caller (at its next call, or when the block ends); the thread is gone when the
+    `with` block ends, so no stage forks with it alive (pipeline.run_stages)."""
+
+    _DONE = object()
+
+    def __init__(self, write: Callable[[Any], None], depth: int = 2) -> None:
+        import queue
+        import threading
+
+        self._write = write
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="insiders-write-behind",
+                                        daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if self._error is None:  # after an error, items are taken and dropped
+                try:
+                    self._write(item)
+                except BaseException as exc:  # noqa: BLE001 (raised in the caller)
+                    self._error = exc
+
+    def __call__(self, item: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def close(self) -> None:
+        """Wait for every item to be written; raise the writer's error if it had one."""
+        if self._thread.is_alive():
+            self._queue.put(self._DONE)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(self, kind, *exc: object) -> None:
+        if kind is None:
+            self.close()
+            return
+        try:  # the caller's own error wins; the thread still ends first
+            self.close()
+        except BaseException:  # noqa: BLE001
+            pass
+
+
 def _compact_dictionaries(block: pa.Table) -> pa.Table:
     """The block with each dictionary column encoded on the values it uses."""
     import pyarrow as pa

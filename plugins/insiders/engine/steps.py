@@ -29,7 +29,7 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     The same rules and arguments as `quality.clean_chunk`; the non-product guard
     (`NonProductTally.check`) stops before any file is written."""
 
-    from ..catalog import BlockWriter
+    from ..catalog import BlockWriter, WriteBehind
     from ..quarantine import QuarantineWriter
     from . import lines
 
@@ -47,7 +47,8 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     dictionaries, classified, dups, outcome = (judged.dictionaries, judged.classified,
                                                judged.dups, judged.outcome)
     quarantined = 0
-    with QuarantineWriter(folder.path_of("quarantine")) as set_aside:
+    with QuarantineWriter(folder.path_of("quarantine")) as quarantine, \
+            WriteBehind(quarantine) as set_aside:
         _malformed(folder, set_aside, report)
         for frame in lines.quarantine_batches(engine, raw, classified, dups,
                                               folder.path_of("raw")):
@@ -65,9 +66,10 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     schema, tables = lines.kept_batches(engine, classified, dups, dictionaries,
                                         lines.source_files(engine, raw),
                                         folder.path_of("raw") if from_file else None)
-    with BlockWriter(folder.path_of("transactions"), schema) as writer:
+    with BlockWriter(folder.path_of("transactions"), schema) as writer, \
+            WriteBehind(writer.write) as write:
         for table in tables:  # no line kept: an empty file, same layout
-            writer.write(table)
+            write(table)
             rows += table.num_rows
     report.rows_kept = rows
     engine.release(dups)

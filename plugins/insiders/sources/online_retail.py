@@ -31,7 +31,7 @@ class OnlineRetail(Source):
         import pandas as pd
 
         from .. import extract
-        from ..catalog import BlockWriter
+        from ..catalog import BlockWriter, WriteBehind
         from ..engine import pushdown
         from ..errors import InputError
         from ..log import info
@@ -44,10 +44,11 @@ class OnlineRetail(Source):
         rejects = []
         seen = 0
         # no line read: an empty file with the same columns
-        with BlockWriter(raw_path, extract.RAW_SCHEMA) as writer:
+        with BlockWriter(raw_path, extract.RAW_SCHEMA) as writer, \
+                WriteBehind(writer.write) as write:  # the next chunk is read meanwhile
             for chunk in extract.read_source(location, settings.chunk_rows, stats,
                                              settings.source_query):
-                writer.write(chunk.table)
+                write(chunk.table)
                 if len(chunk.rejects):
                     rejects.append(chunk.rejects)
                 seen += len(chunk) + len(chunk.rejects)
