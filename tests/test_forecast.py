@@ -93,3 +93,32 @@ def test_prophet_is_quieted_for_one_call_only() -> None:
     with fc.quiet_prophet():
         assert stan.disabled and prophet.level == logging.WARNING
     assert (stan.disabled, prophet.level) == before
+
+
+def test_prophet_is_imported_without_matplotlib_which_stays_importable() -> None:
+    """A fresh process: Prophet's class comes without matplotlib loaded and without a
+    logged complaint, fits and predicts; matplotlib then imports as usual."""
+    import subprocess
+    import sys
+
+    script = """
+import logging, sys
+import pandas as pd
+logging.basicConfig(level=logging.DEBUG)
+from insiders.models import forecast as fc
+Prophet = fc.prophet_class()
+assert 'matplotlib' not in sys.modules, 'matplotlib was loaded'
+days = pd.date_range('2011-01-01', periods=120)
+with fc.quiet_prophet():
+    model = Prophet(uncertainty_samples=0).fit(
+        pd.DataFrame({'ds': days, 'y': (days.dayofweek < 5) * 100.0}))
+    yhat = model.predict(pd.DataFrame({'ds': pd.date_range('2011-05-01', periods=7)}))['yhat']
+assert yhat.between(-50, 150).all(), list(yhat)
+import matplotlib
+print('ok', fc.prophet_class() is Prophet)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ok", "True"]
+    assert "Importing matplotlib failed" not in done.stderr

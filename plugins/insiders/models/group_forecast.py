@@ -160,10 +160,9 @@ def prophet_shape(daily: pd.Series, edges: list[pd.Timestamp], seed: int = SEED)
     """Prophet's mean forecast per period (clipped at 0): only the shape is used, so no
     predictive samples are drawn (they cost ~20x the fit and the interval comes from the
     calibration). Same settings as the forecast stage's Prophet."""
-    from prophet import Prophet
-
+    prophet = fc.prophet_class()
     span = (daily.index.max() - daily.index.min()).days
-    model = Prophet(uncertainty_samples=0, weekly_seasonality=True, daily_seasonality=False,
+    model = prophet(uncertainty_samples=0, weekly_seasonality=True, daily_seasonality=False,
                     yearly_seasonality=span >= 730)
     future = pd.DataFrame({"ds": pd.date_range(edges[0], edges[-1] - pd.Timedelta(days=1))})
     with fc.quiet_prophet():
