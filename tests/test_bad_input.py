@@ -50,7 +50,7 @@ CSV_RUNS = ["renamed_columns", "wrong_delimiter", "non_numeric", "mixed_dates",
             "word_codes", "column_aliases", "bad_prices",
             "huge_quantities", "duplicates",
             "malformed_lines", "latin1_bytes", "several_countries", "one_customer",
-            "all_rows_bad"]
+            "one_day", "all_rows_bad"]
 
 # Known gaps, kept visible as strict xfails until they are fixed (none at the moment).
 CLI_GAPS: dict[str, str] = {}
@@ -235,7 +235,7 @@ def test_cli(name: str, corpus: dict, cli_runs: dict[str, CliRun]) -> None:
 
 ERRORS = [n for n in NAMES if n in {"empty", "header_only", "not_a_table", "missing_column",
                                     "unclosed_quote", "truncated_gzip", "one_customer",
-                                    "all_rows_bad"}]
+                                    "one_day", "all_rows_bad"}]
 
 
 @pytest.mark.parametrize("name", ERRORS)
@@ -280,6 +280,20 @@ def test_dag_later_stage_error(corpus: dict, stage_runs: dict[str, StageRun]) ->
     message = _one_line(str(caught.value))
     for fragment in case.fragments:
         assert fragment in message
+
+
+def test_dag_features_task_refuses_a_history_too_short_to_value_anyone(
+        corpus: dict, stage_runs: dict[str, StageRun]) -> None:
+    """A day of invoices passes extract and quality (counts and quarantine as built); the
+    features task stops before any model with the span it saw and what it needs."""
+    case, run = corpus["one_day"], stage_runs["one_day"]
+    assert run.error is None, run.error
+    with pytest.raises(InputError) as caught:
+        run_stage(stages.features, run.run_dir, as_of=pd.Timestamp(run.quality["as_of"]))
+    message = _one_line(str(caught.value))
+    for fragment in case.fragments:
+        assert fragment in message, message
+    assert "later --as-of" not in message  # the as-of is already the day after the data
 
 
 # --------------------------------------------------------------------------- behaviours

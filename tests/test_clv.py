@@ -262,3 +262,39 @@ def test_olist_one_time_buyers_get_a_real_expected_figure(olist_dir: Path, tmp_p
     assert once.loc[recent, "expected_purchases"].median() > once.loc[
         old, "expected_purchases"].median()
     assert not table.attrs["diagnostics"]["bgnbd"]["degenerate"]
+
+
+def test_a_population_that_never_buys_again_cannot_be_fitted_and_says_so() -> None:
+    """A day of data: nobody has a second purchase day. The optimiser's starting point is
+    not an estimate: flagged, with P(alive) marked unusable."""
+    x = np.zeros(50)
+    model = clv.BetaGeoModel().fit(x, x, np.full(50, 1 / 7))
+    d = model.diagnostics_
+    assert d["repeat_customers"] == 0 and d["degenerate"] and not d["p_alive_usable"]
+    assert any("no customer bought again" in r for r in d["reasons"])
+
+
+def test_a_population_that_always_leaves_is_flagged_and_its_p_alive_not_used() -> None:
+    x, t_x, big_t = simulate_bgnbd(5_000, 2.0, 1.0, 50.0, 0.01, seed=4)
+    d = clv.BetaGeoModel().fit(x, t_x, big_t).diagnostics_
+    assert d["mean_dropout_per_purchase"] > 1 - clv.MIN_DROPOUT
+    assert d["degenerate"] and not d["p_alive_usable"]
+    assert any("every customer leaves" in r for r in d["reasons"])
+    # a population with real dropout keeps a usable P(alive)
+    x, t_x, big_t = simulate_bgnbd(5_000, 0.8, 6.0, 1.2, 2.5, seed=3)
+    assert clv.BetaGeoModel().fit(x, t_x, big_t).diagnostics_["p_alive_usable"]
+
+
+@pytest.mark.parametrize(("first", "as_of", "short"), [
+    ("2011-12-09 08:00", "2011-12-10", True),  # one day
+    ("2011-11-13", "2011-12-10", True),  # 27 days
+    ("2011-11-12", "2011-12-10", False),  # 28 days: enough
+    (None, "2011-12-10", False),  # no lines: another check's business
+])
+def test_history_shorter_than_the_minimum_is_named(first, as_of, short: bool) -> None:
+    problem = clv.history_problem(None if first is None else pd.Timestamp(first),
+                                  pd.Timestamp(as_of))
+    assert (problem is not None) == short
+    if short:
+        assert f"at least {clv.MIN_HISTORY_DAYS} days" in problem
+        assert str(pd.Timestamp(first).date()) in problem

@@ -282,6 +282,19 @@ def test_answers_carry_the_currency_and_both_dates(run: Path) -> None:
     assert f"As of {a['as_of']}, data through {a['data_through']}" in header
     assert f"{a['expected_revenue']['total']:,.0f} GBP" in header
     assert "Net spend (GBP)" in dict(sections(page))["who"]
+    # the demo's lines reach back past the period's start: nothing to say about it
+    assert "data_from" not in a["period"] and "lines only from" not in header
+
+
+def test_a_period_longer_than_the_data_says_where_the_lines_start(inputs: tuple) -> None:
+    """An extract shorter than the analysed period: the header says where its lines start,
+    so "the last 12 months" is not read as 12 months of data."""
+    a, customers, cohorts = inputs
+    a = copy.deepcopy(a)
+    a["period"]["data_from"] = "2011-10-01"
+    header = report.render(a, customers, cohorts).split("</header>")[0]
+    assert (f"(analysed period {a['period']['start']} to {a['data_through']}; lines only "
+            "from 2011-10-01)") in header
 
 
 def test_every_answer_opens_plainly(run: Path) -> None:

@@ -141,9 +141,11 @@ def _quality(run: Run) -> dict:
 
 @single_threaded
 def _features(run: Run) -> dict:
+    import pandas as pd
+
     from . import quality
     from .engine import steps
-    from .models import features
+    from .models import clv, features
 
     windows = run.settings.windows
     lines = steps.lines_of(run)  # the engine aggregates; None: the pandas frame
@@ -161,10 +163,16 @@ def _features(run: Run) -> dict:
                          + quality.as_of_advice(run.day, first, last, windows.lookback_months))
     # the last day with a kept line: the as-of is the day after it in a one-off run, and
     # the report shows both ("as of 2011-12-10, data through 2011-12-09")
-    last = features.date_range(tx)[1]
+    first, last = features.date_range(tx)
+    short = clv.history_problem(first, run.day)
+    if short:  # refused here, before any model: their figures would be artefacts
+        raise InputError(f"{_source_name(run)}: {short}; use a longer extract"
+                         + (" or a later --as-of" if last is not None and last.normalize()
+                            < run.day.normalize() - pd.Timedelta(days=1) else ""))
     return {"customers": len(table), "active": active,
             "period_start": str(features.period_start(run.day, windows.lookback_months).date()),
-            "data_through": str(last.date()) if last is not None else None}
+            "data_through": str(last.date()) if last is not None else None,
+            "data_from": str(first.date()) if first is not None else None}
 
 
 # --------------------------------------------------------------------------- segment
@@ -272,6 +280,10 @@ def _insiders(run: Run) -> dict:
     values = valuation.value_customers(None, run.day, champion, s.horizon_months,
                                        s.lookback_months, s.seed, days=days, fits=fits)
     fit = fits.fit(run.day)
+    if fit.purchases.diagnostics_["repeat_customers"] == 0:
+        raise InputError(f"{_source_name(run)}: no customer bought again after their first "
+                         f"purchase before {run.day.date()}: the purchase model cannot be "
+                         "fitted, so nobody can be valued on what they will spend")
     profile = clv.predictions(fit, s.horizon_months).set_index("customer_id")
     table = folder.read("features")
     ids = table["customer_id"].astype("str")
@@ -283,7 +295,9 @@ def _insiders(run: Run) -> dict:
         .fillna(0.0).to_numpy()
     for column in PREDICTIONS:
         table[column] = ids.map(profile[column]).to_numpy()
-    gone = (table["p_alive"].astype(float) < 0.5).fillna(False).to_numpy()
+    # "probably gone" only where the model can tell (see BetaGeoModel's diagnostics)
+    gone = (table["p_alive"].astype(float) < 0.5).fillna(False).to_numpy() \
+        & fit.purchases.diagnostics_["p_alive_usable"]
     segments = folder.read("segments")
     label = ins.value_words(champion, s.windows).split(" (")[0]
     chosen, selection = ins.select(table, set(previous), s.selection, value="value_score",

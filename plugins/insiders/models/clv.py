@@ -52,6 +52,12 @@ from .text import as_text
 DAY = np.timedelta64(1, "D")
 LOG_BOUNDS = (math.log(1e-6), math.log(1e6))
 MIN_DROPOUT = 1e-3  # mean dropout probability a/(a+b) below this: "nobody ever leaves"
+# Days of history (first purchase to the cut-off) below which the models are not fitted:
+# rates per week resting on one to three weeks are noise, and on a day or two of data
+# BG/NBD's parameters stay where the optimiser started (r ~ 0, a = b = 1) or its dropout
+# goes to 1, so its expected spend (a 3-month forecast of 19 for a group that spent
+# 43,000 in the day) and churn risk (everyone High) are artefacts, not estimates.
+MIN_HISTORY_DAYS = 28
 
 # the defaults of config.py's parameter groups
 HORIZON = Windows.horizon_months
@@ -178,7 +184,11 @@ class BetaGeoModel:
         at_bound = [name for name, v in zip(self.params_, log_params, strict=True)
                     if min(abs(v - LOG_BOUNDS[0]), abs(v - LOG_BOUNDS[1])) < 1e-3]
         dropout = self.params_["a"] / (self.params_["a"] + self.params_["b"])
+        repeat = int(np.dot(w, ux > 0).round())
         reasons = []
+        if repeat == 0:
+            reasons.append("no customer bought again after their first purchase: the "
+                           "purchase rate and the dropout cannot be estimated")
         if not converged:
             reasons.append(f"the optimiser did not converge ({message})")
         if at_bound:
@@ -187,10 +197,18 @@ class BetaGeoModel:
             reasons.append(f"mean dropout probability per purchase {dropout:.1e} ~ 0: the model "
                            "says nobody ever leaves, so P(alive) is ~1 for everyone and it "
                            "reduces to a purchase-rate (NBD) model")
+        everyone_leaves = dropout > 1 - MIN_DROPOUT
+        if everyone_leaves:
+            reasons.append(f"mean dropout probability per purchase {dropout:.6f} ~ 1: the "
+                           "model says every customer leaves after each purchase, so its "
+                           "P(alive) calls every repeat buyer gone: not acted on (nobody is "
+                           "marked probably gone)")
         self.diagnostics_ = {
             "converged": converged, "log_likelihood": round(self.log_likelihood_, 3),
-            "customers": self.n_customers_, "mean_dropout_per_purchase": dropout,
-            "degenerate": bool(reasons), "reasons": reasons,
+            "customers": self.n_customers_, "repeat_customers": repeat,
+            "mean_dropout_per_purchase": dropout,
+            "degenerate": bool(reasons), "p_alive_usable": not everyone_leaves and repeat > 0,
+            "reasons": reasons,
         }
         return self
 
@@ -447,6 +465,20 @@ class ClvFit:
         return {"bgnbd": {**self.purchases.params_, **self.purchases.diagnostics_},
                 "gamma_gamma": {**self.spend.params_, **self.spend.diagnostics_},
                 "time_unit_days": self.time_unit_days, "notes": list(self.notes)}
+
+
+def history_problem(first: pd.Timestamp | None, as_of: pd.Timestamp,
+                    min_days: int = MIN_HISTORY_DAYS) -> str | None:
+    """Why the value models cannot be fitted on lines from `first` up to `as_of` (too short
+    a history, see MIN_HISTORY_DAYS), or None."""
+    if first is None or pd.isna(first):
+        return None
+    span = (pd.Timestamp(as_of).normalize() - pd.Timestamp(first).normalize()).days
+    if span >= min_days:
+        return None
+    return (f"the lines before {pd.Timestamp(as_of).date()} cover only {span} day(s) from "
+            f"{pd.Timestamp(first).date()}: valuing customers and forecasting their spend "
+            f"needs at least {min_days} days of history")
 
 
 def fit_clv(days: pd.DataFrame, as_of: pd.Timestamp, lookback_months: int = LOOKBACK,

@@ -61,6 +61,9 @@ def build(
     data_through = feat.get("data_through") or str((as_of - pd.Timedelta(days=1)).date())
     period = {"start": feat["period_start"], "end": str(as_of.date()),
               "data_through": data_through}
+    if feat.get("data_from") and feat["data_from"] > feat["period_start"]:
+        # a shorter extract than the period: "the last 12 months" hold fewer months of data
+        period["data_from"] = feat["data_from"]
 
     top = members.head(10)
     by_persona = members["persona"].value_counts()

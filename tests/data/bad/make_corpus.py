@@ -682,6 +682,18 @@ def case_one_customer(out: Path, rng: random.Random) -> Case:
                    fragments=("only 1 customer", "too few to segment"))
 
 
+def case_one_day(out: Path, rng: random.Random) -> Case:
+    lines = base_lines(rng)
+    for i, ln in enumerate(lines):  # every invoice on the base's last day, in file order
+        ln.date = us_date(LAST.replace(hour=8 + 4 * i // len(lines), minute=i % 60))
+    case = write_case(out, "one_day", "one_day.csv", lines,
+                      about="40 customers' invoices, all on 9 Dec 2011: no history to value "
+                            "anyone on")
+    return replace(case, outcome="error", error_stage="features",
+                   fragments=("cover only 1 day(s) from 2011-12-09",
+                              "needs at least 28 days of history"))
+
+
 def case_all_rows_bad(out: Path, rng: random.Random) -> Case:
     lines = base_lines(rng, customers=3)[:12]
     damage = [("customer", "", "missing_customer_id")] * 3 + [
@@ -707,7 +719,7 @@ BUILDERS = [
     case_duplicates,
     case_malformed_lines, case_unclosed_quote, case_truncated_gzip, case_zip_two_files,
     case_xlsx_sheets, case_latin1_bytes, case_several_countries, case_one_customer,
-    case_all_rows_bad,
+    case_one_day, case_all_rows_bad,
 ]
 
 
