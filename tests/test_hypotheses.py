@@ -49,7 +49,9 @@ def _check_verdict_rule(result: dict) -> None:
         return
     expected = test["p_value"] < test["alpha"] and test["direction_as_stated"]
     assert result["verdict"] is bool(expected)
-    assert result["text"].startswith("True: " if expected else "False: ")
+    word = "True" if expected else (
+        "False" if not test["direction_as_stated"] else "Not shown")
+    assert result["text"].startswith(f"{word}: ")
 
 
 def test_insiders_who_return_nothing_return_less() -> None:

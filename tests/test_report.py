@@ -425,3 +425,21 @@ def test_forecast_chart_draws_history_only_where_it_is_a_yardstick(inputs: tuple
     assert "left out of this chart: they were chosen for it" in html.unescape(body)
     assert not any("simple rule" in t["name"] for t in checked["data"])
     assert "Mean of the last 3 months" in body  # its error stays in the table
+
+
+def test_hypothesis_cards_open_with_the_word_their_answer_opens_with(inputs: tuple) -> None:
+    """The card's bold head and answers.json's text say the same verdict ("Not shown" for
+    an untested belief, not "False"), whatever the demo's verdicts are: each is rendered
+    once as it is and once as untested."""
+    a, customers, cohorts = inputs
+    items = a["hypotheses"]
+    assert items
+    untested = copy.deepcopy(a)
+    for h in untested["hypotheses"]:
+        h.update(verdict=False, text=f"Not shown: {h['statement']} It cannot be tested.",
+                 test={**h["test"], "p_value": None, "direction_as_stated": None})
+    for answers in (a, untested):
+        page = report.render(answers, customers, cohorts)
+        for h in answers["hypotheses"]:
+            word = h["text"].split(":")[0]
+            assert f"<b>{word}: {html.escape(h['statement'])}</b>" in page, word

@@ -3,7 +3,9 @@
 Each hypothesis is said in plain words and tested with a stated test at a stated
 level. Its verdict follows from the figures, always the same way: true when the
 one-sided p-value is below `alpha` *and* the effect goes the stated way, false
-otherwise, including when the data cannot test it (the text then says why).
+otherwise, including when the data cannot test it (the text then says why). The text
+opens with `verdict_word`: "True", "False" (it goes the other way) or "Not shown"
+(the stated way but not significant, or untestable).
 A verdict is never chosen to make the product look good: "Insiders return less"
 may well come out false, and is reported so.
 
@@ -21,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import fisher_exact, mannwhitneyu
 
-from .significance import ALPHA, significant
+from .significance import ALPHA, significant, verdict_word
 from .text import as_text, is_in
 
 MIN_GROUP = 5  # fewer customers than this on either side: not tested
@@ -199,8 +201,9 @@ def _early_repeaters(orders: pd.DataFrame, flags: pd.Series, as_of: pd.Timestamp
     direction = rate_rep > rate_other
     verdict = significant(p, alpha, direction)
     figures["odds_ratio"] = _r(odds)
-    text = (f"{_verdict_word(verdict)}: {statement} {_pct(rate_rep)} of the {n_rep:,} new "
-            f"customers who ordered again within {REPEAT_DAYS} days are Insiders, against "
+    text = (f"{_verdict_word(verdict, direction)}: {statement} {_pct(rate_rep)} of the "
+            f"{n_rep:,} new customers who ordered again within {REPEAT_DAYS} days are "
+            "Insiders, against "
             f"{_pct(rate_other)} of the {n_other:,} who did not. Buying often is part of "
             "what makes an Insider, so this says how early the signal shows, not that it "
             "causes membership.")
@@ -270,7 +273,7 @@ def _mann_whitney(key: str, statement: str, x: pd.Series, y: pd.Series, alternat
     direction = higher < 0.5 if alternative == "less" else higher > 0.5
     verdict = significant(p, alpha, direction)
     figures = {**figures, "prob_insider_higher": _r(higher)}
-    text = f"{_verdict_word(verdict)}: {statement} {describe(figures)}"
+    text = f"{_verdict_word(verdict, direction)}: {statement} {describe(figures)}"
     return {"id": key, "statement": statement, "verdict": verdict, "text": text,
             "analysts": _p_sentence(name, p, alpha, direction),
             "figures": figures,
@@ -288,8 +291,8 @@ def _untested(key: str, statement: str, figures: dict, why: str, alpha: float, n
                      "direction_as_stated": None, "not_tested": why}}
 
 
-def _verdict_word(verdict: bool) -> str:
-    return "True" if verdict else "False"
+def _verdict_word(verdict: bool, direction: bool) -> str:
+    return verdict_word(verdict, bool(direction))
 
 
 def _p_sentence(name: str, p: float, alpha: float, direction: bool) -> str:

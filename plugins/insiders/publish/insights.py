@@ -133,10 +133,16 @@ def campaigns(a: dict, lists: pd.DataFrame | None) -> str:
     return _section("", "campaigns", "Who to contact this month", c["text"], body)
 
 
+def _word(h: dict) -> str:
+    from ..models.significance import verdict_word
+
+    return verdict_word(bool(h["verdict"]), (h.get("test") or {}).get("direction_as_stated"))
+
+
 def _after_statement(h: dict) -> str:
     """The figures and the test, without repeating the verdict and the statement."""
     text = str(h.get("text", ""))
-    head = f"{'True' if h['verdict'] else 'False'}: {h['statement']}"
+    head = f"{_word(h)}: {h['statement']}"
     return text[len(head):].strip() if text.startswith(head) else text
 
 
@@ -146,7 +152,7 @@ def hypotheses(a: dict) -> str:
         return ""
     cards = "".join(
         f"<div class='hyp {'yes' if h['verdict'] else 'no'}'><b>"
-        f"{'True' if h['verdict'] else 'False'}: {esc(h['statement'])}</b>"
+        f"{_word(h)}: {esc(h['statement'])}</b>"
         f"<p>{esc(_after_statement(h))}</p></div>" for h in items)
     true = sum(bool(h["verdict"]) for h in items)
     answer = (f"{len(items)} beliefs about our customers, tested on the data: {true} "
