@@ -136,6 +136,14 @@ def test_too_few_customers_is_an_error(base: pd.DataFrame) -> None:
         sg.segment(base.head(14), SegmentationRules(k_min=3, k_max=4), seed=7)
 
 
+def test_a_small_base_gets_at_most_one_segment_per_five_customers(base: pd.DataFrame) -> None:
+    """22 customers: k runs 3-4 (22 // 5), not up to k_max = 8 (segments of two or three)."""
+    small = sg.segment(base.sample(22, random_state=1).reset_index(drop=True),
+                       SegmentationRules(k_min=3, k_max=8), seed=7)
+    assert sorted({c.k for c in small.candidates}) == [3, 4]
+    assert small.chosen.k <= 4
+
+
 # --------------------------------------------------------------------------- the choice rule
 
 

@@ -42,6 +42,7 @@ from sklearn.preprocessing import StandardScaler
 from .. import wording
 from ..config import SegmentationRules
 
+MIN_PER_SEGMENT = 5  # customers a segment on average: fewer is not a segment to market to
 ALGORITHMS = ("kmeans", "agglomerative", "gmm")
 MODEL_FEATURES = ["recency_days", "frequency", "monetary", "avg_ticket", "return_rate",
                   "tenure_days"]
@@ -207,8 +208,11 @@ def candidates(
     tree = linkage(sample, method="ward")
     n = len(scaled)
     out: list[Candidate] = []
+    # five customers a segment on average, the rule `segment` refuses fewer by: 15 customers
+    # were split into 8 segments of about two
+    top = min(k_max, len(sample) - 1, max(k_min, n // MIN_PER_SEGMENT))
     for algorithm in ALGORITHMS:
-        for k in range(k_min, min(k_max, len(sample) - 1) + 1):
+        for k in range(k_min, top + 1):
             seg, sample_labels, _ = fit_segmenter(algorithm, k, features, columns, sample_size,
                                                   seed, transforms, tree=tree, sample_idx=idx,
                                                   matrix=matrix)
@@ -476,10 +480,10 @@ def segment(
     source with more than transactions (Olist) name segments by what it knows.
     """
     k_min = rules.k_min
-    if len(features) < k_min * 5:
+    if len(features) < k_min * MIN_PER_SEGMENT:
         raise ValueError(f"only {len(features)} customer(s) with a purchase in the period: too "
-                         f"few to segment (at least {k_min * 5} are needed); use a larger file or "
-                         "a longer period")
+                         f"few to segment (at least {k_min * MIN_PER_SEGMENT} are needed); use "
+                         "a larger file or a longer period")
     cands = candidates(features, model_features, rules, seed, transforms)
     persona_fn = persona_fn or personas
     best, why = choose(cands, features, rules.min_segment_share, persona_fn=persona_fn,
