@@ -393,11 +393,11 @@ def test_real_file_as_of_has_an_out_of_time_guarantee(real: dict, real_file: Pat
 def test_csv_floats_have_no_negative_zero() -> None:
     """What insiders.csv and campaigns.csv show: rounded, "-0.00" never beside "0.00" (a
     sum of -1e-17 in one engine's order is 0 in another's)."""
-    from insiders.stages import _rounded
+    from insiders.catalog import csv_floats
 
     frame = pd.DataFrame({"return_rate": [-1e-17, -0.0, -0.004, -0.006, 1.234567],
                           "customer_id": list("abcde"), "n": [1, 2, 3, 4, 5]})
-    text = _rounded(frame, 2).to_csv(index=False, float_format="%.2f")
+    text = csv_floats(frame, 2).to_csv(index=False, float_format="%.2f")
     assert [line.split(",")[0] for line in text.splitlines()[1:]] == [
         "0.00", "0.00", "0.00", "-0.01", "1.23"]
-    assert _rounded(frame, 2)["n"].tolist() == [1, 2, 3, 4, 5]
+    assert csv_floats(frame, 2)["n"].tolist() == [1, 2, 3, 4, 5]

@@ -416,3 +416,12 @@ def clean_floats(data: Any) -> Any:
     if isinstance(data, np.bool_):
         return bool(data)
     return data
+
+
+def csv_floats(frame: pd.DataFrame, digits: int) -> pd.DataFrame:
+    """Float columns rounded to what the CSV shows, without negative zeros: a sum that is
+    -1e-17 in one engine's order and 0 in another's wrote "-0.00" beside "0.00"."""
+    out = frame.copy()
+    for column in out.select_dtypes("float").columns:
+        out[column] = out[column].round(digits) + 0.0  # -0.0 + 0.0 == 0.0
+    return out

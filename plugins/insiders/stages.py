@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from .catalog import clean_floats
+from .catalog import clean_floats, csv_floats
 from .errors import InputError
 from .log import info
 
@@ -444,15 +444,6 @@ def _forecast(run: Run) -> dict:
             "text": result["text"], "history": history, "backtest": back}
 
 
-def _rounded(frame: pd.DataFrame, digits: int) -> pd.DataFrame:
-    """Float columns rounded to what the CSV shows, without negative zeros: a sum that is
-    -1e-17 in one engine's order and 0 in another's wrote "-0.00" beside "0.00"."""
-    out = frame.copy()
-    for column in out.select_dtypes("float").columns:
-        out[column] = out[column].round(digits) + 0.0  # -0.0 + 0.0 == 0.0
-    return out
-
-
 # --------------------------------------------------------------------------- stability
 
 
@@ -524,7 +515,7 @@ def _report(run: Run) -> dict:
         stages["insiders"]["selection"]["exit_line"],
         gone_members=sorted(set(stages["insiders"]["previous_member_ids"])
                             - set(customers["customer_id"].astype("str"))))
-    _rounded(lists, 4).to_csv(folder.path_of("campaigns"), index=False, float_format="%.4f")
+    csv_floats(lists, 4).to_csv(folder.path_of("campaigns"), index=False, float_format="%.4f")
     answers = answers_mod.build(run.day, stages, customers, extra,
                                 currency=run.source.currency_of(s),
                                 region_label=run.source.region_label)
@@ -533,7 +524,7 @@ def _report(run: Run) -> dict:
     answers = clean_floats(answers)
     folder.write_json("answers", answers)
     members = customers[customers["is_insider"]].sort_values("value_rank")
-    _rounded(members[INSIDERS_COLUMNS], 2).to_csv(folder.path_of("insiders_csv"), index=False,
+    csv_floats(members[INSIDERS_COLUMNS], 2).to_csv(folder.path_of("insiders_csv"), index=False,
                                                   float_format="%.2f")
     cohorts = folder.read("cohorts") if folder.exists("cohorts") else None
     value = folder.read("cohort_value") if folder.exists("cohort_value") else None
