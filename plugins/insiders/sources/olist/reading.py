@@ -413,6 +413,15 @@ def extract(source: str | Path, folder: RunFolder) -> dict:
         "cover several orders (each pair counts).",
         *notes,
     ]
+    orphans = lines["_reason"].isin(["unknown_order", "unknown_customer"])
+    if orphans.any():  # a partial export (some orders, every item): say what the count is
+        kinds = lines.loc[orphans, "_reason"].value_counts()
+        why = {"unknown_order": "order_id not in the orders table",
+               "unknown_customer": "customer_id not in the customers table"}
+        notes.append(
+            f"{int(orphans.sum()):,} item line(s) belong to no known order or customer ("
+            + ", ".join(f"{why[k]} {v:,}" for k, v in kinds.items())
+            + "): nobody to attribute them to, so they are set aside as missing_customer_id.")
     if pd.notna(last_purchase):
         notes.append(f"The last delivered purchase is on {last_purchase.date()}; the default "
                      f"as-of date is the day after ({(last_purchase.normalize() + DAY).date()}), "
