@@ -245,6 +245,19 @@ def test_missing_file_or_column_is_one_clear_line(tmp_path: Path, skip, edit,
     assert "\n" not in str(error.value)
 
 
+def test_an_orders_table_without_rows_is_one_clear_line(tmp_path: Path) -> None:
+    """A header-only orders file (items still there) stopped with an Arrow error, exit 1."""
+    folder = write_olist(tmp_path / "olist")
+    path = folder / "olist_orders_dataset.csv.gz"
+    with gzip.open(path, "rt") as fh:
+        header = fh.readline()
+    with gzip.open(path, "wt") as fh:
+        fh.write(header)
+    with pytest.raises(InputError, match="olist_orders_dataset.csv.gz: no order rows") as error:
+        run_stage(stages.extract, tmp_path / "run", folder, kind="olist")
+    assert "\n" not in str(error.value)
+
+
 def test_input_must_be_a_folder(tmp_path: Path) -> None:
     folder = write_olist(tmp_path / "olist")
     with pytest.raises(InputError, match="must be the folder"):

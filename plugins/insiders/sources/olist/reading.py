@@ -264,6 +264,9 @@ def extract(source: str | Path, folder: RunFolder) -> dict:
 
     orders, items, customers = frames["orders"], frames["order_items"], frames["customers"]
     reviews, payments = frames["reviews"], frames["payments"]
+    if orders.empty:  # else every item is an orphan line and the tables below have no rows
+        raise InputError(f"{files.get('orders', source)}: no order rows, so there is nothing "
+                         "to analyse; check that --input is the Olist folder")
 
     # customers: the person behind each per-order customer_id
     customers["_dup"] = customers["customer_id"].duplicated()
