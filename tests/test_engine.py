@@ -83,7 +83,8 @@ def test_quality_on_an_engine_is_the_pandas_quality(tmp_path: Path, engine: str)
         assert got[key] == ref[key], key
     # every reason of the hand-made lines shows up, so each rule was compared
     assert set(ref["set_aside"]) >= {"stray_date", "non_product_code", "after_as_of",
-                                     "implausible_quantity", "non_positive_price"}
+                                     "implausible_quantity", "non_positive_price",
+                                     "implausible_price"}
     assert ref["set_aside"]["order_not_delivered"] == 1 and ref["set_aside"]["malformed_row"] == 1
     # copies: one of rows 100..105 (which repeat 2..7) and every kept line of second.csv
     kept_cases = sum(reason is None for _, reason in CASES + MORE)

@@ -258,6 +258,54 @@ def test_an_orders_table_without_rows_is_one_clear_line(tmp_path: Path) -> None:
     assert "\n" not in str(error.value)
 
 
+def test_a_purchase_typed_in_the_future_is_a_stray_date_not_the_as_of(tmp_path: Path) -> None:
+    """An order typed 2031 made the default as-of 2031 and the run refuse it, blaming
+    --as-of; it is a typo, set aside as stray_date, as in the Online Retail reader."""
+    folder = write_olist(tmp_path / "olist")
+    orders = ORDERS + "o8,c6,delivered,2031-02-12 12:00:00,,,2031-02-20 10:00:00,\n"
+    with gzip.open(folder / "olist_orders_dataset.csv.gz", "wt") as fh:
+        fh.write(orders)
+    (folder / "olist_order_items_dataset.csv").write_text(
+        ITEMS + f"o8,1,{P3},s1,2031-02-14 00:00:00,80.00,4.00\n", encoding="utf-8")
+    run = tmp_path / "run"
+    extracted = run_stage(stages.extract, run, folder, kind="olist")
+    assert extracted["default_as_of"] == "2018-02-13"
+    assert extracted["default_stray_from"] == "2031-02-12"
+    as_of = olist.Olist().default_as_of(RunFolder(run))
+    assert as_of == pd.Timestamp("2018-02-13")
+    said = RunFolder(run).stage("extract")
+    assert said["stray_from"] == "2031-02-12"
+    note = next(n for n in said["notes"] if n.startswith("The last delivered purchase"))
+    assert "1 delivered purchase line(s) dated after 2018-02-12 (2031-02-12" in note
+    quality = run_stage(stages.quality, run, folder, as_of=as_of, kind="olist")
+    assert quality["set_aside"].get("stray_date") == 1, quality["set_aside"]
+
+
+def test_an_absurd_price_is_set_aside_and_unknown_in_the_experience_tables(
+        tmp_path: Path) -> None:
+    """A price of 1e308 ran into scikit-learn's "Input X contains infinity"; 1e12 gave
+    absurd figures everywhere. It is implausible_price, and no seller's revenue."""
+    folder = write_olist(tmp_path / "olist")
+    (folder / "olist_order_items_dataset.csv").write_text(
+        ITEMS.replace(f"o4,3,{P2},s2,2018-02-05 00:00:00,20.00,3.00",
+                      f"o4,3,{P2},s2,2018-02-05 00:00:00,1e308,3.00"), encoding="utf-8")
+    run = tmp_path / "run"
+    run_stage(stages.extract, run, folder, kind="olist")
+    items = pd.read_parquet(run / "work" / "source" / "items.parquet").set_index("order_id")
+    o4 = items.loc["o4"].set_index("order_item_id")["price"]
+    assert pd.isna(o4[3]) and o4[1] == o4[2] == 30
+    quality = run_stage(stages.quality, run, folder, as_of="2018-02-13", kind="olist")
+    assert quality["set_aside"].get("implausible_price") == 1, quality["set_aside"]
+    kept = pd.read_parquet(run / "work" / "transactions.parquet")
+    assert np.isfinite(kept["revenue"]).all() and kept["unit_price"].max() < 1_000
+
+
+def test_a_run_with_its_own_as_of_states_no_default(small) -> None:
+    """The default as-of's note is for runs that take it, not for every extract."""
+    _, result = small
+    assert not any(n.startswith("The last delivered purchase") for n in result["notes"])
+
+
 def test_input_must_be_a_folder(tmp_path: Path) -> None:
     folder = write_olist(tmp_path / "olist")
     with pytest.raises(InputError, match="must be the folder"):

@@ -48,6 +48,9 @@ CASES: list[tuple[dict, str | None]] = [
     ({"unit_price": "abc"}, "unparseable_price"),
     ({"unit_price": "0"}, "non_positive_price"),
     ({"unit_price": "-11062.06", "stock_code": "B"}, "non_positive_price"),  # bad-debt line
+    ({"unit_price": "1000000.01"}, "implausible_price"),  # a typo outweighing a year of trade
+    ({"unit_price": "1e308"}, "implausible_price"),  # times a quantity: infinity in every sum
+    ({"unit_price": "1000000"}, None),  # a million is the limit, not beyond it
     ({"stock_code": "POST", "description": "POSTAGE"}, "non_product_code"),
     # several problems: the first reason in REASONS' order wins
     ({"customer_id": "", "quantity": "0", "stock_code": "POST"}, "missing_customer_id"),
@@ -89,19 +92,21 @@ def test_each_line_gets_the_first_reason_that_applies() -> None:
 def test_returns_and_cancellations_are_kept_with_negative_revenue() -> None:
     kept, _ = quality.clean_chunk(_raw(CASES), AS_OF)
     kept = kept.set_index("source_row")
-    ret = kept.loc[2 + 23]  # invoice 536366, -2 x 2.55: a return on an ordinary invoice
+    row = {tuple(change.items()): 2 + i for i, (change, _) in enumerate(CASES)}
+    ret = kept.loc[row[(("invoice", "536366"), ("quantity", "-2"))]]  # a return, -2 x 2.55
     assert ret["is_return"] and not ret["is_cancellation"]
     assert ret["revenue"] == pytest.approx(-5.10)
-    canc = kept.loc[2 + 24]  # C536379, -1 x 2.55
+    canc = kept.loc[row[(("invoice", "C536379"), ("quantity", "-1"), ("stock_code", "22423"))]]
     assert canc["is_return"] and canc["is_cancellation"]
     assert canc["revenue"] == pytest.approx(-2.55)
     assert canc["stock_code"] == "22423"
     buy = kept.loc[2]
     assert not buy["is_return"] and not buy["is_cancellation"]
     assert buy["revenue"] == pytest.approx(15.30)  # 6 x 2.55
-    # the two ordinary 6 x 2.55 lines (rows 2 and 8; row 15's million units left out) net
-    # against the return and the cancellation: 15.30 + 15.30 - 5.10 - 2.55
-    small = kept[kept["quantity"].abs() < 1_000]
+    # the two ordinary 6 x 2.55 lines (the good line and the last second before the cut; the
+    # million units and the million-a-unit lines left out) net against the return and the
+    # cancellation: 15.30 + 15.30 - 5.10 - 2.55
+    small = kept[(kept["quantity"].abs() < 1_000) & (kept["unit_price"] < 1_000)]
     assert small["revenue"].sum() == pytest.approx(15.30 + 15.30 - 5.10 - 2.55)
 
 

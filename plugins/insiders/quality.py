@@ -32,6 +32,7 @@ REASONS: dict[str, str] = {
     "zero_quantity": "the quantity is zero",
     "unparseable_price": "the unit price is not a number",
     "non_positive_price": "the unit price is zero or negative (free samples, adjustments)",
+    "implausible_price": "the unit price is beyond a million (a typo or a broken export)",
     "non_product_code": "postage, discounts, fees, manual adjustments and other non-products",
     "duplicate": "an exact copy of an earlier line",
 }
@@ -48,6 +49,10 @@ DEFAULT_NON_PRODUCT_CODES = (
 # revenue describes the catalogue wrongly: stop and say so rather than discard the file
 MAX_NON_PRODUCT_SHARE = 0.5
 MIN_LINES_FOR_THE_GUARD = 20  # below this many usable lines a share says little
+# beyond these a number is a typo or a broken export, not a purchase: one such line would
+# outweigh a year of trade in every total, forecast and cluster (1e308 overflows to infinity)
+MAX_QUANTITY = 1_000_000
+MAX_UNIT_PRICE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -316,10 +321,11 @@ def clean_chunk(
             ("after_as_of", ~nat & (dates >= as_of.to_datetime64())),
             ("missing_customer_id", customer_missing),
             ("unparseable_quantity", ~whole),
-            ("implausible_quantity", np.abs(quantity) > 1_000_000),
+            ("implausible_quantity", np.abs(quantity) > MAX_QUANTITY),
             ("zero_quantity", quantity == 0),
             ("unparseable_price", ~np.isfinite(price)),
             ("non_positive_price", price <= 0),
+            ("implausible_price", price > MAX_UNIT_PRICE),
             ("non_product_code", cols["stock_code"].map(tally.rule.mask).astype(bool)),
         ]
     # a source adapter may already know a line is not a purchase (Olist: undelivered orders)

@@ -24,6 +24,7 @@ REASON_WORDS = {
     "zero_quantity": "quantity zero",
     "unparseable_price": "price not a number",
     "non_positive_price": "price zero or negative",
+    "implausible_price": "price over a million",
     "non_product_code": "postage, fees and other non-products",
     "duplicate": "duplicate line",
 }

@@ -123,11 +123,13 @@ def build_dictionaries(engine: Engine, raw, as_of: pd.Timestamp,
                 if column == "quantity":
                     whole = np.isfinite(number) & (number == np.round(number))
                     checks = [("unparseable_quantity", ~whole),
-                              ("implausible_quantity", np.abs(number) > 1_000_000),
+                              ("implausible_quantity",
+                               np.abs(number) > quality.MAX_QUANTITY),
                               ("zero_quantity", number == 0)]
                 else:
                     checks = [("unparseable_price", ~np.isfinite(number)),
-                              ("non_positive_price", number <= 0)]
+                              ("non_positive_price", number <= 0),
+                              ("implausible_price", number > quality.MAX_UNIT_PRICE)]
             frame["value"] = np.where(np.isfinite(number), number, np.nan)
         elif column == "customer_id":
             clean = quality.normalise_customer_id(text)

@@ -65,11 +65,23 @@ class Olist(Source):
 
     def default_as_of(self, folder: RunFolder, note: bool = True) -> pd.Timestamp:
         """The day after the last delivered purchase (later orders are cancelled or in
-        transit), as the reader found it; the generic rule when there was none."""
+        transit), as the reader found it, typos left out (`reading._default_as_of`); the
+        generic rule when there was none. Its note and the stray purchases' first day join
+        the extract's summary when a run takes it, as the generic rule's do."""
         import pandas as pd
 
-        value = folder.stage("extract").get("default_as_of")
-        return pd.Timestamp(value) if value else super().default_as_of(folder, note)
+        extracted = folder.stage("extract")
+        value = extracted.get("default_as_of")
+        if not value:
+            return super().default_as_of(folder, note)
+        if note and extracted.get("default_as_of_note"):
+            said = extracted.get("notes", [])
+            if extracted["default_as_of_note"] not in said:
+                extracted["notes"] = [*said, extracted["default_as_of_note"]]
+            if extracted.get("default_stray_from"):
+                extracted["stray_from"] = extracted["default_stray_from"]
+            folder.save_stage("extract", extracted)
+        return pd.Timestamp(value)
 
     def add_features(self, folder: RunFolder, table: pd.DataFrame, as_of: pd.Timestamp,
                      lookback_months: int) -> pd.DataFrame:

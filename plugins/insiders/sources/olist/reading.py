@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from ... import quality
 from ...errors import InputError
 from ...extract import RAW_COLUMNS, shift_past
 from ...log import info
@@ -389,7 +390,6 @@ def extract(source: str | Path, folder: RunFolder) -> dict:
 
     # ---- summary
     purchase = experience["orders"].loc[experience["orders"]["is_purchase"], "purchase_at"]
-    last_purchase = purchase.max() if len(purchase) else pd.NaT
     status = orders.loc[~orders["_dup"], "order_status"].value_counts()
     not_delivered = status.drop(DELIVERED, errors="ignore")
     lone_undelivered = orders[~has_items & ~orders["_dup"]]
@@ -425,10 +425,6 @@ def extract(source: str | Path, folder: RunFolder) -> dict:
             f"{int(orphans.sum()):,} item line(s) belong to no known order or customer ("
             + ", ".join(f"{why[k]} {v:,}" for k, v in kinds.items())
             + "): nobody to attribute them to, so they are set aside as missing_customer_id.")
-    if pd.notna(last_purchase):
-        notes.append(f"The last delivered purchase is on {last_purchase.date()}; the default "
-                     f"as-of date is the day after ({(last_purchase.normalize() + DAY).date()}), "
-                     "not the last order, because later orders are cancelled or undelivered.")
     for table, acc in tables.items():
         if acc["rows_in"] != acc["rows_kept"] + sum(acc["set_aside"].values()):
             raise RuntimeError(f"olist {table}: row accounting does not balance: {acc}")
@@ -444,9 +440,27 @@ def extract(source: str | Path, folder: RunFolder) -> dict:
         "source": str(source),
         "tables": tables,
         "table_reasons": TABLE_REASONS,
-        "default_as_of": (str((last_purchase.normalize() + DAY).date())
-                          if pd.notna(last_purchase) else None),
+        **_default_as_of(purchase),
     }
+
+
+def _default_as_of(purchase: pd.Series) -> dict:
+    """The default as-of from the delivered purchases, by `quality.default_as_of`'s rule: a
+    purchase typed in 2031, or a lone one months after the rest, is a typo that must neither
+    move the as-of nor make the run refuse it (set aside as `stray_date` instead). Stated in
+    the extract's notes only when a run takes the default (`Olist.default_as_of`)."""
+    days = purchase.dropna().dt.normalize().value_counts()
+    if days.empty:
+        return {"default_as_of": None}
+    choice = quality.default_as_of(days, pd.Timestamp.now())
+    last = choice.as_of - DAY
+    note = (f"The last delivered purchase is on {last.date()}; the default as-of date is the "
+            f"day after ({choice.as_of.date()}), not the last order, because later orders are "
+            "cancelled or undelivered.")
+    if choice.note:
+        note = (f"{note} {choice.note.replace('line(s)', 'delivered purchase line(s)', 1)}")
+    return {"default_as_of": str(choice.as_of.date()), "default_as_of_note": note,
+            "default_stray_from": str(choice.stray_from.date()) if choice.stray_from else None}
 
 
 def _experience_tables(order_info: pd.DataFrame, items: pd.DataFrame, reviews: pd.DataFrame,
@@ -466,8 +480,11 @@ def _experience_tables(order_info: pd.DataFrame, items: pd.DataFrame, reviews: p
         review_score=("score", "last"), review_score_mean=("score", "mean"),
         review_count=("score", "size"))
     kept_items = items[items["_reason"] != "duplicate"].copy()
-    kept_items["price_value"] = pd.to_numeric(kept_items["price"], errors="coerce")
-    kept_items["freight"] = pd.to_numeric(kept_items["freight_value"], errors="coerce")
+    # a price the quality stage sets aside as implausible_price (a typo, a broken export) is
+    # unknown here too: one would make its seller and its order the largest in every card
+    for column, to in (("price", "price_value"), ("freight_value", "freight")):
+        value = pd.to_numeric(kept_items[column], errors="coerce")
+        kept_items[to] = value.where(value.abs() <= quality.MAX_UNIT_PRICE)
     item_totals = kept_items.groupby("order_id").agg(
         items=("order_item_id", "size"), items_value=("price_value", "sum"),
         freight_value=("freight", "sum"))
