@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from conftest import run_stage
 from insiders import extract, stages
+from insiders.errors import InputError
 
 HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
           "CustomerID", "Country"]
@@ -168,6 +169,16 @@ def test_latin1_file_reads_like_utf8(tmp_path: Path) -> None:
     assert u_stats.notes == []
     # the fallback is reported: 5 values (one description per row) were not UTF-8
     assert any("5 values were not UTF-8" in n for n in l_stats.notes)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_utf16_file_is_named_as_such(tmp_path: Path, encoding: str) -> None:
+    """Excel's "Unicode Text" export is UTF-16: it was refused as "binary content"."""
+    path = tmp_path / "unicode.csv"
+    path.write_bytes(("\ufeff" if encoding.endswith("be") else "").encode(encoding)
+                     + "\n".join(",".join(r) for r in [HEADER, *ROWS]).encode(encoding))
+    with pytest.raises(InputError, match=r"unicode.csv: the text is UTF-16 .*CSV UTF-8"):
+        _read(path)
 
 
 def test_customer_id_with_and_without_decimal_is_one_customer(tmp_path: Path) -> None:

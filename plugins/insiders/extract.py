@@ -249,6 +249,9 @@ def _header_line(opener: Callable, where: str) -> tuple[str, str]:
     if head.startswith(codecs.BOM_UTF8):
         head = head[len(codecs.BOM_UTF8):]
     first = head.splitlines()[0] if head.splitlines() else head
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputError(f"{where}: the text is UTF-16 (Excel's \"Unicode Text\" export), which "
+                         "this reader does not take; save it as \"CSV UTF-8\" or .xlsx")
     if b"\x00" in head[:4096] or first.startswith((b"PK\x03\x04", b"\x89PNG", b"%PDF")):
         raise InputError(f"{where}: this is not a text table (binary content); expected a CSV, "
                          ".csv.gz, .zip or .xlsx file")
