@@ -136,6 +136,7 @@ class NonProductTally:
 MISSING_IDS = frozenset({"", "nan", "none", "null", "na", "n/a", "-", "?"})
 
 ISO_FORMAT = "ISO8601"
+ZONE_SUFFIX = r"^(.*\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d\d(?::?\d\d)?)$"
 MONTH_FIRST = ("%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%m/%d/%y %H:%M", "%m/%d/%y")
 DAY_FIRST = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y", "%d/%m/%y %H:%M", "%d/%m/%y")
 OTHER_FORMATS = ("%d-%b-%y", "%d-%b-%Y", "%d-%b-%y %H:%M", "%d-%b-%Y %H:%M", "%d.%m.%Y %H:%M",
@@ -183,7 +184,16 @@ class DateParser:
     def parse_unique(self, text: pd.Series) -> pd.Series:
         """Parse distinct date strings (dates repeat a lot: parse each spelling once)."""
         text = text.astype("str").str.strip()
-        out = pd.to_datetime(text, format=ISO_FORMAT, errors="coerce")
+        try:
+            out = pd.to_datetime(text, format=ISO_FORMAT, errors="coerce")
+            zoned = isinstance(out.dtype, pd.DatetimeTZDtype)
+        except ValueError:  # several time zones in one block, or zoned and plain values
+            zoned = True
+        if zoned:
+            # a time zone after the time (`2011-06-01T08:26:00Z`, `+01:00`) is dropped: the
+            # time is the shop's clock as written, and one file may mix offsets (summer time)
+            text = text.str.replace(ZONE_SUFFIX, r"\1", regex=True)
+            out = pd.to_datetime(text, format=ISO_FORMAT, errors="coerce")
         slash = out.isna() & text.str.contains("/", regex=False)
         if slash.any():
             if self.slash_formats is None:
@@ -229,16 +239,36 @@ def is_non_product(codes: pd.Series, rule: NonProductCodes = DEFAULT_NON_PRODUCT
     return pd.Series(rule.mask(codes), index=codes.index)
 
 
-def to_number(values: pd.Series) -> pd.Series:
-    """Numbers as users write them, including a decimal comma (`2,55`, `0,165`)."""
+# a currency written beside a price (`£2.55`, `2,55 €`, `BRL 10.00`, `-$3`): the money is the
+# data's one currency (INSIDERS_CURRENCY), so the sign says nothing the number does not
+CURRENCY_MARK = r"(?:US\$|R\$|[£€$¥]|GBP|EUR|USD|BRL)"
+
+
+def to_number(values: pd.Series, money: bool = False) -> pd.Series:
+    """Numbers as users write them: a decimal comma (`2,55`, `0,165`), thousands separators
+    beside a decimal mark (`1,234.50`, `1.234,50`) and, for `money`, a currency mark.
+
+    `1,000` may be a thousand or one (decimal comma): neither guess is safe, so it is not a
+    number (the line is set aside as unparseable, and counted); with a decimal mark after
+    the separators the reading is unambiguous."""
     text = values.astype("str").str.strip()
     number = pd.to_numeric(text, errors="coerce")
-    # `1,000` may be a thousand or one (decimal comma): neither guess is safe, so not a number
-    comma = (number.isna() & text.str.fullmatch(r"-?\d+,\d+")
-             & ~text.str.fullmatch(r"-?[1-9]\d{0,2}(,\d{3})+"))
-    if comma.any():
-        number[comma] = pd.to_numeric(text[comma].str.replace(",", ".", regex=False),
-                                      errors="coerce")
+    todo = number.isna() & (text != "")
+    if not todo.any():
+        return number.astype("float64")
+    rest = text[todo]
+    if money:
+        rest = (rest.str.replace(rf"^(-?)\s*{CURRENCY_MARK}\s*", r"\1", regex=True)
+                    .str.replace(rf"\s*{CURRENCY_MARK}$", "", regex=True))
+    point = rest.str.fullmatch(r"-?\d{1,3}(,\d{3})+\.\d+")  # 1,234.50
+    comma = rest.str.fullmatch(r"-?\d{1,3}(\.\d{3})+,\d+")  # 1.234,50
+    decimal_comma = (rest.str.fullmatch(r"-?\d+,\d+")
+                     & ~rest.str.fullmatch(r"-?[1-9]\d{0,2}(,\d{3})+"))
+    rest = rest.mask(point, rest.str.replace(",", "", regex=False))
+    rest = rest.mask(comma, rest.str.replace(".", "", regex=False))
+    rest = rest.mask(comma | decimal_comma, rest.str.replace(",", ".", regex=False))
+    ambiguous = rest.str.fullmatch(r"-?[1-9]\d{0,2}(,\d{3})+")
+    number[todo] = pd.to_numeric(rest.mask(ambiguous, ""), errors="coerce")
     return number.astype("float64")
 
 
@@ -309,7 +339,7 @@ def clean_chunk(
     customer_clean = normalise_customer_id(cols["customer_id"].uniques)
     customer_missing = customer_clean.isna().to_numpy()[cols["customer_id"].codes]
     quantity = cols["quantity"].map(to_number)
-    price = cols["unit_price"].map(to_number)
+    price = cols["unit_price"].map(lambda v: to_number(v, money=True))
     stray = stray_mask(dates, today, stray_from)
     with np.errstate(invalid="ignore"):
         whole = np.isfinite(quantity) & (quantity == np.round(quantity))
