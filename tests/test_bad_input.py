@@ -611,6 +611,15 @@ def test_cli_as_of_messages_are_one_line_and_point_the_right_way(corpus: dict,
                   "--out", str(tmp_path / "d")], tmp_path, tmp_path / "home")
     line = _one_line(early.stderr)
     assert early.returncode == 2 and "choose a later --as-of" in line, line
+    # ten days into the data: too little history, and the data goes on, so a later as-of works
+    dates = pd.read_csv(path, dtype=str)["InvoiceDate"]
+    first = quality.DateParser().parse_unique(dates).min().normalize()
+    soon = first + pd.Timedelta(days=10)
+    short = _cli(["run", "--input", str(path), "--as-of", str(soon.date()), "--quiet",
+                  "--out", str(tmp_path / "e")], tmp_path, tmp_path / "home")
+    line = _one_line(short.stderr)
+    assert short.returncode == 2 and "at least 28 days of history" in line, line
+    assert f"or a later --as-of (the input goes on after {soon.date()})" in line, line
 
 
 def test_cli_non_product_codes_flag(corpus: dict, tmp_path: Path) -> None:

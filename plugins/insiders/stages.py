@@ -141,7 +141,6 @@ def _quality(run: Run) -> dict:
 
 @single_threaded
 def _features(run: Run) -> dict:
-    import pandas as pd
 
     from . import quality
     from .engine import steps
@@ -166,9 +165,10 @@ def _features(run: Run) -> dict:
     first, last = features.date_range(tx)
     short = clv.history_problem(first, run.day)
     if short:  # refused here, before any model: their figures would be artefacts
+        later = run.folder.stage("quality").get("set_aside", {}).get("after_as_of", 0)
         raise InputError(f"{_source_name(run)}: {short}; use a longer extract"
-                         + (" or a later --as-of" if last is not None and last.normalize()
-                            < run.day.normalize() - pd.Timedelta(days=1) else ""))
+                         + (f" or a later --as-of (the input goes on after {run.day.date()})"
+                            if later else ""))
     return {"customers": len(table), "active": active,
             "period_start": str(features.period_start(run.day, windows.lookback_months).date()),
             "data_through": str(last.date()) if last is not None else None,
