@@ -4,6 +4,7 @@ parameter recovery on simulated customers, degeneracy, and the per-customer prof
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,22 @@ def test_customer_predictions_give_the_crm_profile() -> None:
         "2011-11-15")
     assert pd.isna(gone["expected_next_order"])
     assert "bgnbd" in table.attrs["diagnostics"]
+
+
+def test_every_repeat_buyer_buying_twice_fits_without_numpy_warnings() -> None:
+    """Olist up to 2018: the repeat buyers all had one repeat purchase, and the check of
+    Gamma-Gamma's independence assumption printed numpy's "invalid value encountered in
+    divide" to the user's terminal. No correlation without variation: no figure, no note."""
+    rows = [(f"C{i}", pd.Timestamp("2011-01-03") + pd.Timedelta(days=i), 1, 10.0 + i % 7)
+            for i in range(60)]
+    rows += [(f"C{i}", pd.Timestamp("2011-05-03") + pd.Timedelta(days=i), 1, 12.0 + i % 5)
+             for i in range(0, 60, 2)]
+    tx = lines(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        table = clv.customer_predictions(tx, pd.Timestamp("2011-09-01"))
+    assert len(table) == 60
+    assert not any("correlation" in n for n in table.attrs["diagnostics"]["notes"])
 
 
 def test_lines_on_or_after_the_as_of_are_not_used() -> None:

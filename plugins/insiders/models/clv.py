@@ -496,8 +496,10 @@ def fit_clv(days: pd.DataFrame, as_of: pd.Timestamp, lookback_months: int = LOOK
     notes = [f"BG/NBD: {r}" for r in bg.diagnostics_["reasons"]]
     notes += [f"Gamma-Gamma: {r}" for r in gg.diagnostics_["reasons"]]
     repeat = summary["x"] > 0
-    if repeat.sum() > 10:
-        rho = float(np.corrcoef(summary.loc[repeat, "x"], mean[repeat.to_numpy()])[0, 1])
+    x, m = summary.loc[repeat, "x"].to_numpy(float), np.asarray(mean[repeat.to_numpy()], float)
+    # a correlation needs both to vary (every repeat buyer with 2 purchases: no figure)
+    if repeat.sum() > 10 and np.ptp(x) > 0 and np.ptp(m) > 0:
+        rho = float(np.corrcoef(x, m)[0, 1])
         if abs(rho) > 0.3:
             notes.append(f"Gamma-Gamma assumes order value independent of frequency; their "
                          f"correlation here is {rho:.2f}")
