@@ -146,6 +146,9 @@ def test_per_table_accounting_on_edge_cases(small) -> None:
     assert tables["customers"]["set_aside"] == {"order_not_delivered": 2, "no_order": 1}
     assert tables["translation"] == {"rows_in": 1, "rows_kept": 1, "set_aside": {}}
     assert result["default_as_of"] == "2018-02-13"  # the day after the last delivered purchase
+    # counted over the orders read: c7 (P4) placed none, so is not among them
+    assert ("The person is customer_unique_id: 3 people behind the 5 per-order customer_ids "
+            "of these orders.") in result["notes"]
     # the line whose order's customer is unknown is counted in a note, by cause
     assert ("1 item line(s) belong to no known order or customer (customer_id not in the "
             "customers table 1): nobody to attribute them to, so they are set aside as "

@@ -393,6 +393,10 @@ def extract(source: str | Path, folder: RunFolder) -> dict:
     status = orders.loc[~orders["_dup"], "order_status"].value_counts()
     not_delivered = status.drop(DELIVERED, errors="ignore")
     lone_undelivered = orders[~has_items & ~orders["_dup"]]
+    # counted over the orders read (a partial export of orders comes with whole tables of
+    # customers and reviews: their other rows are accounted for in the tables' counts)
+    placed = people[people.index.isin(orders.loc[~orders["_dup"], "customer_id"])]
+    known = reviews[reviews["_reason"] != "unknown_order"]
     notes = [
         f"Only delivered orders count as purchases: {int(status.get(DELIVERED, 0)):,} of "
         f"{int(status.sum()):,}. The other {int(not_delivered.sum()):,} ("
@@ -407,12 +411,12 @@ def extract(source: str | Path, folder: RunFolder) -> dict:
         f"{tables['order_items']['rows_in']:,} order items become "
         f"{len(lines) - len(placeholders):,} lines: items of the same product at the same "
         "price in one order are one line with quantity = their count.",
-        f"The person is customer_unique_id: {people['customer_unique_id'].nunique():,} people "
-        f"behind {len(people):,} per-order customer_ids.",
+        f"The person is customer_unique_id: {placed['customer_unique_id'].nunique():,} people "
+        f"behind the {len(placed):,} per-order customer_ids of these orders.",
         f"{int((reviews['_reason'] == '').sum()):,} reviews kept; "
-        f"{int(reviews['order_id'].duplicated().sum()):,} orders have more than one review (the "
+        f"{int(known['order_id'].duplicated().sum()):,} orders have more than one review (the "
         "latest known one counts) and "
-        f"{int(reviews.loc[~reviews['_dup'], 'review_id'].duplicated().sum()):,} review ids "
+        f"{int(known.loc[~known['_dup'], 'review_id'].duplicated().sum()):,} review ids "
         "cover several orders (each pair counts).",
         *notes,
     ]
