@@ -302,6 +302,18 @@ def test_a_population_that_always_leaves_is_flagged_and_its_p_alive_not_used() -
     assert clv.BetaGeoModel().fit(x, t_x, big_t).diagnostics_["p_alive_usable"]
 
 
+def test_probably_gone_only_where_the_model_can_tell() -> None:
+    """One rule for selection, the valuation table and answers.json (answers counted
+    P(alive) < 0.5 even where the insiders stage said the model could not tell)."""
+    p_alive = pd.Series([0.1, 0.49, 0.5, 0.9, np.nan])
+    x, t_x, big_t = simulate_bgnbd(5_000, 0.8, 6.0, 1.2, 2.5, seed=3)
+    usable = clv.BetaGeoModel().fit(x, t_x, big_t)
+    assert clv.probably_gone(p_alive, usable).tolist() == [True, True, False, False, False]
+    x = np.zeros(50)
+    unusable = clv.BetaGeoModel().fit(x, x, np.full(50, 1 / 7))
+    assert not clv.probably_gone(p_alive, unusable).any()
+
+
 @pytest.mark.parametrize(("first", "as_of", "short"), [
     ("2011-12-09 08:00", "2011-12-10", True),  # one day
     ("2011-11-13", "2011-12-10", True),  # 27 days

@@ -296,8 +296,7 @@ def _insiders(run: Run) -> dict:
     for column in PREDICTIONS:
         table[column] = ids.map(profile[column]).to_numpy()
     # "probably gone" only where the model can tell (see BetaGeoModel's diagnostics)
-    gone = (table["p_alive"].astype(float) < 0.5).fillna(False).to_numpy() \
-        & fit.purchases.diagnostics_["p_alive_usable"]
+    gone = clv.probably_gone(table["p_alive"], fit.purchases)
     segments = folder.read("segments")
     label = ins.value_words(champion, s.windows).split(" (")[0]
     chosen, selection = ins.select(table, set(previous), s.selection, value="value_score",

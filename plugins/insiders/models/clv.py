@@ -467,6 +467,18 @@ class ClvFit:
                 "time_unit_days": self.time_unit_days, "notes": list(self.notes)}
 
 
+GONE_BELOW = 0.5  # P(alive) under this: the purchase model believes the customer has left
+
+
+def probably_gone(p_alive: pd.Series | np.ndarray, purchases: BetaGeoModel) -> np.ndarray:
+    """Who the fitted purchase model believes has left (P(alive) < GONE_BELOW), only where
+    it can tell: with a degenerate dropout (`p_alive_usable` false) nobody is."""
+    alive = np.asarray(pd.to_numeric(pd.Series(np.asarray(p_alive)), errors="coerce"), float)
+    with np.errstate(invalid="ignore"):
+        gone = alive < GONE_BELOW  # missing P(alive): not gone
+    return gone & bool(purchases.diagnostics_["p_alive_usable"])
+
+
 def history_problem(first: pd.Timestamp | None, as_of: pd.Timestamp,
                     min_days: int = MIN_HISTORY_DAYS) -> str | None:
     """Why the value models cannot be fitted on lines from `first` up to `as_of` (too short

@@ -505,7 +505,7 @@ def value_customers(transactions: pd.DataFrame, as_of: pd.Timestamp, method: str
     for col in ("expected_purchases", "expected_spend", "predicted_clv_12m", "p_alive",
                 "churn_risk", "churn_band", "expected_next_order"):
         out[col] = pred[col].reindex(out["customer_id"]).to_numpy()
-    out["probably_gone"] = (out["p_alive"] < 0.5) & fit.purchases.diagnostics_["p_alive_usable"]
+    out["probably_gone"] = clv.probably_gone(out["p_alive"], fit.purchases)
     out.attrs["method"] = method
     out.attrs["notes"] = sc.notes
     return out

@@ -173,7 +173,8 @@ def build(
             "history": fc["history"],
             "backtest": back,
         },
-        "customer_value": _customer_value(customers, members, currency),
+        "customer_value": _customer_value(customers, members, currency,
+                                          int(ins["value_model"].get("probably_gone", 0))),
         "hypotheses": ev.get("hypotheses", []),
         "entry_conditions": {
             "text": cond["entry_text"],
@@ -248,8 +249,8 @@ def _kept_text(members: pd.DataFrame, sel: dict) -> str:
             "they are still above the exit line.")
 
 
-def _customer_value(customers: pd.DataFrame, members: pd.DataFrame, currency: str = ""
-                    ) -> dict:
+def _customer_value(customers: pd.DataFrame, members: pd.DataFrame, currency: str = "",
+                    probably_gone: int = 0) -> dict:
     """The per-customer predictions, summed up: churn-risk mix and predicted value."""
     active = customers[customers["has_purchase"]]
 
@@ -271,7 +272,8 @@ def _customer_value(customers: pd.DataFrame, members: pd.DataFrame, currency: st
         "churn_mix_active": all_mix,
         "predicted_clv_12m_insiders": round(float(members["predicted_clv_12m"].sum()), 2),
         "predicted_clv_12m_active": round(float(active["predicted_clv_12m"].sum()), 2),
-        "probably_gone_active": int((active["p_alive"].astype(float) < 0.5).sum()),
+        # the insiders stage's count (clv.probably_gone): none where the model cannot tell
+        "probably_gone_active": probably_gone,
         "fields": {"churn_risk": "probability of no purchase in the next 90 days",
                    "churn_band": "Low (< 1/3), Medium, High (>= 2/3)",
                    "expected_value": "expected net spend over the next months (calibrated)",
