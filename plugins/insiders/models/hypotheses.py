@@ -201,7 +201,7 @@ def _early_repeaters(orders: pd.DataFrame, flags: pd.Series, as_of: pd.Timestamp
     direction = rate_rep > rate_other
     verdict = significant(p, alpha, direction)
     figures["odds_ratio"] = _r(odds)
-    text = (f"{_verdict_word(verdict, direction)}: {statement} {_pct(rate_rep)} of the "
+    text = (f"{verdict_word(verdict, bool(direction))}: {statement} {_pct(rate_rep)} of the "
             f"{n_rep:,} new customers who ordered again within {REPEAT_DAYS} days are "
             "Insiders, against "
             f"{_pct(rate_other)} of the {n_other:,} who did not. Buying often is part of "
@@ -273,7 +273,7 @@ def _mann_whitney(key: str, statement: str, x: pd.Series, y: pd.Series, alternat
     direction = higher < 0.5 if alternative == "less" else higher > 0.5
     verdict = significant(p, alpha, direction)
     figures = {**figures, "prob_insider_higher": _r(higher)}
-    text = f"{_verdict_word(verdict, direction)}: {statement} {describe(figures)}"
+    text = f"{verdict_word(verdict, bool(direction))}: {statement} {describe(figures)}"
     return {"id": key, "statement": statement, "verdict": verdict, "text": text,
             "analysts": _p_sentence(name, p, alpha, direction),
             "figures": figures,
@@ -289,10 +289,6 @@ def _untested(key: str, statement: str, figures: dict, why: str, alpha: float, n
             "figures": figures,
             "test": {"name": name, "alpha": alpha, "p_value": None, "statistic": None,
                      "direction_as_stated": None, "not_tested": why}}
-
-
-def _verdict_word(verdict: bool, direction: bool) -> str:
-    return verdict_word(verdict, bool(direction))
 
 
 def _p_sentence(name: str, p: float, alpha: float, direction: bool) -> str:
