@@ -368,7 +368,7 @@ def case_wrong_delimiter(out: Path, rng: random.Random) -> Case:
 def case_non_numeric(out: Path, rng: random.Random) -> Case:
     lines = base_lines(rng)
     bad_qty = ["ten", "", "3.5", "12 pcs", "1,000"]
-    bad_price = ["abc", "", "£2.55", "N/A"]
+    bad_price = ["abc", "", "2.55 each", "N/A"]  # a currency mark alone is read: `£2.55`
     targets = clean_purchases(lines, len(bad_qty) + len(bad_price), rng)
     for ln, text in zip(targets, bad_qty, strict=False):
         ln.quantity, ln.reason = text, "unparseable_quantity"
@@ -376,7 +376,7 @@ def case_non_numeric(out: Path, rng: random.Random) -> Case:
         ln.price, ln.reason = text, "unparseable_price"
     return write_case(out, "non_numeric", "non_numeric.csv", lines,
                       about="quantities ten, empty, 3.5, 12 pcs, 1,000 (thousands or decimal? "
-                            "ambiguous) and prices abc, empty, £2.55, N/A")
+                            "ambiguous) and prices abc, empty, 2.55 each, N/A")
 
 
 def case_mixed_dates(out: Path, rng: random.Random) -> Case:
