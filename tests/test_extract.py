@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_stage
+from conftest import default_as_of, run_stage
 from insiders import extract, stages
 from insiders.errors import InputError
 
@@ -157,6 +157,28 @@ def test_date_variants(text: str, expected: str, tmp_path: Path) -> None:
     _, q, tx = _stages(source, tmp_path / "run", pd.Timestamp("2017-01-01"))
     assert q["rows_kept"] == 5 and q["set_aside"] == {}
     assert set(tx["invoice_date"]) == {pd.Timestamp(expected)}
+
+
+def test_spreadsheet_serial_dates_are_named_with_what_to_do(tmp_path: Path) -> None:
+    """`40513.35` is 1 Dec 2010 08:24 in a sheet whose date column was not formatted as dates:
+    both refusals (no default as-of; with one, every row unreadable) now say so."""
+    rows = [[*r[:4], f"{40513.35 + i:.5f}", *r[5:]] for i, r in enumerate(ROWS)]
+    source = _write_csv(tmp_path / "serial.csv", rows)
+    run_dir = tmp_path / "run"
+    run_stage(stages.extract, run_dir, source)
+    with pytest.raises(InputError, match=r"look like spreadsheet serial day numbers \(e.g. "
+                                         r"40513.35000\): format the column as dates"):
+        default_as_of(run_dir)
+    with pytest.raises(InputError, match=r"every one of the 5 rows was set aside "
+                                         r"\(unparseable_date 5\).*serial day numbers"):
+        run_stage(stages.quality, run_dir, as_of=AS_OF)
+    # ordinary unreadable dates get no such hint
+    rows = [[*r[:4], "not a date", *r[5:]] for r in ROWS]
+    other = tmp_path / "other"
+    run_stage(stages.extract, other, _write_csv(tmp_path / "words.csv", rows))
+    with pytest.raises(InputError) as error:
+        default_as_of(other)
+    assert "serial" not in str(error.value)
 
 
 def test_latin1_file_reads_like_utf8(tmp_path: Path) -> None:

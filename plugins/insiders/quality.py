@@ -450,6 +450,28 @@ def lines_per_day(raw_path: Path | str, since: str = "1990-01-01") -> pd.Series:
     return (counts if counts is not None else pd.Series(dtype="int64")).sort_index()
 
 
+def serial_date_hint(raw_path: Path | str, sample: int = 2000) -> str:
+    """What to do when the dates are spreadsheet serial day numbers (`40513.35`: a CSV saved
+    from a sheet whose date column was not formatted as dates), or "" when they are not."""
+    import pyarrow.parquet as pq
+
+    try:
+        file = pq.ParquetFile(raw_path)
+        batch = next(file.iter_batches(batch_size=sample, columns=["invoice_date"]), None)
+    except (OSError, KeyError, ValueError):
+        return ""
+    if batch is None or not batch.num_rows:
+        return ""
+    number = pd.to_numeric(batch.column(0).to_pandas().astype("str").str.strip(),
+                           errors="coerce")
+    serial = number.between(10_000, 80_000)  # 1927-05-18 .. 2119-01-10 in a spreadsheet
+    if serial.mean() < 0.5:
+        return ""
+    example = str(batch.column(0)[int(np.argmax(serial.to_numpy()))])
+    return (f"; the invoice dates look like spreadsheet serial day numbers (e.g. {example}): "
+            "format the column as dates in the sheet and export again, or give the .xlsx")
+
+
 def days_of_values(values: pd.Series, parser: DateParser | None = None,
                    since: str = "1990-01-01") -> pd.Series:
     """Lines per day from lines per distinct raw date text (`value_counts` of the column):
@@ -476,7 +498,7 @@ class AsOfChoice:
 
 def default_as_of(
     days: pd.Series, today: pd.Timestamp, support: float = 0.005, max_gap_days: int = 60,
-    tail_share: float = 0.02,
+    tail_share: float = 0.02, hint: str = "",
 ) -> AsOfChoice:
     """The day after the last real line, from the lines per calendar day (index: days).
 
@@ -485,6 +507,7 @@ def default_as_of(
     - a tail after a gap of more than `max_gap_days` holding at most `tail_share` of
       the lines (one 2031 line, or a misdated 169-line invoice, in a 2011 file);
     - days whose 30 days up to them hold less than `support` of the lines.
+    `hint`: what the message adds when no date is readable (`serial_date_hint`).
     The support rule alone missed a typo whose day held more lines than `support`
     of the file (a whole misdated invoice) and, finding no supported day in thin
     data, fell back to the very last date; the gap and today rules do not depend on it.
@@ -493,7 +516,8 @@ def default_as_of(
     days = days[days > 0].sort_index()
     if days.empty:
         raise InputError("no row has a readable invoice date, so there is no default as-of "
-                         "date; check the InvoiceDate column or pass --as-of YYYY-MM-DD")
+                         "date; check the InvoiceDate column or pass --as-of YYYY-MM-DD"
+                         + hint)
     real = days[days.index <= today]
     if real.empty:
         first = days.index[0].date()

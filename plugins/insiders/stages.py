@@ -122,11 +122,16 @@ def _quality(run: Run) -> dict:
         data_end = run.source.default_as_of(folder, note=False)
         schedule.require_covered(data_end, as_of, run.month)
     if not kept_rows:
+        from . import quality
+
         late = report.set_aside.get("after_as_of", 0) * 2 > report.rows_in
+        undated = report.set_aside.get("unparseable_date", 0) * 2 > report.rows_in
         raise InputError(
             f"{_source_name(run)}: every one of the {report.rows_in:,} rows was set aside "
             f"({aside_text}); see {quarantine_path} for each row and its reason"
-            + ("; most are dated on or after the as-of: choose a later --as-of" if late else ""))
+            + ("; most are dated on or after the as-of: choose a later --as-of" if late else "")
+            + (quality.serial_date_hint(folder.path_of("raw"))
+               if undated and folder.exists("raw") else ""))
     from .engine import pushdown
 
     # where a reader finds each set-aside row: the quarantine file, or (push-down) the

@@ -55,8 +55,9 @@ class Source:
         # a SQL input aggregated in its database left its lines per day, not its lines
         days = folder.read("raw_days").set_index("day")["lines"] \
             if folder.exists("raw_days") else quality.lines_per_day(folder.path_of("raw"))
-        choice = quality.default_as_of(days,
-                                       pd.Timestamp.now())
+        hint = "" if days.sum() or not folder.exists("raw") else \
+            quality.serial_date_hint(folder.path_of("raw"))
+        choice = quality.default_as_of(days, pd.Timestamp.now(), hint=hint)
         if choice.note and note:
             info("as-of: %s", choice.note)
             extracted = folder.stage("extract")
