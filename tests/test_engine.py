@@ -74,6 +74,7 @@ def _lines_with_everything() -> pd.DataFrame:
     return raw
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a 1e308 price: no overflow warning
 @pytest.mark.parametrize("engine", ENGINES)
 def test_quality_on_an_engine_is_the_pandas_quality(tmp_path: Path, engine: str) -> None:
     raw = _lines_with_everything()

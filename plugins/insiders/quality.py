@@ -373,7 +373,7 @@ def clean_chunk(
     keep = reason_code < 0
     if non_products is not None:
         only_code = reason_code == len(checks) - 1  # every other check passed
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):  # 1e308 x 6: set aside anyway
             value = np.abs(np.nan_to_num(quantity * price))
         non_products.add(raw.loc[only_code, "stock_code"], value[only_code].sum(),
                          int(keep.sum()), value[keep].sum())
