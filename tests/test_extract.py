@@ -166,7 +166,8 @@ def test_spreadsheet_serial_dates_are_named_with_what_to_do(tmp_path: Path) -> N
     source = _write_csv(tmp_path / "serial.csv", rows)
     run_dir = tmp_path / "run"
     run_stage(stages.extract, run_dir, source)
-    with pytest.raises(InputError, match=r"look like spreadsheet serial day numbers \(e.g. "
+    with pytest.raises(InputError, match=r"serial.csv: no row has a readable invoice date.*"
+                                         r"look like spreadsheet serial day numbers \(e.g. "
                                          r"40513.35000\): format the column as dates"):
         default_as_of(run_dir)
     with pytest.raises(InputError, match=r"every one of the 5 rows was set aside "
@@ -178,7 +179,8 @@ def test_spreadsheet_serial_dates_are_named_with_what_to_do(tmp_path: Path) -> N
     run_stage(stages.extract, other, _write_csv(tmp_path / "words.csv", rows))
     with pytest.raises(InputError) as error:
         default_as_of(other)
-    assert "serial" not in str(error.value)
+    assert "words.csv: no row has a readable invoice date" in str(error.value)
+    assert "serial day numbers" not in str(error.value)
 
 
 def test_latin1_file_reads_like_utf8(tmp_path: Path) -> None:

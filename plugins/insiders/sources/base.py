@@ -50,6 +50,7 @@ class Source:
         import pandas as pd
 
         from .. import quality
+        from ..errors import InputError
         from ..log import info
 
         # a SQL input aggregated in its database left its lines per day, not its lines
@@ -57,7 +58,12 @@ class Source:
             if folder.exists("raw_days") else quality.lines_per_day(folder.path_of("raw"))
         hint = "" if days.sum() or not folder.exists("raw") else \
             quality.serial_date_hint(folder.path_of("raw"))
-        choice = quality.default_as_of(days, pd.Timestamp.now(), hint=hint)
+        try:
+            choice = quality.default_as_of(days, pd.Timestamp.now(), hint=hint)
+        except InputError as exc:  # the rule knows days, not files: name the input here
+            source = folder.stage("extract").get("source") if folder.has_stage("extract") \
+                else None
+            raise InputError(f"{source}: {exc}" if source else str(exc)) from None
         if choice.note and note:
             info("as-of: %s", choice.note)
             extracted = folder.stage("extract")
