@@ -169,6 +169,28 @@ class QualityReport:
         }
 
 
+# a column whose format the reader does not know sets many lines aside under one reason: the
+# run goes on with the rest, and says so beside the figures (the data quality notes)
+FORMAT_REASONS = {"unparseable_date": "invoice date", "unparseable_quantity": "quantity",
+                  "unparseable_price": "unit price"}
+FORMAT_WARNING_SHARE = 0.2
+
+
+def format_warnings(report: QualityReport) -> list[str]:
+    """One note per column whose unreadable values set aside at least FORMAT_WARNING_SHARE
+    of the lines (an export writing `2,550.00` lost 58% of a file to unparseable_price)."""
+    from .wording import share
+
+    out = []
+    for reason, what in FORMAT_REASONS.items():
+        n = report.set_aside.get(reason, 0)
+        if report.rows_in and n >= FORMAT_WARNING_SHARE * report.rows_in:
+            out.append(f"{share(n / report.rows_in)} of the lines ({n:,}) have a {what} that "
+                       f"cannot be read ({reason}): check that column's format (the "
+                       "quarantine shows each line); every figure rests on the other lines")
+    return out
+
+
 class DateParser:
     """Parses the date spellings users bring; decides month- or day-first once per source.
 

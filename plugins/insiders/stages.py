@@ -106,6 +106,7 @@ def _quality(run: Run) -> dict:
     """Typed transactions and a quarantine that accounts for every set-aside row, on the
     run's engine (settings.engine: duckdb by default, spark, or pandas; engine/steps.py):
     every engine writes the same transactions file and quarantine, with the same counts."""
+    from . import quality
     from .engine import steps
 
     as_of, folder = run.day, run.folder
@@ -113,6 +114,7 @@ def _quality(run: Run) -> dict:
     quarantine_path = folder.path_of("quarantine")
     if not report.balanced:  # a bug, never a data problem: refuse to go on with lost rows
         raise RuntimeError(f"row accounting does not balance: {report.as_dict()}")
+    report.notes.extend(quality.format_warnings(report))
     aside_text = ", ".join(f"{k} {v:,}" for k, v in report.set_aside.items() if v) or "none"
     info("quality: %s rows in, %s kept, set aside: %s", f"{report.rows_in:,}",
          f"{report.rows_kept:,}", aside_text)
@@ -122,8 +124,6 @@ def _quality(run: Run) -> dict:
         data_end = run.source.default_as_of(folder, note=False)
         schedule.require_covered(data_end, as_of, run.month)
     if not kept_rows:
-        from . import quality
-
         late = report.set_aside.get("after_as_of", 0) * 2 > report.rows_in
         undated = report.set_aside.get("unparseable_date", 0) * 2 > report.rows_in
         raise InputError(
