@@ -289,8 +289,7 @@ def to_number(values: pd.Series, money: bool = False) -> pd.Series:
     rest = rest.mask(point, rest.str.replace(",", "", regex=False))
     rest = rest.mask(comma, rest.str.replace(".", "", regex=False))
     rest = rest.mask(comma | decimal_comma, rest.str.replace(",", ".", regex=False))
-    ambiguous = rest.str.fullmatch(r"-?[1-9]\d{0,2}(,\d{3})+")
-    number[todo] = pd.to_numeric(rest.mask(ambiguous, ""), errors="coerce")
+    number[todo] = pd.to_numeric(rest, errors="coerce")  # `1,000` is left as written: NaN
     return number.astype("float64")
 
 

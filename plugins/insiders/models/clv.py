@@ -473,9 +473,8 @@ GONE_BELOW = 0.5  # P(alive) under this: the purchase model believes the custome
 def probably_gone(p_alive: pd.Series | np.ndarray, purchases: BetaGeoModel) -> np.ndarray:
     """Who the fitted purchase model believes has left (P(alive) < GONE_BELOW), only where
     it can tell: with a degenerate dropout (`p_alive_usable` false) nobody is."""
-    alive = np.asarray(pd.to_numeric(pd.Series(np.asarray(p_alive)), errors="coerce"), float)
-    with np.errstate(invalid="ignore"):
-        gone = alive < GONE_BELOW  # missing P(alive): not gone
+    alive = pd.to_numeric(pd.Series(np.asarray(p_alive)), errors="coerce")
+    gone = (alive < GONE_BELOW).to_numpy()  # missing P(alive): not gone
     return gone & bool(purchases.diagnostics_["p_alive_usable"])
 
 
