@@ -75,6 +75,19 @@ def _write_xlsx(path: Path, rows: list[list[str]]) -> Path:
     return path
 
 
+def _write_parquet(path: Path, rows: list[list[str]]) -> Path:
+    """Columns typed as a data engineer's export has them: integers, a timestamp, float
+    ids, a dictionary-encoded country."""
+    frame = pd.DataFrame(rows, columns=HEADER)
+    frame["Quantity"] = frame["Quantity"].astype("int64")
+    frame["InvoiceDate"] = pd.to_datetime(frame["InvoiceDate"])
+    frame["UnitPrice"] = frame["UnitPrice"].astype(float)
+    frame["CustomerID"] = frame["CustomerID"].astype(float)
+    frame["Country"] = frame["Country"].astype("category")
+    frame.to_parquet(path, index=False)
+    return path
+
+
 def _make(fmt: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
@@ -87,6 +100,8 @@ def _make(fmt: str, folder: Path) -> Path:
             z.write(inner, "online_retail.csv")
         inner.unlink()
         return folder / "online_retail.zip"
+    if fmt == "parquet":
+        return _write_parquet(folder / "online_retail.parquet", ROWS)
     return _write_xlsx(folder / "online_retail.xlsx", ROWS)
 
 
@@ -112,7 +127,7 @@ def _typed(tx: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx"])
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx", "parquet"])
 def test_each_format_reads_the_same_lines(fmt: str, tmp_path: Path) -> None:
     source = _make(fmt, tmp_path)
     frame, stats = _read(source)
@@ -124,9 +139,10 @@ def test_each_format_reads_the_same_lines(fmt: str, tmp_path: Path) -> None:
     assert frame["quantity"].tolist() == [r[3] for r in ROWS]
     assert frame["invoice_date"].tolist() == [r[4] for r in ROWS]  # xlsx datetimes as ISO text
     assert frame["country"].tolist() == [r[7] for r in ROWS]
-    # a float id cell (17850.0) reads as 17850 from xlsx; the text files keep what was written
-    ids = [r[6] for r in ROWS] if fmt != "xlsx" else ["17850", "17850", "17850", "14527",
-                                                      "12583"]
+    # a float id cell (17850.0) reads as 17850 from xlsx and Parquet; the text files keep
+    # what was written
+    typed_ids = ["17850", "17850", "17850", "14527", "12583"]
+    ids = typed_ids if fmt in ("xlsx", "parquet") else [r[6] for r in ROWS]
     assert frame["customer_id"].tolist() == ids
     where = frame["source_file"].iloc[0]
     assert where.startswith(str(source))
@@ -136,7 +152,7 @@ def test_each_format_reads_the_same_lines(fmt: str, tmp_path: Path) -> None:
         assert where.endswith("[Online Retail]")
 
 
-@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx"])
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx", "parquet"])
 def test_each_format_gives_the_same_transactions(fmt: str, tmp_path: Path) -> None:
     ex, q, tx = _stages(_make(fmt, tmp_path / "in"), tmp_path / "run")
     assert ex["rows"] == 5 and ex["rejects"] == 0
@@ -204,6 +220,46 @@ def test_latin1_file_reads_like_utf8(tmp_path: Path) -> None:
     assert u_stats.notes == []
     # the fallback is reported: 5 values (one description per row) were not UTF-8
     assert any("5 values were not UTF-8" in n for n in l_stats.notes)
+
+
+def test_parquet_times_numbers_and_gaps_read_as_their_text(tmp_path: Path) -> None:
+    """A zone-aware timestamp keeps its local clock time (as a zone in a CSV date does),
+    a fractional quantity stays fractional (set aside later, not rounded here), a missing
+    id is empty, and a row without any value is counted as empty, not read as a line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    when = pd.Timestamp("2011-06-01 09:30:15", tz="Europe/London")  # 08:30:15 UTC
+    table = pa.table({
+        "InvoiceNo": pa.array(["1", "2", None]).dictionary_encode(),
+        "StockCode": ["A", "B", None],
+        "Quantity": pa.array([2.0, 1.5, None]),
+        "InvoiceDate": pa.array([when, when, None], pa.timestamp("ns", "Europe/London")),
+        "UnitPrice": pa.array([1.25, 3.0, None]),
+        "CustomerID": pa.array([12345, None, None], pa.int64()),
+        "Country": ["France", "France", None],
+    })
+    path = tmp_path / "export"  # no suffix: known by its first bytes
+    pq.write_table(table, path)
+    frame, stats = _read(path)
+    assert frame["invoice_date"].tolist() == ["2011-06-01 09:30:15"] * 2
+    assert frame["quantity"].tolist() == ["2", "1.5"]
+    assert frame["unit_price"].tolist() == ["1.25", "3"]
+    assert frame["customer_id"].tolist() == ["12345", ""]
+    assert frame["source_row"].tolist() == [2, 3]
+    assert stats.rows == 2
+    assert f"{path}: 1 empty row(s) skipped" in " ".join(stats.notes)
+
+
+def test_parquet_list_column_is_refused_by_name(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({name: [r[i] for r in ROWS] for i, name in enumerate(HEADER)})
+    table = table.set_column(1, "StockCode", pa.array([[r[1]] for r in ROWS]))
+    pq.write_table(table, tmp_path / "nested.parquet")
+    with pytest.raises(InputError, match=r"nested.parquet: column 'StockCode' holds list"):
+        _read(tmp_path / "nested.parquet")
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])

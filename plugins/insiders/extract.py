@@ -3,7 +3,7 @@
 Everything is read as text and in chunks, so memory stays bounded and no value
 is lost to a wrong guess of its type: the quality stage decides what each value
 means and sets aside what it cannot read. Files may be .csv, .csv.gz, .txt,
-.zip (one or more tables inside) or .xlsx; UTF-8 or latin-1; comma, semicolon,
+.zip (one or more tables inside), .xlsx or .parquet; UTF-8 or latin-1; comma, semicolon,
 tab or pipe separated; with the column names of the common copies of the
 Online Retail data (`InvoiceNo` or `Invoice`, `UnitPrice` or `Price`, ...).
 """
@@ -48,7 +48,8 @@ DISPLAY = {"invoice": "InvoiceNo", "stock_code": "StockCode", "description": "De
            "customer_id": "CustomerID", "country": "Country"}
 OPTIONAL_DEFAULTS = {"description": "", "country": "Unknown"}
 RAW_COLUMNS = list(ALIASES)
-TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".gz")
+TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".gz", ".parquet", ".pq")
+PARQUET_MAGIC = b"PAR1"
 DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -171,7 +172,8 @@ def expand_source(source: str | Path) -> list[Path]:
         paths = sorted(p for p in path.iterdir() if p.name.lower().endswith(TABLE_SUFFIXES)
                        or p.suffix.lower() == ".zip")
         if not paths:
-            raise InputError(f"{path}: the folder holds no .csv, .csv.gz, .zip or .xlsx file")
+            raise InputError(f"{path}: the folder holds no .csv, .csv.gz, .zip, .xlsx or .parquet "
+                             "file")
         return paths
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -203,6 +205,8 @@ def read_file(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chun
             yield from _read_xlsx(fh, str(path), chunk_rows, stats)
     elif name.endswith(".xls"):
         raise InputError(f"{path}: old .xls workbooks are not supported; save it as .xlsx or .csv")
+    elif name.endswith((".parquet", ".pq")) or _starts_with(path, PARQUET_MAGIC):
+        yield from _read_parquet(path, chunk_rows, stats)
     else:
         opener = (lambda: gzip.open(path, "rb")) if name.endswith(".gz") else (
             lambda: open(path, "rb"))
@@ -254,7 +258,7 @@ def _header_line(opener: Callable, where: str) -> tuple[str, str]:
                          "this reader does not take; save it as \"CSV UTF-8\" or .xlsx")
     if b"\x00" in head[:4096] or first.startswith((b"PK\x03\x04", b"\x89PNG", b"%PDF")):
         raise InputError(f"{where}: this is not a text table (binary content); expected a CSV, "
-                         ".csv.gz, .zip or .xlsx file")
+                         ".csv.gz, .zip, .xlsx or .parquet file")
     line = first.decode("utf-8", errors="replace")
     counts = {d: line.count(d) for d in DELIMITERS}
     delimiter = max(counts, key=counts.get)
@@ -524,6 +528,98 @@ def _no_rejects() -> pd.DataFrame:
     return pd.DataFrame({"source_file": pd.Series([], dtype="str"),
                          "source_row": pd.Series([], dtype="int64"),
                          "raw_text": pd.Series([], dtype="str")})
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
+def _read_parquet(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chunk]:
+    """A Parquet file (a data engineer's export): its typed columns become the text the
+    quality stage reads from any file, so the same rules judge them. Rows are numbered as
+    in the other formats (a spreadsheet's numbers, the column names being row 1): the
+    quarantine's `source_row` means one thing whatever the file."""
+    import pyarrow.parquet as pq
+
+    where = str(path)
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{where}: not a readable Parquet file ({_short(str(exc))})") from None
+    names = file.schema_arrow.names
+    mapping = map_columns(names, where)
+    stats.notes.extend(column_notes(names, mapping, where))
+    columns = sorted(set(mapping.values()), key=names.index)
+    for orig in columns:
+        _check_parquet_type(file.schema_arrow.field(orig), where)
+    done = kept = 0
+    empty = [0]
+    try:
+        for batch in file.iter_batches(batch_size=chunk_rows, columns=columns):
+            text = {canon: parquet_text(batch.column(orig)) for canon, orig in mapping.items()}
+            rows = done + 2 + np.arange(batch.num_rows)
+            done += batch.num_rows
+            blank = None
+            for orig in columns:  # rows without a single value are not transactions
+                is_empty = pc.equal(pc.binary_length(text[_first(mapping, orig)]), 0)
+                blank = is_empty if blank is None else pc.and_(blank, is_empty)
+            if blank is not None and pc.any(blank).as_py():
+                keep = pc.invert(blank)
+                empty[0] += batch.num_rows - int(pc.sum(keep.cast(pa.int64())).as_py() or 0)
+                text = {c: v.filter(keep) for c, v in text.items()}
+                rows = rows[keep.to_numpy(zero_copy_only=False)]
+            count = len(rows)
+            for column, default in OPTIONAL_DEFAULTS.items():
+                text.setdefault(column, pa.repeat(pa.scalar(default), count))
+            kept += count
+            yield Chunk(table=pa.Table.from_arrays(
+                [text[c] for c in RAW_COLUMNS]
+                + [pa.repeat(pa.scalar(where), count), pa.array(rows, pa.int64())],
+                schema=RAW_SCHEMA))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{where}: stopped reading after row {done:,}: {_short(str(exc))}. "
+                         "The file looks truncated or corrupt: export it again") from None
+    if not done:
+        yield Chunk(table=RAW_SCHEMA.empty_table())
+    stats.rows += kept
+    stats.files[where] = kept
+    _note_empty(stats, where, empty[0])
+
+
+def _first(mapping: dict[str, str], orig: str) -> str:
+    return next(canon for canon, name in mapping.items() if name == orig)
+
+
+def _check_parquet_type(field: pa.Field, where: str) -> None:
+    kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+    if pa.types.is_nested(kind):
+        raise InputError(f"{where}: column {field.name!r} holds {kind} values, not one value "
+                         "per line; export it as text, a number or a date")
+
+
+def parquet_text(column: pa.Array) -> pa.Array:
+    """A typed column as the text a CSV export of it would hold: numbers in their shortest
+    form (17850.0 -> "17850"), times to the second as written (a zone's local time), and
+    nothing for a missing value."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        column = pc.strftime(column.cast(pa.timestamp("s", kind.tz), safe=False),
+                             format="%Y-%m-%d %H:%M:%S")
+    elif pa.types.is_date(kind):
+        column = pc.strftime(column, format="%Y-%m-%d")
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        column = _text_column(pa.chunked_array([column]), [0]).combine_chunks()
+    column = column.cast(pa.string())
+    return pc.fill_null(column, "")
 
 
 # --------------------------------------------------------------------------- SQL
