@@ -136,7 +136,7 @@ class Chunk:
     def __init__(self, frame: pd.DataFrame | None = None, rejects: pd.DataFrame | None = None,
                  table: pa.Table | None = None) -> None:
         self._frame, self._table = frame, table
-        self.rejects = rejects if rejects is not None else _no_rejects()
+        self.rejects = rejects if rejects is not None else no_rejects()
 
     def __len__(self) -> int:
         return self._table.num_rows if self._table is not None else len(self._frame)
@@ -201,12 +201,16 @@ def read_file(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chun
     if name.endswith(".zip"):
         yield from _read_zip(path, chunk_rows, stats)
     elif name.endswith((".xlsx", ".xlsm")):
+        from .extract_formats import read_xlsx
+
         with open(path, "rb") as fh:
-            yield from _read_xlsx(fh, str(path), chunk_rows, stats)
+            yield from read_xlsx(fh, str(path), chunk_rows, stats)
     elif name.endswith(".xls"):
         raise InputError(f"{path}: old .xls workbooks are not supported; save it as .xlsx or .csv")
     elif name.endswith((".parquet", ".pq")) or _starts_with(path, PARQUET_MAGIC):
-        yield from _read_parquet(path, chunk_rows, stats)
+        from .extract_formats import read_parquet
+
+        yield from read_parquet(path, chunk_rows, stats)
     else:
         opener = (lambda: gzip.open(path, "rb")) if name.endswith(".gz") else (
             lambda: open(path, "rb"))
@@ -231,8 +235,10 @@ def _read_zip(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chun
         for member in members:
             where = f"{path}:{member}"
             if member.lower().endswith(".xlsx"):
+                from .extract_formats import read_xlsx
+
                 with archive.open(member) as fh:
-                    yield from _read_xlsx(io.BytesIO(fh.read()), where, chunk_rows, stats)
+                    yield from read_xlsx(io.BytesIO(fh.read()), where, chunk_rows, stats)
             else:
                 yield from _read_delimited(lambda m=member: archive.open(m), where, chunk_rows,
                                            stats)
@@ -331,7 +337,7 @@ def _read_delimited(
         except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:
             read = records + pending_rows + rejects_done
             near = f" after row {read + 1:,}" if read else ""
-            raise InputError(f"{where}: stopped reading{near}: {_short(str(exc))}. The file looks "
+            raise InputError(f"{where}: stopped reading{near}: {brief(str(exc))}. The file looks "
                              "truncated or corrupt: download or export it again") from None
     stats.rows += rows_done
     stats.rejects += rejects_done
@@ -339,7 +345,7 @@ def _read_delimited(
     if latin[0]:
         stats.notes.append(f"{where}: {latin[0]:,} values were not UTF-8 and were read as "
                            "latin-1 (cp1252)")
-    _note_empty(stats, where, empty[0])
+    note_empty(stats, where, empty[0])
 
 
 def _check_quotes(swallowed: list[tuple[int, int]], where: str) -> None:
@@ -352,17 +358,17 @@ def _check_quotes(swallowed: list[tuple[int, int]], where: str) -> None:
             "quote, then export the file again")
 
 
-def _note_empty(stats: ExtractStats, where: str, count: int) -> None:
+def note_empty(stats: ExtractStats, where: str, count: int) -> None:
     if count:
         stats.notes.append(f"{where}: {count:,} empty row(s) skipped (no values: not "
                            "transactions; the rows after them keep their row numbers)")
 
 
-def _short(message: str) -> str:
+def brief(message: str) -> str:
     return message.strip().splitlines()[0][:200] if message.strip() else "unknown error"
 
 
-def _text_column(column: pa.ChunkedArray, latin: list[int]) -> pa.ChunkedArray:
+def text_column(column: pa.ChunkedArray, latin: list[int]) -> pa.ChunkedArray:
     """Arrow text as read; values that are not UTF-8 are decoded as cp1252 (counted)."""
     try:
         column.validate(full=True)
@@ -396,11 +402,11 @@ def _to_chunk(
         if blank is not None:
             empty[0] += int(blank.sum())
             table, rows = table.filter(pa.array(~blank)), rows[~blank]
-        text = {canon: _text_column(table.column(col), latin) for canon, col in wanted.items()}
+        text = {canon: text_column(table.column(col), latin) for canon, col in wanted.items()}
     else:
         text = {canon: pa.chunked_array([], pa.string()) for canon in wanted}
     kept = len(rows)
-    for column, default in OPTIONAL_DEFAULTS.items():  # as _canonical fills them
+    for column, default in OPTIONAL_DEFAULTS.items():  # as canonical fills them
         text.setdefault(column, pa.chunked_array([pa.repeat(pa.scalar(default), kept)]))
     lines = pa.Table.from_arrays(
         [text[c].cast(pa.string()) for c in RAW_COLUMNS]
@@ -435,68 +441,14 @@ def shift_past(rows: np.ndarray, bad_numbers: np.ndarray) -> np.ndarray:
     return out
 
 
-def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
     for column, default in OPTIONAL_DEFAULTS.items():
         if column not in frame:
             frame[column] = default
     return frame[RAW_COLUMNS]
 
 
-# --------------------------------------------------------------------------- xlsx
-
-
-def _read_xlsx(fh, where: str, chunk_rows: int, stats: ExtractStats) -> Iterator[Chunk]:
-    import openpyxl
-
-    try:
-        book = openpyxl.load_workbook(fh, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for a broken workbook
-        raise InputError(f"{where}: not a readable .xlsx workbook ({_short(str(exc))})") from None
-    used, skipped = 0, []
-    try:
-        for sheet in book.worksheets:
-            rows = sheet.iter_rows(values_only=True)
-            header = next(rows, None)
-            sheet_where = f"{where}[{sheet.title}]"
-            try:
-                mapping = map_columns(header or [], sheet_where)
-            except InputError:
-                skipped.append(sheet.title)
-                continue
-            used += 1
-            names = [str(h) if h is not None else "" for h in header]
-            stats.notes.extend(column_notes(names, mapping, sheet_where))
-            index = {canon: names.index(orig) for canon, orig in mapping.items()}
-            buffer: list[tuple] = []
-            done = kept = 0
-            empty = [0]
-            for row in rows:
-                buffer.append(row)
-                if len(buffer) >= chunk_rows:
-                    chunk = _xlsx_chunk(buffer, index, sheet_where, done, empty)
-                    yield chunk
-                    done += len(buffer)
-                    kept += len(chunk)
-                    buffer = []
-            if buffer or done == 0:
-                chunk = _xlsx_chunk(buffer, index, sheet_where, done, empty)
-                yield chunk
-                done += len(buffer)
-                kept += len(chunk)
-            stats.rows += kept
-            stats.files[sheet_where] = kept
-            _note_empty(stats, sheet_where, empty[0])
-    finally:
-        book.close()
-    if not used:
-        raise InputError(f"{where}: no sheet has the transaction columns (sheets: "
-                         f"{', '.join(skipped)}); expected InvoiceNo, StockCode, Quantity, "
-                         "InvoiceDate, UnitPrice, CustomerID")
-    if skipped:
-        stats.notes.append(f"{where}: ignored sheet(s) without transactions: {', '.join(skipped)}")
-
-
-def _cell_text(value: object) -> str:
+def cell_text(value: object) -> str:
     if value is None:
         return ""
     if hasattr(value, "isoformat"):
@@ -504,33 +456,6 @@ def _cell_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value)) if abs(value) < 1e15 else repr(value)
     return str(value)
-
-
-def _xlsx_chunk(rows: list[tuple], index: dict[str, int], where: str, offset: int,
-                empty: list[int]) -> Chunk:
-    data = {
-        canon: pd.Series([_cell_text(r[i]) if i < len(r) else "" for r in rows], dtype="str")
-        for canon, i in index.items()
-    }
-    frame = _canonical(pd.DataFrame(data))
-    frame["source_file"] = where
-    frame["source_row"] = offset + 2 + np.arange(len(frame))
-    # rows without a value (formatted but empty, or a gap) are not transactions
-    blank = np.logical_and.reduce([data[c].to_numpy() == "" for c in index]) if len(frame) \
-        else np.zeros(0, dtype=bool)
-    if blank.any():
-        empty[0] += int(blank.sum())
-        frame = frame.loc[~blank].reset_index(drop=True)
-    return Chunk(frame=frame, rejects=_no_rejects())
-
-
-def _no_rejects() -> pd.DataFrame:
-    return pd.DataFrame({"source_file": pd.Series([], dtype="str"),
-                         "source_row": pd.Series([], dtype="int64"),
-                         "raw_text": pd.Series([], dtype="str")})
-
-
-# --------------------------------------------------------------------------- Parquet
 
 
 def _starts_with(path: Path, magic: bytes) -> bool:
@@ -541,85 +466,10 @@ def _starts_with(path: Path, magic: bytes) -> bool:
         return False
 
 
-def _read_parquet(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chunk]:
-    """A Parquet file (a data engineer's export): its typed columns become the text the
-    quality stage reads from any file, so the same rules judge them. Rows are numbered as
-    in the other formats (a spreadsheet's numbers, the column names being row 1): the
-    quarantine's `source_row` means one thing whatever the file."""
-    import pyarrow.parquet as pq
-
-    where = str(path)
-    try:
-        file = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{where}: not a readable Parquet file ({_short(str(exc))})") from None
-    names = file.schema_arrow.names
-    mapping = map_columns(names, where)
-    stats.notes.extend(column_notes(names, mapping, where))
-    columns = sorted(set(mapping.values()), key=names.index)
-    for orig in columns:
-        _check_parquet_type(file.schema_arrow.field(orig), where)
-    done = kept = 0
-    empty = [0]
-    try:
-        for batch in file.iter_batches(batch_size=chunk_rows, columns=columns):
-            text = {canon: parquet_text(batch.column(orig)) for canon, orig in mapping.items()}
-            rows = done + 2 + np.arange(batch.num_rows)
-            done += batch.num_rows
-            blank = None
-            for orig in columns:  # rows without a single value are not transactions
-                is_empty = pc.equal(pc.binary_length(text[_first(mapping, orig)]), 0)
-                blank = is_empty if blank is None else pc.and_(blank, is_empty)
-            if blank is not None and pc.any(blank).as_py():
-                keep = pc.invert(blank)
-                empty[0] += batch.num_rows - int(pc.sum(keep.cast(pa.int64())).as_py() or 0)
-                text = {c: v.filter(keep) for c, v in text.items()}
-                rows = rows[keep.to_numpy(zero_copy_only=False)]
-            count = len(rows)
-            for column, default in OPTIONAL_DEFAULTS.items():
-                text.setdefault(column, pa.repeat(pa.scalar(default), count))
-            kept += count
-            yield Chunk(table=pa.Table.from_arrays(
-                [text[c] for c in RAW_COLUMNS]
-                + [pa.repeat(pa.scalar(where), count), pa.array(rows, pa.int64())],
-                schema=RAW_SCHEMA))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{where}: stopped reading after row {done:,}: {_short(str(exc))}. "
-                         "The file looks truncated or corrupt: export it again") from None
-    if not done:
-        yield Chunk(table=RAW_SCHEMA.empty_table())
-    stats.rows += kept
-    stats.files[where] = kept
-    _note_empty(stats, where, empty[0])
-
-
-def _first(mapping: dict[str, str], orig: str) -> str:
-    return next(canon for canon, name in mapping.items() if name == orig)
-
-
-def _check_parquet_type(field: pa.Field, where: str) -> None:
-    kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
-    if pa.types.is_nested(kind):
-        raise InputError(f"{where}: column {field.name!r} holds {kind} values, not one value "
-                         "per line; export it as text, a number or a date")
-
-
-def parquet_text(column: pa.Array) -> pa.Array:
-    """A typed column as the text a CSV export of it would hold: numbers in their shortest
-    form (17850.0 -> "17850"), times to the second as written (a zone's local time), and
-    nothing for a missing value."""
-    if pa.types.is_dictionary(column.type):
-        column = column.dictionary_decode()
-    kind = column.type
-    if pa.types.is_timestamp(kind):
-        column = pc.strftime(column.cast(pa.timestamp("s", kind.tz), safe=False),
-                             format="%Y-%m-%d %H:%M:%S")
-    elif pa.types.is_date(kind):
-        column = pc.strftime(column, format="%Y-%m-%d")
-    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        column = _text_column(pa.chunked_array([column]), [0]).combine_chunks()
-    column = column.cast(pa.string())
-    return pc.fill_null(column, "")
+def no_rejects() -> pd.DataFrame:
+    return pd.DataFrame({"source_file": pd.Series([], dtype="str"),
+                         "source_row": pd.Series([], dtype="int64"),
+                         "raw_text": pd.Series([], dtype="str")})
 
 
 # --------------------------------------------------------------------------- SQL
@@ -649,7 +499,7 @@ def read_sql(url: str, query: str | None, chunk_rows: int, stats: ExtractStats
     try:
         engine = sa.create_engine(url)
     except Exception as exc:  # bad URL or missing driver
-        raise InputError(f"{redact_url(url)}: cannot use this database URL ({_short(str(exc))})"
+        raise InputError(f"{redact_url(url)}: cannot use this database URL ({brief(str(exc))})"
                          ) from None
     name = query or "transactions"
     select = is_select(name)
@@ -670,20 +520,20 @@ def read_sql(url: str, query: str | None, chunk_rows: int, stats: ExtractStats
                 if not rows and done:
                     break
                 frame = pd.DataFrame(rows, columns=keys)
-                data = {canon: frame[orig].map(_cell_text).astype("str") if len(frame)
+                data = {canon: frame[orig].map(cell_text).astype("str") if len(frame)
                         else pd.Series([], dtype="str") for canon, orig in mapping.items()}
-                out = _canonical(pd.DataFrame(data))
+                out = canonical(pd.DataFrame(data))
                 out["source_file"] = where
                 out["source_row"] = done + 1 + np.arange(len(out))
                 done += len(out)
                 stats.rows += len(out)
-                yield Chunk(frame=out, rejects=_no_rejects())
+                yield Chunk(frame=out, rejects=no_rejects())
                 if not rows:
                     break
             stats.files[where] = done
     except InputError:
         raise
     except sa.exc.SQLAlchemyError as exc:
-        raise InputError(f"{where}: the database query failed ({_short(str(exc))})") from None
+        raise InputError(f"{where}: the database query failed ({brief(str(exc))})") from None
     finally:
         engine.dispose()

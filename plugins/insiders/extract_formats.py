@@ -1,0 +1,186 @@
+"""The binary table formats extract reads: .xlsx workbooks (every sheet with the
+transaction columns) and Parquet files (a data engineer's export). Each becomes the
+same text chunks as a delimited file (`extract.Chunk`), so one set of quality rules
+judges every format."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import InputError
+from .extract import (
+    OPTIONAL_DEFAULTS,
+    RAW_COLUMNS,
+    RAW_SCHEMA,
+    Chunk,
+    ExtractStats,
+    brief,
+    canonical,
+    cell_text,
+    column_notes,
+    map_columns,
+    no_rejects,
+    note_empty,
+    text_column,
+)
+
+# --------------------------------------------------------------------------- xlsx
+
+
+def read_xlsx(fh, where: str, chunk_rows: int, stats: ExtractStats) -> Iterator[Chunk]:
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(fh, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for a broken workbook
+        raise InputError(f"{where}: not a readable .xlsx workbook ({brief(str(exc))})") from None
+    used, skipped = 0, []
+    try:
+        for sheet in book.worksheets:
+            rows = sheet.iter_rows(values_only=True)
+            header = next(rows, None)
+            sheet_where = f"{where}[{sheet.title}]"
+            try:
+                mapping = map_columns(header or [], sheet_where)
+            except InputError:
+                skipped.append(sheet.title)
+                continue
+            used += 1
+            names = [str(h) if h is not None else "" for h in header]
+            stats.notes.extend(column_notes(names, mapping, sheet_where))
+            index = {canon: names.index(orig) for canon, orig in mapping.items()}
+            buffer: list[tuple] = []
+            done = kept = 0
+            empty = [0]
+            for row in rows:
+                buffer.append(row)
+                if len(buffer) >= chunk_rows:
+                    chunk = _xlsx_chunk(buffer, index, sheet_where, done, empty)
+                    yield chunk
+                    done += len(buffer)
+                    kept += len(chunk)
+                    buffer = []
+            if buffer or done == 0:
+                chunk = _xlsx_chunk(buffer, index, sheet_where, done, empty)
+                yield chunk
+                done += len(buffer)
+                kept += len(chunk)
+            stats.rows += kept
+            stats.files[sheet_where] = kept
+            note_empty(stats, sheet_where, empty[0])
+    finally:
+        book.close()
+    if not used:
+        raise InputError(f"{where}: no sheet has the transaction columns (sheets: "
+                         f"{', '.join(skipped)}); expected InvoiceNo, StockCode, Quantity, "
+                         "InvoiceDate, UnitPrice, CustomerID")
+    if skipped:
+        stats.notes.append(f"{where}: ignored sheet(s) without transactions: {', '.join(skipped)}")
+
+
+def _xlsx_chunk(rows: list[tuple], index: dict[str, int], where: str, offset: int,
+                empty: list[int]) -> Chunk:
+    data = {
+        canon: pd.Series([cell_text(r[i]) if i < len(r) else "" for r in rows], dtype="str")
+        for canon, i in index.items()
+    }
+    frame = canonical(pd.DataFrame(data))
+    frame["source_file"] = where
+    frame["source_row"] = offset + 2 + np.arange(len(frame))
+    # rows without a value (formatted but empty, or a gap) are not transactions
+    blank = np.logical_and.reduce([data[c].to_numpy() == "" for c in index]) if len(frame) \
+        else np.zeros(0, dtype=bool)
+    if blank.any():
+        empty[0] += int(blank.sum())
+        frame = frame.loc[~blank].reset_index(drop=True)
+    return Chunk(frame=frame, rejects=no_rejects())
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+def read_parquet(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chunk]:
+    """A Parquet file (a data engineer's export): its typed columns become the text the
+    quality stage reads from any file, so the same rules judge them. Rows are numbered as
+    in the other formats (a spreadsheet's numbers, the column names being row 1): the
+    quarantine's `source_row` means one thing whatever the file."""
+    import pyarrow.parquet as pq
+
+    where = str(path)
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{where}: not a readable Parquet file ({brief(str(exc))})") from None
+    names = file.schema_arrow.names
+    mapping = map_columns(names, where)
+    stats.notes.extend(column_notes(names, mapping, where))
+    columns = sorted(set(mapping.values()), key=names.index)
+    for orig in columns:
+        _check_parquet_type(file.schema_arrow.field(orig), where)
+    done = kept = 0
+    empty = [0]
+    try:
+        for batch in file.iter_batches(batch_size=chunk_rows, columns=columns):
+            text = {canon: parquet_text(batch.column(orig)) for canon, orig in mapping.items()}
+            rows = done + 2 + np.arange(batch.num_rows)
+            done += batch.num_rows
+            blank = None
+            for orig in columns:  # rows without a single value are not transactions
+                is_empty = pc.equal(pc.binary_length(text[_first(mapping, orig)]), 0)
+                blank = is_empty if blank is None else pc.and_(blank, is_empty)
+            if blank is not None and pc.any(blank).as_py():
+                keep = pc.invert(blank)
+                empty[0] += batch.num_rows - int(pc.sum(keep.cast(pa.int64())).as_py() or 0)
+                text = {c: v.filter(keep) for c, v in text.items()}
+                rows = rows[keep.to_numpy(zero_copy_only=False)]
+            count = len(rows)
+            for column, default in OPTIONAL_DEFAULTS.items():
+                text.setdefault(column, pa.repeat(pa.scalar(default), count))
+            kept += count
+            yield Chunk(table=pa.Table.from_arrays(
+                [text[c] for c in RAW_COLUMNS]
+                + [pa.repeat(pa.scalar(where), count), pa.array(rows, pa.int64())],
+                schema=RAW_SCHEMA))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{where}: stopped reading after row {done:,}: {brief(str(exc))}. "
+                         "The file looks truncated or corrupt: export it again") from None
+    if not done:
+        yield Chunk(table=RAW_SCHEMA.empty_table())
+    stats.rows += kept
+    stats.files[where] = kept
+    note_empty(stats, where, empty[0])
+
+
+def _first(mapping: dict[str, str], orig: str) -> str:
+    return next(canon for canon, name in mapping.items() if name == orig)
+
+
+def _check_parquet_type(field: pa.Field, where: str) -> None:
+    kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+    if pa.types.is_nested(kind):
+        raise InputError(f"{where}: column {field.name!r} holds {kind} values, not one value "
+                         "per line; export it as text, a number or a date")
+
+
+def parquet_text(column: pa.Array) -> pa.Array:
+    """A typed column as the text a CSV export of it would hold: numbers in their shortest
+    form (17850.0 -> "17850"), times to the second as written (a zone's local time), and
+    nothing for a missing value."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        column = pc.strftime(column.cast(pa.timestamp("s", kind.tz), safe=False),
+                             format="%Y-%m-%d %H:%M:%S")
+    elif pa.types.is_date(kind):
+        column = pc.strftime(column, format="%Y-%m-%d")
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        column = text_column(pa.chunked_array([column]), [0]).combine_chunks()
+    column = column.cast(pa.string())
+    return pc.fill_null(column, "")
