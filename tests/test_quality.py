@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import default_as_of, run_stage
-from insiders import extract, quality, stages
+from insiders import extract, quality, quality_notes, stages
 from insiders.catalog import RunFolder
 from insiders.errors import InputError
 
@@ -491,3 +491,51 @@ def test_the_guard_needs_enough_lines_to_judge() -> None:
                         AS_OF, non_products=tally)
     assert tally.aside_lines == 2 and tally.kept_lines == 0
     tally.check("tiny.csv")  # does not raise
+
+
+# --------------------------------------------------------------------------- an export twice
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_a_month_delivered_twice_is_named_in_the_notes(real_file: Path, tmp_path: Path,
+                                                       engine: str) -> None:
+    """Two months of the real file and the first month again under another name: the
+    copies are set aside as duplicates (as before), and the note names the file that is
+    all copies, not the originals, whose own ~1% of repeated lines is ordinary."""
+    lines = pd.read_csv(real_file, dtype="str", keep_default_na=False)
+    month = lines["InvoiceDate"].str[:7]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    lines[month == "2011-03"].to_csv(folder / "a_2011-03.csv", index=False)
+    lines[month == "2011-04"].to_csv(folder / "b_2011-04.csv", index=False)
+    lines[month == "2011-03"].to_csv(folder / "c_resent.csv", index=False)
+    run_stage(stages.extract, tmp_path / "run", folder, engine=engine)
+    result = run_stage(stages.quality, tmp_path / "run", folder, as_of="2011-05-01",
+                       engine=engine)
+
+    aside = pd.read_csv(tmp_path / "run/quarantine.csv.gz", dtype="str",
+                        keep_default_na=False)
+    resent = str(folder / "c_resent.csv")
+    mine = aside[aside["source_file"] == resent]
+    copies = int((mine["reason"] == "duplicate").sum())
+    checked = int((month == "2011-03").sum()) - int((mine["reason"] != "duplicate").sum())
+    assert copies == checked > 20_000  # every line of it that passed the checks is a copy
+    notes = [n for n in result["notes"] if "exact copies" in n]
+    assert notes == [f"{resent}: {copies:,} of the {checked:,} lines that pass the other "
+                     "checks (100.0%) are exact copies of lines read before, set aside as "
+                     "duplicates: is the same export in the input twice?"]
+    # the originals' own repeated lines are counted but not called a second export
+    assert (aside.loc[aside["source_file"] != resent, "reason"] == "duplicate").sum() > 0
+
+
+def test_copied_file_share_counts_only_the_lines_that_reach_the_copy_check() -> None:
+    """Lines set aside for another reason (no customer id) never reach the copy check: a
+    file of 100 lines, 50 without an id and 20 copies, is 40% copies, at the threshold."""
+    report = quality.QualityReport()
+    quality_notes.count_aside(report, pd.Series(["f.csv"] * 70 + ["g.csv"] * 19),
+                        pd.Series(["missing_customer_id"] * 50 + ["duplicate"] * 39))
+    assert report.copies == {"f.csv": 20, "g.csv": 19}
+    assert report.other_aside == {"f.csv": 50}
+    notes = quality_notes.copied_file_notes(report, {"f.csv": 100, "g.csv": 100})
+    assert [n.split(":")[0] for n in notes] == ["f.csv"]  # g.csv: 19 of 100, ordinary
+    assert "20 of the 50 lines that pass the other checks (40.0%)" in notes[0]

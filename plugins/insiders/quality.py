@@ -151,6 +151,10 @@ class QualityReport:
     rows_kept: int = 0
     set_aside: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     notes: list[str] = field(default_factory=list)
+    # set-aside lines per input file (`source_file`): exact copies, and the lines set aside
+    # for another reason; a file made mostly of copies is an export delivered twice
+    copies: dict[str, int] = field(default_factory=dict)
+    other_aside: dict[str, int] = field(default_factory=dict)
 
     def add(self, reason: str, count: int) -> None:
         self.set_aside[reason] = self.set_aside.get(reason, 0) + int(count)
@@ -167,28 +171,6 @@ class QualityReport:
             "reasons": {k: REASONS[k] for k, v in self.set_aside.items() if v and k in REASONS},
             "notes": list(self.notes),
         }
-
-
-# a column whose format the reader does not know sets many lines aside under one reason: the
-# run goes on with the rest, and says so beside the figures (the data quality notes)
-FORMAT_REASONS = {"unparseable_date": "invoice date", "unparseable_quantity": "quantity",
-                  "unparseable_price": "unit price"}
-FORMAT_WARNING_SHARE = 0.2
-
-
-def format_warnings(report: QualityReport) -> list[str]:
-    """One note per column whose unreadable values set aside at least FORMAT_WARNING_SHARE
-    of the lines (an export writing `2,550.00` lost 58% of a file to unparseable_price)."""
-    from .wording import share
-
-    out = []
-    for reason, what in FORMAT_REASONS.items():
-        n = report.set_aside.get(reason, 0)
-        if report.rows_in and n >= FORMAT_WARNING_SHARE * report.rows_in:
-            out.append(f"{share(n / report.rows_in)} of the lines ({n:,}) have a {what} that "
-                       f"cannot be read ({reason}): check that column's format (the "
-                       "quarantine shows each line); every figure rests on the other lines")
-    return out
 
 
 class DateParser:

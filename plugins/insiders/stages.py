@@ -106,7 +106,7 @@ def _quality(run: Run) -> dict:
     """Typed transactions and a quarantine that accounts for every set-aside row, on the
     run's engine (settings.engine: duckdb by default, spark, or pandas; engine/steps.py):
     every engine writes the same transactions file and quarantine, with the same counts."""
-    from . import quality
+    from . import quality, quality_notes
     from .engine import steps
 
     as_of, folder = run.day, run.folder
@@ -114,7 +114,9 @@ def _quality(run: Run) -> dict:
     quarantine_path = folder.path_of("quarantine")
     if not report.balanced:  # a bug, never a data problem: refuse to go on with lost rows
         raise RuntimeError(f"row accounting does not balance: {report.as_dict()}")
-    report.notes.extend(quality.format_warnings(report))
+    files = folder.stage("extract").get("files", {}) if folder.has_stage("extract") else {}
+    report.notes.extend(quality_notes.format_warnings(report)
+                        + quality_notes.copied_file_notes(report, files))
     aside_text = ", ".join(f"{k} {v:,}" for k, v in report.set_aside.items() if v) or "none"
     info("quality: %s rows in, %s kept, set aside: %s", f"{report.rows_in:,}",
          f"{report.rows_kept:,}", aside_text)

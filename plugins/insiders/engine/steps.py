@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .. import quality
+from .. import quality, quality_notes
 from .backends import Engine, connect, parse_conf
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
                                               folder.path_of("raw")):
             set_aside(frame)
             quarantined += frame.num_rows
+            quality_notes.count_aside(report, frame.column("source_file"), frame.column("reason"))
     counted = sum(outcome.counts.values())
     if quarantined != counted:  # a bug or an engine's lost result, never a data problem
         raise RuntimeError(f"the quarantine holds {quarantined:,} set-aside lines but "
@@ -86,6 +87,7 @@ def _malformed(folder: RunFolder, set_aside, report: quality.QualityReport) -> N
     if len(rejects):
         set_aside(quality.malformed_to_quarantine(rejects))
         report.add("malformed_row", len(rejects))
+        quality_notes.count_aside(report, rejects["source_file"].astype("str"), "malformed_row")
         report.rows_in += len(rejects)
 
 
@@ -145,6 +147,7 @@ def _pandas_quality(folder: RunFolder, as_of: pd.Timestamp, today: pd.Timestamp,
             for reason, count in aside["reason"].value_counts().items():
                 report.add(str(reason), int(count))
             set_aside(aside)
+            quality_notes.count_aside(report, aside["source_file"].astype("str"), aside["reason"])
             blocks.append(kept)
             del raw, aside
         non_products.check(where)
@@ -156,6 +159,8 @@ def _pandas_quality(folder: RunFolder, as_of: pd.Timestamp, today: pd.Timestamp,
             set_aside(raw_rows(raw_path, kept.loc[dup, ["source_file", "source_row"]],
                                "duplicate"))
             report.add("duplicate", int(dup.sum()))
+            quality_notes.count_aside(report, kept.loc[dup, "source_file"].astype("str"),
+                                      "duplicate")
         kept = kept.loc[~dup].drop(columns="row_hash").reset_index(drop=True)
     report.rows_kept = len(kept)
     folder.write("transactions", kept)
