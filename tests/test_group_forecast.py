@@ -161,6 +161,18 @@ def test_online_retail_forecast_with_prophet_shape(real_file: Path, tmp_path: Pa
     assert s["total_mape_forecast"] < 0.6 * s["total_mape_model_raw"]
     assert result["factor"] > 1.2
     assert s["months_with_interval"] >= 3
+    # the coverage sentence counts the monthly forecasts that had an interval, and says why
+    # the others had none (the report once said "6 of 6 months" beside "5 earlier months")
+    table = result["backtest"]
+    drawn = table["lower"].notna()
+    inside = (table["actual"] >= table["lower"]) & (table["actual"] <= table["upper"])
+    assert (s["months"], s["months_with_interval"], s["months_inside"]) == (
+        len(table), int(drawn.sum()), int(inside[drawn].sum()))
+    text = gf.coverage_text(s)
+    assert text.startswith(f"{int(inside[drawn].sum())} of the {int(drawn.sum())} monthly "
+                           "forecasts with an 80% interval fell inside it")
+    assert (f"the {len(table) - int(drawn.sum())} of the earliest replays had too few" in
+            text) == bool((~drawn).any())
 
 
 @pytest.mark.realdata

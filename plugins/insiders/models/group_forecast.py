@@ -431,9 +431,21 @@ def backtest_figures(table: pd.DataFrame, summary: dict) -> dict:
             + (f", against {best_naive[1]:.0%} for the best simple rule "
                f"({NAIVE_LABELS[best_naive[0]]})" if best_naive else "")
             + (": it did better." if beat else ": the simple rule did better.")
-            + (f" {summary['months_inside']} of {summary['months_with_interval']} months fell "
-               f"inside the 80% interval." if coverage is not None else
+            + (f" {coverage_text(summary)}." if coverage is not None else
                " There are too few earlier errors yet for an 80% interval."))
     rows = table.to_dict(orient="records")
     return {"available": True, "origins": rows, "summary": summary, "text": text,
             "beats_naive": bool(beat)}
+
+
+def coverage_text(summary: dict) -> str:
+    """How often the replayed months fell inside the 80% interval, counting only the months
+    that had one: the earliest replays come before enough earlier errors exist to draw it,
+    and "6 of 6 months" beside "replayed at 5 earlier months" read as a contradiction."""
+    inside, drawn = summary["months_inside"], summary["months_with_interval"]
+    text = f"{inside} of the {drawn} monthly forecasts with an 80% interval fell inside it"
+    others = int(summary.get("months", drawn)) - int(drawn)
+    if others > 0:
+        text += (f" (the {others} of the earliest replays had too few earlier errors to "
+                 "draw one)")
+    return text

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from insiders.dashboards.htmlkit import Figures, esc, month_labels, section, table
 
 from .. import wording
+from ..models import group_forecast as gf
 
 # groups spent less than a third of their earlier monthly spend after being chosen: their
 # past is not a yardstick for their next months
@@ -87,7 +88,7 @@ def section_for(a: dict, fig: Figures, colors: tuple[str, str, str]) -> str:
                                fillcolor="rgba(201,162,39,.25)", line={"width": 0},
                                mode="lines", name="80% interval", hoverinfo="skip"))
     f.add_trace(go.Scatter(x=xs, y=[m["revenue"] for m in months], mode="lines+markers",
-                           name=f"forecast ({e['method']})",
+                           name=f"forecast: {e['method']}",
                            line={"color": insider_c, "dash": "dash", "width": 3}))
     f.update_layout(title="Insiders' net revenue per month: actual and forecast",
                     yaxis={"title": f"net revenue{cur}", "rangemode": "tozero"})
@@ -140,8 +141,7 @@ def _backtest(a: dict, back: dict, fig: Figures, colors: tuple[str, str, str]) -
             summ.get(f"total_mape_{k}"), 1),
          "Error per month": wording.share(summ.get(f"month_mape_{k}"), 1)}
         for k, label in names if summ.get(f"total_mape_{k}") is not None])
-    cover = (f"{summ['months_inside']} of {summ['months_with_interval']} months inside the "
-             "80% interval" if summ.get("months_with_interval") else
+    cover = (gf.coverage_text(summ) if summ.get("months_with_interval") else
              "no interval yet (too few earlier errors)")
     return (f"<div class='grid2'><div>{fig(f2, 320)}{caption}</div><div><h3>Backtest errors"
             f"</h3>{table(err, left=('Method',))}<p class='muted'>{esc(cover)}.</p>"
