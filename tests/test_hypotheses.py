@@ -82,6 +82,33 @@ def test_insiders_who_return_more_make_the_hypothesis_false() -> None:
     _check_verdict_rule(result)
 
 
+def test_returns_per_customer_and_all_together_disagreeing_is_explained() -> None:
+    """Every Insider returns 2 of 10 (20%); five other customers return nothing and one
+    large buyer returns 500 of 1,000: per customer the Insiders return more (the verdict),
+    all together less (12 of 60 against 500 of 1,050). The text says why both hold."""
+    lines = [(c, "2011-06-01", 10, 1.0) for c in INS + REST[:5]]
+    lines += [(c, "2011-06-08", -2, 1.0) for c in INS]
+    lines += [(REST[5], "2011-06-01", 1000, 1.0), (REST[5], "2011-06-08", -500, 1.0)]
+    result = hyp.insiders_return_less(_tx(lines), pd.Series(
+        [True] * 6 + [False] * 6, index=INS + REST))
+    f = result["figures"]
+    assert f["insiders_mean_return_share"] == pytest.approx(0.2)
+    assert f["rest_mean_return_share"] == pytest.approx(0.5 / 6, abs=1e-4)
+    assert f["insiders_value_returned"] == pytest.approx(0.2)
+    assert f["rest_value_returned"] == pytest.approx(500 / 1050, abs=1e-4)
+    assert result["verdict"] is False
+    assert "point different ways: the verdict compares customers one by one" in result["text"]
+    _check_verdict_rule(result)
+
+
+def test_agreeing_return_measures_need_no_explanation() -> None:
+    lines = [(c, "2011-06-01", 10, 1.0) for c in INS + REST]
+    lines += [(c, "2011-06-08", -5, 1.0) for c in REST]
+    result = hyp.insiders_return_less(_tx(lines), pd.Series(
+        [True] * 6 + [False] * 6, index=INS + REST))
+    assert "different ways" not in result["text"]
+
+
 def test_autumn_concentration() -> None:
     # Insiders buy only in October, the rest only in March: shares 1.0 and 0.0
     lines = [(c, "2011-10-03", 1, 5.0) for c in INS] + [(c, "2011-03-03", 1, 5.0) for c in REST]

@@ -83,12 +83,18 @@ def _return_less(bought: pd.Series, returned: pd.Series, flags: pd.Series, alpha
     }
 
     def describe(f: dict) -> str:
-        return (f"Insiders sent back {_pct(f['insiders_mean_return_share'])} of what they "
+        text = (f"Insiders sent back {_pct(f['insiders_mean_return_share'])} of what they "
                 f"bought on average ({_pct(f['insiders_with_a_return'])} returned something), "
                 f"the rest {_pct(f['rest_mean_return_share'])} "
                 f"({_pct(f['rest_with_a_return'])}); all together, Insiders' returns were "
                 f"{_pct(f['insiders_value_returned'])} of the value they bought, the rest's "
                 f"{_pct(f['rest_value_returned'])}.")
+        if _disagree((f["insiders_mean_return_share"], f["rest_mean_return_share"]),
+                     (f["insiders_value_returned"], f["rest_value_returned"])):
+            text += (" The two measures point different ways: the verdict compares customers "
+                     "one by one; the all-together figure weighs each customer by what they "
+                     "bought, so the returns of a few large buyers move it.")
+        return text
 
     return _mann_whitney("insiders_return_less", statement, x, y, "less", figures, describe,
                          alpha, "share of the value bought in the period that was returned, "
@@ -295,6 +301,14 @@ def _p_sentence(name: str, p: float, alpha: float, direction: bool) -> str:
     compare = "<" if p < alpha else ">="
     tail = "" if direction else "; the difference goes the other way"
     return f"{name}, one-sided: p = {p:.2g} {compare} {alpha:g}{tail}."
+
+
+def _disagree(per_customer: tuple, pooled: tuple) -> bool:
+    """Whether two (insiders, rest) comparisons of the same measure go opposite ways."""
+    values = [*per_customer, *pooled]
+    if any(v is None or not np.isfinite(v) for v in values):
+        return False
+    return np.sign(per_customer[0] - per_customer[1]) * np.sign(pooled[0] - pooled[1]) < 0
 
 
 def _pct(x: float | None) -> str:
