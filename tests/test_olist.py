@@ -316,6 +316,43 @@ def test_input_must_be_a_folder(tmp_path: Path) -> None:
                   kind="olist")
 
 
+def test_the_zip_kaggle_downloads_reads_like_its_folder(tmp_path: Path) -> None:
+    """Kaggle's download is one zip of the CSVs (here in a folder inside it, beside a
+    __MACOSX copy and a README): the same lines and accounting as the unpacked folder,
+    each file named as zip:member."""
+    import zipfile
+
+    folder = write_olist(tmp_path / "olist")
+    archive = tmp_path / "brazilian-ecommerce.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(folder.iterdir()):
+            z.write(path, f"archive/{path.name}")
+        z.writestr("__MACOSX/archive/._olist_orders_dataset.csv.gz", b"\x00\x05junk")
+        z.writestr("archive/README.txt", "not a table")
+    from_folder = run_stage(stages.extract, tmp_path / "a", folder, kind="olist")
+    from_zip = run_stage(stages.extract, tmp_path / "b", archive, kind="olist")
+    assert from_zip["tables"] == from_folder["tables"]
+    assert from_zip["rows"] == from_folder["rows"]
+    assert set(from_zip["files"]) == {f"{archive}:archive/{p.name}"
+                                      for p in folder.iterdir()}
+    a = pd.read_parquet(tmp_path / "a/work/raw.parquet").drop(columns="source_file")
+    b = pd.read_parquet(tmp_path / "b/work/raw.parquet").drop(columns="source_file")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_zip_without_the_orders_names_what_is_missing(tmp_path: Path) -> None:
+    import zipfile
+
+    folder = write_olist(tmp_path / "olist", skip=("orders",))
+    archive = tmp_path / "partial.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in folder.iterdir():
+            z.write(path, path.name)
+    with pytest.raises(InputError, match=r"partial.zip: missing Olist file\(s\) "
+                                         r"olist_orders_dataset"):
+        run_stage(stages.extract, tmp_path / "run", archive, kind="olist")
+
+
 def test_personas_follow_the_figures() -> None:
     rng = np.random.default_rng(3)
     n = 200

@@ -24,9 +24,12 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zlib import error as zlib_error
 
 import numpy as np
 import pandas as pd
@@ -106,31 +109,33 @@ def _open(path: Path):
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
-def _header(path: Path) -> list[str]:
+def _header(path: Path, where: str) -> list[str]:
     try:
         with _open(path) as fh:
             head = fh.read(64 * 1024)
     except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: cannot be read ({exc})") from None
+        raise InputError(f"{where}: cannot be read ({exc})") from None
     if head.startswith(codecs.BOM_UTF8):  # the translation file starts with a BOM
         head = head[len(codecs.BOM_UTF8):]
     lines = head.decode("utf-8", errors="replace").splitlines()
     if not lines or not lines[0].strip():
-        raise InputError(f"{path}: the file is empty; expected a header row")
+        raise InputError(f"{where}: the file is empty; expected a header row")
     return [name.strip() for name in next(csv.reader([lines[0]]))]
 
 
-def read_table(path: Path, table: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_table(path: Path, table: str, where: str | None = None
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All columns we use, as text, with `source_row` (header = row 1), and the unreadable rows.
 
     Quoted values may span lines (review comments): the row number is the record's number,
-    as a spreadsheet shows it.
+    as a spreadsheet shows it. `where` names the file to the user (a zip's member).
     """
+    where = where or str(path)
     _, required, optional = TABLES[table]
-    names = _header(path)
+    names = _header(path, where)
     missing = [c for c in required if c not in names]
     if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)} for the Olist "
+        raise InputError(f"{where}: missing column(s) {', '.join(missing)} for the Olist "
                          f"{table} table (found: {', '.join(names[:10]) or 'none'})")
     wanted = [c for c in (*required, *optional) if c in names]
     bad: list[tuple[int, str]] = []
@@ -156,7 +161,7 @@ def read_table(path: Path, table: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             )
     except (pa.ArrowInvalid, OSError, EOFError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "unknown error"
-        raise InputError(f"{path}: stopped reading: {first}. Is the file truncated or "
+        raise InputError(f"{where}: stopped reading: {first}. Is the file truncated or "
                          "corrupt?") from None
     frame = pd.DataFrame({c: data.column(by_name[c]).to_pandas().str.strip() for c in wanted})
     for column in optional:
@@ -165,7 +170,7 @@ def read_table(path: Path, table: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = 2 + np.arange(len(frame), dtype=np.int64)
     numbers = np.sort(np.array([n for n, _ in bad if n >= 0], dtype=np.int64))
     frame["source_row"] = shift_past(rows, numbers) if len(numbers) else rows
-    rejects = pd.DataFrame({"source_file": pd.Series([str(path)] * len(bad), dtype="str"),
+    rejects = pd.DataFrame({"source_file": pd.Series([where] * len(bad), dtype="str"),
                             "source_row": pd.Series([n for n, _ in bad], dtype="int64"),
                             "raw_text": pd.Series([t for _, t in bad], dtype="str")})
     return frame, rejects
@@ -180,11 +185,50 @@ def _empty_table(table: str) -> pd.DataFrame:
 
 def read_tables(source: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, str],
                                              pd.DataFrame, list[str]]:
-    """Every table as text, the file each came from, the unreadable rows, and notes."""
-    directory = Path(source)
-    if not directory.is_dir():
-        raise InputError(f"{directory}: for --source olist, --input must be the folder holding "
-                         "the Olist CSV files (olist_orders_dataset.csv.gz, ...)")
+    """Every table as text, the file each came from, the unreadable rows, and notes: from
+    the folder of Olist CSV files, or from the zip they are downloaded in (Kaggle's)."""
+    source = Path(source)
+    if source.is_file() and source.name.lower().endswith(".zip"):
+        with tempfile.TemporaryDirectory(prefix="insiders-olist-") as unpacked:
+            shown = _unpack(source, Path(unpacked))
+            return _read_folder(Path(unpacked), source, shown)
+    if not source.is_dir():
+        raise InputError(f"{source}: for --source olist, --input must be the folder holding "
+                         "the Olist CSV files (olist_orders_dataset.csv.gz, ...) or the zip "
+                         "they came in")
+    return _read_folder(source, source, {})
+
+
+def _unpack(archive: Path, into: Path) -> dict[str, str]:
+    """The zip's Olist tables (by file name, in any folder of it) copied into `into`; returns
+    each copy's path -> the name shown to the user (`archive.zip:member`)."""
+    names = {f"{stem}{suffix}" for stem, _, _ in TABLES.values() for suffix in SUFFIXES}
+    try:
+        book = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{archive}: not a readable zip archive ({exc})") from None
+    shown: dict[str, str] = {}
+    with book:
+        for member in book.namelist():
+            name = Path(member).name
+            if name not in names or member.startswith("__MACOSX") or member.endswith("/"):
+                continue
+            target = into / name
+            if str(target) in shown:
+                raise InputError(f"{archive}: holds {name} twice ({shown[str(target)]} and "
+                                 f"{archive}:{member}); keep one export per zip")
+            try:
+                with book.open(member) as src, open(target, "wb") as out:
+                    while block := src.read(1 << 20):
+                        out.write(block)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib_error) as exc:
+                raise InputError(f"{archive}:{member}: cannot be read ({exc})") from None
+            shown[str(target)] = f"{archive}:{member}"
+    return shown
+
+
+def _read_folder(directory: Path, label: Path, shown: dict[str, str]
+                 ) -> tuple[dict[str, pd.DataFrame], dict[str, str], pd.DataFrame, list[str]]:
     frames: dict[str, pd.DataFrame] = {}
     files: dict[str, str] = {}
     rejects: list[pd.DataFrame] = []
@@ -192,7 +236,7 @@ def read_tables(source: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, 
     missing = [t for t in TABLES if t not in OPTIONAL_TABLES and find_file(directory, t) is None]
     if missing:
         names = ", ".join(f"{TABLES[t][0]}.csv.gz" for t in missing)
-        raise InputError(f"{directory}: missing Olist file(s) {names} (.csv or .csv.gz)")
+        raise InputError(f"{label}: missing Olist file(s) {names} (.csv or .csv.gz)")
     for table in TABLES:
         path = find_file(directory, table)
         if path is None:
@@ -203,9 +247,10 @@ def read_tables(source: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, 
                             "sellers": "sellers have no city or state",
                             "translation": "categories keep their Portuguese names"}[table])
             continue
-        frames[table], bad = read_table(path, table)
+        where = shown.get(str(path), str(path))
+        frames[table], bad = read_table(path, table, where)
         frames[table]["_bad"] = False
-        files[table] = str(path)
+        files[table] = where
         if len(bad):
             rejects.append(bad)
             notes.append(f"{path.name}: {len(bad):,} row(s) could not be split into columns "
