@@ -28,7 +28,7 @@ from insiders.dashboards.spec import load_definition
 from insiders.errors import InputError
 from insiders.models import segmentation
 from insiders.sources import olist
-from insiders.sources.olist import experience, personas, reading
+from insiders.sources.olist import experience, personas, reading, tables
 from insiders.sources.olist import sql as olist_sql
 from sqlstore_fixture import build_synthetic_store, postgres_schema_url
 
@@ -113,7 +113,7 @@ def write_olist(folder: Path, skip: tuple[str, ...] = ()) -> Path:
     for table, text in texts.items():
         if table in skip:
             continue
-        stem = reading.TABLES[table][0]
+        stem = tables.TABLES[table][0]
         if table in ("orders", "reviews", "customers"):
             with gzip.open(folder / f"{stem}.csv.gz", "wt", encoding="utf-8") as fh:
                 fh.write(text)
@@ -189,7 +189,7 @@ def test_canonical_lines_and_quarantine_reasons(small) -> None:
 
 def test_multi_line_review_comment_keeps_record_numbers(tmp_path: Path) -> None:
     folder = write_olist(tmp_path / "olist")
-    frame, rejects = reading.read_table(folder / "olist_order_reviews_dataset.csv.gz", "reviews")
+    frame, rejects = tables.read_table(folder / "olist_order_reviews_dataset.csv.gz", "reviews")
     assert rejects.empty
     assert frame["review_id"].tolist() == ["r1", "r2", "r3", "r3", "r4"]
     assert frame["source_row"].tolist() == [2, 3, 4, 5, 6]  # records, as a spreadsheet shows

@@ -100,3 +100,36 @@ def test_a_glob_reads_every_matching_file_in_order(demo_file, tmp_path):
     assert sum(len(c.frame) for c in chunks) == len(frame)
     assert list(stats.files) == [str(tmp_path / "sales_2011a.csv"),
                                  str(tmp_path / "sales_2011b.csv")]
+
+
+def test_the_olist_folder_without_its_source_kind_says_which_to_choose(olist_dir, tmp_path):
+    """The refusal stays the one the default source gives (naming the file and its columns)
+    and adds the source that recognises the folder."""
+    from conftest import run_stage
+
+    with pytest.raises(InputError) as refused:
+        run_stage(stages.extract, tmp_path / "run", olist_dir)
+    text = str(refused.value)
+    assert "olist_customers_dataset.csv.gz: missing required column(s) InvoiceNo" in text
+    assert text.endswith("It looks like the olist input: choose it with --source olist "
+                         "(INSIDERS_SOURCE_KIND=olist for the DAG).")
+
+
+def test_the_retail_file_given_to_olist_says_which_to_choose(real_file, tmp_path):
+    from conftest import run_stage
+
+    with pytest.raises(InputError, match=r"must be the folder .* It looks like the "
+                                         r"online_retail input: choose it with --source "
+                                         r"online_retail"):
+        run_stage(stages.extract, tmp_path / "run", real_file, kind="olist")
+
+
+def test_a_refusal_no_source_recognises_gets_no_advice(tmp_path):
+    from conftest import run_stage
+
+    path = tmp_path / "notes.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError) as refused:
+        run_stage(stages.extract, tmp_path / "run", path)
+    assert "missing required column(s)" in str(refused.value)
+    assert "looks like" not in str(refused.value)

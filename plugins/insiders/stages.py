@@ -1,11 +1,10 @@
 """The stages, once: the one list that `insiders run`, `insiders backfill` and the DAG run.
 
-Each stage is a function of a `Run` (context.py): it reads what earlier stages
-left in the run folder (catalog.py), calls pure functions of `models/`,
-`publish/` or the source adapter, writes its outputs back and returns its
-figures, which are saved as `work/<stage>.json` and logged. Nothing else
-passes between stages, so each can run in its own process (an Airflow task)
-or all in one (the CLI).
+Each stage is a function of a `Run` (context.py): it reads what earlier stages left in the
+run folder (catalog.py), calls pure functions of `models/`, `publish/` or the source adapter,
+writes its outputs back and returns its figures, which are saved as `work/<stage>.json` and
+logged. Nothing else passes between stages, so each can run in its own process (an Airflow
+task) or all in one (the CLI).
 
     ANALYSIS = extract, quality, features, segment, insiders, evaluate,
                forecast, stability, report          (insiders run)
@@ -18,9 +17,9 @@ them, and `insiders run` starts a stage once those are done, two at a time
     extract > quality > features > segment > insiders > evaluate, forecast > report
                                            > stability ---------------------^
 
-Modules with heavy imports (scikit-learn, scipy, Prophet, plotly, the stores)
-are imported inside the stage that needs them: the DAG file parses in a
-fraction of a second and bad input is reported before seconds of imports.
+Modules with heavy imports (scikit-learn, scipy, Prophet, plotly, the stores) are imported
+inside the stage that needs them: the DAG file parses in a fraction of a second and bad
+input is reported before seconds of imports.
 """
 
 from __future__ import annotations
@@ -62,12 +61,10 @@ class Stage:
 
 
 def single_threaded(func: Callable) -> Callable:
-    """Run a modelling stage with one OpenMP/BLAS thread.
-
-    The models here are small (thousands to a few hundred thousand rows): threads buy
-    little, and on a shared 2-core machine OpenMP's spinning threads made one gradient
-    boosting fit 40x slower (24 s instead of 0.6 s on the Olist customers).
-    """
+    """Run a modelling stage with one OpenMP/BLAS thread. The models here are small
+    (thousands to a few hundred thousand rows): threads buy little, and on a shared 2-core
+    machine OpenMP's spinning threads made one gradient boosting fit 40x slower (24 s
+    instead of 0.6 s on the Olist customers)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -94,8 +91,11 @@ def _source_name(run: Run) -> str:
 
 def _extract(run: Run) -> dict:
     """Read the source into the folder's raw lines (text) and the unsplittable lines."""
+    from .sources import naming_the_right_source
+
     run.folder.start({"source": run.source.kind, "month": run.month})
-    result = run.source.extract(run.location, run.folder, run.settings, run.progress)
+    with naming_the_right_source(run.location, run.source.kind):
+        result = run.source.extract(run.location, run.folder, run.settings, run.progress)
     return {**result, "kind": run.source.kind}
 
 

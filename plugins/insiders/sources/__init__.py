@@ -14,11 +14,14 @@ Adding a source is one module with a `Source` subclass plus one line in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from .base import Source
 from .olist import Olist
 from .online_retail import OnlineRetail
 
-__all__ = ["DEFAULT", "SOURCES", "Source", "get_source"]
+__all__ = ["DEFAULT", "SOURCES", "Source", "get_source", "naming_the_right_source"]
 
 SOURCES: dict[str, type[Source]] = {
     OnlineRetail.kind: OnlineRetail,
@@ -37,3 +40,22 @@ def get_source(kind: str | None) -> Source:
 
         raise InputError(f"unknown source kind {kind!r}: choose one of "
                          f"{', '.join(sorted(SOURCES))}") from None
+
+
+@contextmanager
+def naming_the_right_source(location: str, kind: str) -> Iterator[None]:
+    """An input refused by the `kind` source that another source recognises (the Olist
+    folder without `--source olist`): the refusal says which source to choose."""
+    from ..errors import InputError
+
+    try:
+        yield
+    except InputError as exc:
+        others = [k for k, source in SOURCES.items() if k != kind
+                  and source.recognises(str(location))]
+        if not others:
+            raise
+        text = str(exc).rstrip()
+        raise InputError(f"{text}{' ' if text.endswith('.') else '. '}It looks like the "
+                         f"{others[0]} input: choose it with --source {others[0]} "
+                         f"(INSIDERS_SOURCE_KIND={others[0]} for the DAG).") from None

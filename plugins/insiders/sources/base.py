@@ -42,6 +42,12 @@ class Source:
                 progress: Callable[[int], None] | None = None) -> dict:
         raise NotImplementedError
 
+    @classmethod
+    def recognises(cls, location: str) -> bool:
+        """Whether `location` looks like this source's input (asked only when another source
+        refused it, so that the refusal can name the right `--source`)."""
+        return False
+
     def default_as_of(self, folder: RunFolder, note: bool = True) -> pd.Timestamp:
         """The day after the last real line; stray lines (typos: after today, or alone far
         after the rest) do not move it and are set aside as `stray_date` by the quality

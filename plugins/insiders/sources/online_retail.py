@@ -25,6 +25,18 @@ class OnlineRetail(Source):
     # its own with INSIDERS_CURRENCY (Settings.currency)
     currency = "GBP"
 
+    @classmethod
+    def recognises(cls, location: str) -> bool:
+        """A table whose first lines read as invoice lines (the columns map)."""
+        from .. import extract
+        from ..errors import InputError
+
+        try:
+            next(extract.read_source(location, chunk_rows=100), None)
+        except (InputError, OSError, ValueError):
+            return False
+        return True
+
     def extract(self, location: str, folder: RunFolder, settings: Settings,
                 progress: Callable[[int], None] | None = None) -> dict:
         """Read the input in chunks into `raw` (text) and `rejects` (unsplittable lines)."""

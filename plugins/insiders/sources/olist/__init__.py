@@ -63,6 +63,13 @@ class Olist(Source):
             progress(result["rows"])
         return result
 
+    @classmethod
+    def recognises(cls, location: str) -> bool:
+        """A folder or zip holding the Olist orders table (by its Kaggle file name)."""
+        from . import tables
+
+        return tables.holds_orders(location)
+
     def default_as_of(self, folder: RunFolder, note: bool = True) -> pd.Timestamp:
         """The day after the last delivered purchase (later orders are cancelled or in
         transit), as the reader found it, typos left out (`reading._default_as_of`); the
