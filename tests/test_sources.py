@@ -133,3 +133,12 @@ def test_a_refusal_no_source_recognises_gets_no_advice(tmp_path):
         run_stage(stages.extract, tmp_path / "run", path)
     assert "missing required column(s)" in str(refused.value)
     assert "looks like" not in str(refused.value)
+
+
+def test_a_database_url_is_never_probed_to_name_a_source() -> None:
+    """Recognising an input reads its first lines; a database URL would mean connecting
+    (here to an unroutable address, which would hang until a timeout)."""
+    from insiders.sources import SOURCES
+
+    url = "postgresql+psycopg://reader@10.255.255.1/shop"
+    assert [kind for kind, source in SOURCES.items() if source.recognises(url)] == []

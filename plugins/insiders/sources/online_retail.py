@@ -27,10 +27,13 @@ class OnlineRetail(Source):
 
     @classmethod
     def recognises(cls, location: str) -> bool:
-        """A table whose first lines read as invoice lines (the columns map)."""
+        """A file, folder or glob whose first lines read as invoice lines (the columns map);
+        never a database URL (asking would mean connecting to it)."""
         from .. import extract
         from ..errors import InputError
 
+        if extract.is_sql_url(location):
+            return False
         try:
             next(extract.read_source(location, chunk_rows=100), None)
         except (InputError, OSError, ValueError):
