@@ -262,6 +262,26 @@ def test_parquet_list_column_is_refused_by_name(tmp_path: Path) -> None:
         _read(tmp_path / "nested.parquet")
 
 
+def test_an_export_appended_with_its_header_is_named_where_it_starts(tmp_path: Path) -> None:
+    """Two exports joined: the second header (row 7) is not a transaction (set aside: its
+    date is not a date), the note names its row, and the lines after it, copies here, are
+    set aside as duplicates."""
+    path = _write_csv(tmp_path / "joined.csv", [*ROWS, HEADER, *ROWS])
+    ex, q, tx = _stages(path, tmp_path / "run")
+    assert (f"{path}: 1 row(s) repeat the header line (row 7): exports joined into one "
+            "file?") in " ".join(ex["notes"])
+    assert q["set_aside"] == {"unparseable_date": 1, "duplicate": 5}
+    assert tx["source_row"].tolist() == [2, 3, 4, 5, 6]
+    aside = pd.read_csv(tmp_path / "run/quarantine.csv.gz", dtype="str")
+    assert aside.loc[aside["reason"] == "unparseable_date", "source_row"].tolist() == ["7"]
+
+
+def test_a_value_equal_to_one_column_name_is_no_header(tmp_path: Path) -> None:
+    rows = [[*ROWS[0][:4], "InvoiceDate", *ROWS[0][5:]]]  # one unreadable date, not a header
+    _, stats = _read(_write_csv(tmp_path / "odd.csv", [*ROWS, *rows]))
+    assert not any("repeat the header" in n for n in stats.notes)
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
 def test_utf16_file_is_named_as_such(tmp_path: Path, encoding: str) -> None:
     """Excel's "Unicode Text" export is UTF-16: it was refused as "binary content"."""

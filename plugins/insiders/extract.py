@@ -307,6 +307,8 @@ def _read_delimited(
     )
     records = rows_done = rejects_done = pending_rows = 0  # records: rows + empty lines
     latin, empty = [0], [0]
+    # rows that repeat the header (exports joined into one file): their row numbers
+    header_rows = HeaderRows({canon: mapping[canon] for canon in wanted})
     # every rejected row number so far: the reader parses ahead, so a chunk's `bad` may hold
     # rows of the next chunk; numbering past all of them keeps each chunk's numbers right
     seen_bad: list[int] = []
@@ -321,7 +323,7 @@ def _read_delimited(
                 pending_rows += batch.num_rows
                 if pending_rows >= chunk_rows:
                     chunk = _to_chunk(pending, wanted, where, records, bad, seen_bad, latin,
-                                      empty)
+                                      empty, header_rows)
                     yield chunk
                     records += pending_rows
                     rows_done += len(chunk)
@@ -329,7 +331,8 @@ def _read_delimited(
                     pending, pending_rows, bad[:] = [], 0, []
             _check_quotes(swallowed, where)
             if pending or bad or records == 0:
-                chunk = _to_chunk(pending, wanted, where, records, bad, seen_bad, latin, empty)
+                chunk = _to_chunk(pending, wanted, where, records, bad, seen_bad, latin, empty,
+                                  header_rows)
                 yield chunk
                 records += pending_rows
                 rows_done += len(chunk)
@@ -346,6 +349,7 @@ def _read_delimited(
         stats.notes.append(f"{where}: {latin[0]:,} values were not UTF-8 and were read as "
                            "latin-1 (cp1252)")
     note_empty(stats, where, empty[0])
+    stats.notes.extend(header_rows.notes(where))
 
 
 def _check_quotes(swallowed: list[tuple[int, int]], where: str) -> None:
@@ -384,9 +388,37 @@ def text_column(column: pa.ChunkedArray, latin: list[int]) -> pa.ChunkedArray:
     return column
 
 
+class HeaderRows:
+    """Rows whose values are the header's names: a second export appended to the first,
+    header and all. Such a row is no transaction (quality sets it aside: its date cannot be
+    read); the note says where it is, so the user checks what follows it."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = {c: names[c] for c in ("invoice", "invoice_date", "quantity") if c in names}
+        self.rows: list[int] = []
+
+    def find(self, text: dict[str, pa.ChunkedArray], rows: np.ndarray) -> None:
+        match = None
+        for canon, name in self.names.items():
+            same = pc.equal(pc.utf8_trim_whitespace(text[canon]), name.strip())
+            match = same if match is None else pc.and_(match, same)
+        if match is not None and pc.any(match).as_py():
+            self.rows.extend(int(r) for r in rows[match.to_numpy(zero_copy_only=False)])
+
+    def notes(self, where: str) -> list[str]:
+        if not self.rows:
+            return []
+        shown = ", ".join(f"{r:,}" for r in self.rows[:5]) + (", ..." if len(self.rows) > 5
+                                                              else "")
+        return [f"{where}: {len(self.rows):,} row(s) repeat the header line (row {shown}): "
+                "exports joined into one file? Each is set aside (its date is not a date); "
+                "check that the lines after it are not a second copy"]
+
+
 def _to_chunk(
     batches: list[pa.RecordBatch], wanted: dict[str, str], where: str, offset: int,
     bad: list[tuple[int, str]], seen_bad: list[int], latin: list[int], empty: list[int],
+    header_rows: HeaderRows | None = None,
 ) -> Chunk:
     """`offset`: records (rows and empty lines) before these batches."""
     table = pa.Table.from_batches(batches) if batches else None
@@ -403,6 +435,8 @@ def _to_chunk(
             empty[0] += int(blank.sum())
             table, rows = table.filter(pa.array(~blank)), rows[~blank]
         text = {canon: text_column(table.column(col), latin) for canon, col in wanted.items()}
+        if header_rows is not None:
+            header_rows.find(text, rows)
     else:
         text = {canon: pa.chunked_array([], pa.string()) for canon in wanted}
     kept = len(rows)
