@@ -394,15 +394,17 @@ class HeaderRows:
     read); the note says where it is, so the user checks what follows it."""
 
     def __init__(self, names: dict[str, str]) -> None:
-        self.names = {c: names[c] for c in ("invoice", "invoice_date", "quantity") if c in names}
+        self.names = {c: names[c] for c in ("invoice_date", "invoice", "quantity") if c in names}
         self.rows: list[int] = []
 
     def find(self, text: dict[str, pa.ChunkedArray], rows: np.ndarray) -> None:
-        match = None
+        match = None  # one comparison per line: the other columns only where the date matches
         for canon, name in self.names.items():
-            same = pc.equal(pc.utf8_trim_whitespace(text[canon]), name.strip())
+            same = pc.equal(text[canon], name)  # the text as read, as the header's names are
             match = same if match is None else pc.and_(match, same)
-        if match is not None and pc.any(match).as_py():
+            if not pc.any(match).as_py():
+                return
+        if match is not None:
             self.rows.extend(int(r) for r in rows[match.to_numpy(zero_copy_only=False)])
 
     def notes(self, where: str) -> list[str]:
