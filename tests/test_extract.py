@@ -166,6 +166,12 @@ def test_each_format_gives_the_same_transactions(fmt: str, tmp_path: Path) -> No
     ("2010-12-01 08:26:00", "2010-12-01 08:26:00"),  # ISO, the UCI csv export
     ("12/1/2010 8:26", "2010-12-01 08:26:00"),  # US month-first, the Kaggle copy
     ("29-Nov-16", "2016-11-29 00:00:00"),  # day-month name-2-digit year
+    ("12/1/2010 8:26 AM", "2010-12-01 08:26:00"),  # a US spreadsheet's 12-hour clock
+    ("12/1/2010 8:26 PM", "2010-12-01 20:26:00"),
+    ("Dec 1, 2010 8:26 PM", "2010-12-01 20:26:00"),  # a month's name, US order
+    ("1 Dec 2010 08:26", "2010-12-01 08:26:00"),  # a month's name, day first
+    ("1 December 2010", "2010-12-01 00:00:00"),
+    ("01.12.2010 08:26:00", "2010-12-01 08:26:00"),  # dotted day-first with seconds
 ])
 def test_date_variants(text: str, expected: str, tmp_path: Path) -> None:
     rows = [[*r[:4], text, *r[5:]] for r in ROWS]

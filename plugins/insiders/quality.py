@@ -137,10 +137,18 @@ MISSING_IDS = frozenset({"", "nan", "none", "null", "na", "n/a", "-", "?"})
 
 ISO_FORMAT = "ISO8601"
 ZONE_SUFFIX = r"^(.*\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d\d(?::?\d\d)?)$"
-MONTH_FIRST = ("%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%m/%d/%y %H:%M", "%m/%d/%y")
-DAY_FIRST = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y", "%d/%m/%y %H:%M", "%d/%m/%y")
+# slash dates, with a 24-hour or a 12-hour clock (`12/1/2010 8:26 AM`: US spreadsheets)
+MONTH_FIRST = ("%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%m/%d/%y %H:%M", "%m/%d/%y",
+               "%m/%d/%Y %I:%M %p", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%y %I:%M %p")
+DAY_FIRST = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y", "%d/%m/%y %H:%M", "%d/%m/%y",
+             "%d/%m/%Y %I:%M %p", "%d/%m/%Y %I:%M:%S %p", "%d/%m/%y %I:%M %p")
+# unambiguous spellings: a month's name (`29-Nov-16`, `1 Dec 2010`, `Dec 1, 2010 8:26 AM`),
+# dotted day-first (`01.12.2010`, German and Dutch exports), year first with slashes
 OTHER_FORMATS = ("%d-%b-%y", "%d-%b-%Y", "%d-%b-%y %H:%M", "%d-%b-%Y %H:%M", "%d.%m.%Y %H:%M",
-                 "%d.%m.%Y", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d")
+                 "%d.%m.%Y", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d", "%d.%m.%Y %H:%M:%S",
+                 "%d %b %Y %H:%M", "%d %b %Y", "%d %B %Y %H:%M", "%d %B %Y",
+                 "%b %d, %Y %I:%M %p", "%b %d, %Y %H:%M", "%b %d, %Y", "%B %d, %Y %I:%M %p",
+                 "%B %d, %Y %H:%M", "%B %d, %Y")
 
 
 @dataclass
