@@ -74,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the whole flow on a transactions file")
-    run.add_argument("--input", help="transactions: .csv, .csv.gz, .zip, .xlsx, a folder, a glob "
-                                     "or a SQLAlchemy URL (default: the demo data set)")
+    run.add_argument("--input", help="transactions: .csv, .csv.gz, .zip, .xlsx, .parquet, a "
+                                     "folder, a glob or a SQLAlchemy URL (default: the demo "
+                                     "data set); for olist, the folder or zip of its CSVs")
     run.add_argument("--source", choices=sorted(SOURCES), default=None,
                      help=f"the layout of the input (default: {DEFAULT_SOURCE})")
     run.add_argument("--query", help="table name or SELECT when --input is a database URL")
