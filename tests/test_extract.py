@@ -88,6 +88,34 @@ def _write_parquet(path: Path, rows: list[list[str]]) -> Path:
     return path
 
 
+def _write_with_pandas(path: Path, rows: list[list[str]], engine: str) -> Path:
+    """An .ods (LibreOffice) or old .xls workbook with typed cells, as those programs save."""
+    frame = pd.DataFrame(rows, columns=HEADER)
+    frame["InvoiceNo"] = [int(v) if v.isdigit() else v for v in frame["InvoiceNo"]]
+    frame["Quantity"] = frame["Quantity"].astype(int)
+    frame["InvoiceDate"] = pd.to_datetime(frame["InvoiceDate"])
+    frame["UnitPrice"] = frame["UnitPrice"].astype(float)
+    frame["CustomerID"] = frame["CustomerID"].astype(float)
+    if engine == "xlwt":  # pandas no longer writes .xls: xlwt itself, as old Excel did
+        import xlwt
+
+        book = xlwt.Workbook()
+        sheet = book.add_sheet("Online Retail")
+        dates = xlwt.easyxf(num_format_str="yyyy-mm-dd hh:mm:ss")
+        for c, name in enumerate(HEADER):
+            sheet.write(0, c, name)
+        for r, values in enumerate(frame.itertuples(index=False), start=1):
+            for c, value in enumerate(values):
+                if isinstance(value, pd.Timestamp):
+                    sheet.write(r, c, value.to_pydatetime(), dates)
+                else:
+                    sheet.write(r, c, value.item() if hasattr(value, "item") else value)
+        book.save(str(path))
+        return path
+    frame.to_excel(path, sheet_name="Online Retail", index=False, engine=engine)
+    return path
+
+
 def _make(fmt: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
@@ -102,6 +130,10 @@ def _make(fmt: str, folder: Path) -> Path:
         return folder / "online_retail.zip"
     if fmt == "parquet":
         return _write_parquet(folder / "online_retail.parquet", ROWS)
+    if fmt == "ods":
+        return _write_with_pandas(folder / "online_retail.ods", ROWS, "odf")
+    if fmt == "xls":
+        return _write_with_pandas(folder / "online_retail.xls", ROWS, "xlwt")
     return _write_xlsx(folder / "online_retail.xlsx", ROWS)
 
 
@@ -127,7 +159,7 @@ def _typed(tx: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx", "parquet"])
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx", "parquet", "ods", "xls"])
 def test_each_format_reads_the_same_lines(fmt: str, tmp_path: Path) -> None:
     source = _make(fmt, tmp_path)
     frame, stats = _read(source)
@@ -142,17 +174,17 @@ def test_each_format_reads_the_same_lines(fmt: str, tmp_path: Path) -> None:
     # a float id cell (17850.0) reads as 17850 from xlsx and Parquet; the text files keep
     # what was written
     typed_ids = ["17850", "17850", "17850", "14527", "12583"]
-    ids = typed_ids if fmt in ("xlsx", "parquet") else [r[6] for r in ROWS]
+    ids = typed_ids if fmt in ("xlsx", "parquet", "ods", "xls") else [r[6] for r in ROWS]
     assert frame["customer_id"].tolist() == ids
     where = frame["source_file"].iloc[0]
     assert where.startswith(str(source))
     if fmt == "zip":
         assert where.endswith(":online_retail.csv")
-    if fmt == "xlsx":
+    if fmt in ("xlsx", "ods", "xls"):
         assert where.endswith("[Online Retail]")
 
 
-@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx", "parquet"])
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx", "parquet", "ods", "xls"])
 def test_each_format_gives_the_same_transactions(fmt: str, tmp_path: Path) -> None:
     ex, q, tx = _stages(_make(fmt, tmp_path / "in"), tmp_path / "run")
     assert ex["rows"] == 5 and ex["rejects"] == 0
@@ -255,6 +287,26 @@ def test_parquet_times_numbers_and_gaps_read_as_their_text(tmp_path: Path) -> No
     assert frame["source_row"].tolist() == [2, 3]
     assert stats.rows == 2
     assert f"{path}: 1 empty row(s) skipped" in " ".join(stats.notes)
+
+
+def test_a_title_above_the_header_is_skipped_and_rows_keep_the_sheets_numbers(
+        tmp_path: Path) -> None:
+    """A report-style sheet: a title in row 1, nothing in row 2, the header in row 3."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Sales"
+    sheet["A1"] = "Online store export, December 2010"
+    for r, values in enumerate([HEADER, *ROWS], start=3):
+        for c, value in enumerate(values, start=1):
+            sheet.cell(row=r, column=c, value=value)
+    book.save(tmp_path / "report.xlsx")
+    frame, stats = _read(tmp_path / "report.xlsx")
+    assert frame["source_row"].tolist() == [4, 5, 6, 7, 8]
+    assert frame["invoice"].tolist() == [r[0] for r in ROWS]
+    assert (f"{tmp_path / 'report.xlsx'}[Sales]: the header is row 3; the rows above it (a "
+            "title?) were not read") in stats.notes
 
 
 def test_parquet_list_column_is_refused_by_name(tmp_path: Path) -> None:

@@ -2,16 +2,18 @@
 
 Everything is read as text and in chunks, so memory stays bounded and no value
 is lost to a wrong guess of its type: the quality stage decides what each value
-means and sets aside what it cannot read. Files may be .csv, .csv.gz, .txt,
-.zip (one or more tables inside), .xlsx or .parquet; UTF-8 or latin-1; comma, semicolon,
-tab or pipe separated; with the column names of the common copies of the
-Online Retail data (`InvoiceNo` or `Invoice`, `UnitPrice` or `Price`, ...).
+means and sets aside what it cannot read. Files may be .csv, .csv.gz, .txt, .zip
+(one or more tables inside), a spreadsheet (.xlsx, .xls, .ods) or .parquet; UTF-8
+or latin-1; comma, semicolon, tab or pipe separated; with the column names of the
+common copies of the Online Retail data (`InvoiceNo` or `Invoice`, `UnitPrice` or
+`Price`, ...).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import glob
 import gzip
 import io
@@ -48,7 +50,9 @@ DISPLAY = {"invoice": "InvoiceNo", "stock_code": "StockCode", "description": "De
            "customer_id": "CustomerID", "country": "Country"}
 OPTIONAL_DEFAULTS = {"description": "", "country": "Unknown"}
 RAW_COLUMNS = list(ALIASES)
-TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".gz", ".parquet", ".pq")
+# spreadsheets (read by extract_formats.read_xlsx)
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
+TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".gz", ".parquet", ".pq", *WORKBOOK_SUFFIXES)
 PARQUET_MAGIC = b"PAR1"
 DELIMITERS = (",", ";", "\t", "|")
 
@@ -200,13 +204,11 @@ def read_file(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chun
     name = path.name.lower()
     if name.endswith(".zip"):
         yield from _read_zip(path, chunk_rows, stats)
-    elif name.endswith((".xlsx", ".xlsm")):
+    elif name.endswith(WORKBOOK_SUFFIXES):
         from .extract_formats import read_xlsx
 
         with open(path, "rb") as fh:
             yield from read_xlsx(fh, str(path), chunk_rows, stats)
-    elif name.endswith(".xls"):
-        raise InputError(f"{path}: old .xls workbooks are not supported; save it as .xlsx or .csv")
     elif name.endswith((".parquet", ".pq")) or _starts_with(path, PARQUET_MAGIC):
         from .extract_formats import read_parquet
 
@@ -226,15 +228,16 @@ def _read_zip(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chun
         members = sorted(
             m for m in archive.namelist()
             if not m.endswith("/") and not m.startswith("__MACOSX")
-            and m.lower().endswith((".csv", ".txt", ".tsv", ".xlsx"))
+            and m.lower().endswith((".csv", ".txt", ".tsv", *WORKBOOK_SUFFIXES))
         )
         if not members:
-            raise InputError(f"{path}: the zip holds no .csv or .xlsx table")
+            raise InputError(f"{path}: the zip holds no .csv or spreadsheet (.xlsx, .xls, .ods) "
+                             "table")
         if len(members) > 1:
             stats.notes.append(f"{path.name}: read {len(members)} tables: {', '.join(members)}")
         for member in members:
             where = f"{path}:{member}"
-            if member.lower().endswith(".xlsx"):
+            if member.lower().endswith(WORKBOOK_SUFFIXES):
                 from .extract_formats import read_xlsx
 
                 with archive.open(member) as fh:
@@ -485,12 +488,20 @@ def canonical(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def cell_text(value: object) -> str:
+    """A spreadsheet or database cell as the text a CSV export would hold: `536365.0` as
+    `536365`, a date-time as `2010-12-01 08:26:00`, nothing as "". Text and floats first:
+    millions of cells are one of these."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is float or isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     if value is None:
         return ""
-    if hasattr(value, "isoformat"):
-        return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    if isinstance(value, dt.datetime):  # pandas' Timestamp too
+        return value.isoformat(sep=" ")
+    if hasattr(value, "isoformat"):  # a date or a time of day
+        return value.isoformat()
     return str(value)
 
 
