@@ -102,7 +102,7 @@ def _find_header(sheet, where: str):
     for k, row in enumerate(rows):
         if k >= HEADER_SEARCH_ROWS:
             return None
-        names = [cell_text(h).strip() if not isinstance(h, str) else h for h in row]
+        names = [cell_text(h) for h in row]
         try:
             return rows, first + k, names, map_columns(names, where)
         except InputError:
@@ -160,8 +160,8 @@ def read_parquet(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[C
             rows = done + 2 + np.arange(batch.num_rows)
             done += batch.num_rows
             blank = None
-            for orig in columns:  # rows without a single value are not transactions
-                is_empty = pc.equal(pc.binary_length(text[_first(mapping, orig)]), 0)
+            for values in text.values():  # rows without a single value are not transactions
+                is_empty = pc.equal(pc.binary_length(values), 0)
                 blank = is_empty if blank is None else pc.and_(blank, is_empty)
             if blank is not None and pc.any(blank).as_py():
                 keep = pc.invert(blank)
@@ -184,10 +184,6 @@ def read_parquet(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[C
     stats.rows += kept
     stats.files[where] = kept
     note_empty(stats, where, empty[0])
-
-
-def _first(mapping: dict[str, str], orig: str) -> str:
-    return next(canon for canon, name in mapping.items() if name == orig)
 
 
 def _check_parquet_type(field: pa.Field, where: str) -> None:
