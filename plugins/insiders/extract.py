@@ -50,7 +50,7 @@ DISPLAY = {"invoice": "InvoiceNo", "stock_code": "StockCode", "description": "De
            "customer_id": "CustomerID", "country": "Country"}
 OPTIONAL_DEFAULTS = {"description": "", "country": "Unknown"}
 RAW_COLUMNS = list(ALIASES)
-# spreadsheets (read by extract_formats.read_xlsx)
+# spreadsheets (read by extract_formats.read_workbook)
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".gz", ".parquet", ".pq", *WORKBOOK_SUFFIXES)
 PARQUET_MAGIC = b"PAR1"
@@ -205,10 +205,10 @@ def read_file(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chun
     if name.endswith(".zip"):
         yield from _read_zip(path, chunk_rows, stats)
     elif name.endswith(WORKBOOK_SUFFIXES):
-        from .extract_formats import read_xlsx
+        from .extract_formats import read_workbook
 
         with open(path, "rb") as fh:
-            yield from read_xlsx(fh, str(path), chunk_rows, stats)
+            yield from read_workbook(fh, str(path), chunk_rows, stats)
     elif name.endswith((".parquet", ".pq")) or _starts_with(path, PARQUET_MAGIC):
         from .extract_formats import read_parquet
 
@@ -238,10 +238,10 @@ def _read_zip(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chun
         for member in members:
             where = f"{path}:{member}"
             if member.lower().endswith(WORKBOOK_SUFFIXES):
-                from .extract_formats import read_xlsx
+                from .extract_formats import read_workbook
 
                 with archive.open(member) as fh:
-                    yield from read_xlsx(io.BytesIO(fh.read()), where, chunk_rows, stats)
+                    yield from read_workbook(io.BytesIO(fh.read()), where, chunk_rows, stats)
             else:
                 yield from _read_delimited(lambda m=member: archive.open(m), where, chunk_rows,
                                            stats)

@@ -36,7 +36,7 @@ from .extract import (
 HEADER_SEARCH_ROWS = 10
 
 
-def read_xlsx(fh, where: str, chunk_rows: int, stats: ExtractStats) -> Iterator[Chunk]:
+def read_workbook(fh, where: str, chunk_rows: int, stats: ExtractStats) -> Iterator[Chunk]:
     """Every sheet of a workbook with the transaction columns, in blocks of rows.
 
     python-calamine (compiled) reads the UCI workbook's 541,909 rows in ~5 s where
