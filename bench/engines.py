@@ -39,7 +39,7 @@ from benchlib import (
 )
 from compare_runs import compare
 
-STAGES = ("extract", "quality", "features", "segment", "insiders", "evaluate", "forecast",
+STAGES = ("extract", "quality", "features", "segment", "value", "insiders", "evaluate", "forecast",
           "stability", "report")
 SPARK_CONF = "spark.driver.port=56343,spark.driver.blockManager.port=56344,spark.driver.memory=4g"
 

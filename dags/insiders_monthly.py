@@ -115,6 +115,10 @@ def insiders_monthly():
         return run_stage(stages.features, planned)
 
     @task
+    def value(planned: dict) -> dict:
+        return run_stage(stages.value, planned)
+
+    @task
     def segment(planned: dict) -> dict:
         return run_stage(stages.segment, planned)
 
@@ -164,14 +168,17 @@ def insiders_monthly():
         return schedule.end_run(planned, Settings.from_env())
 
     planned = plan()
-    segmented = segment(planned)
-    chain(planned, extract(planned), quality(planned), features(planned), segmented)
-    # what each stage reads (`Stage.needs`): the Insiders, their evaluation and forecast,
-    # and the segments' stability run side by side
+    featured = features(planned)
+    chain(planned, extract(planned), quality(planned), featured)
+    # what each stage reads (`Stage.needs`): the values beside the segments, then the
+    # Insiders; their evaluation and forecast, and the segments' stability side by side
+    valued, segmented = value(planned), segment(planned)
     chosen, stable = insiders(planned), stability(planned)
     evaluated, forecasted = evaluate(planned), forecast(planned)
     reported = report(planned)
-    chain(segmented, [chosen, stable])
+    chain(featured, [valued, segmented])
+    chain([valued, segmented], chosen)
+    chain(segmented, stable)
     chain(chosen, [evaluated, forecasted])
     chain([evaluated, forecasted, stable], reported)
     chain(

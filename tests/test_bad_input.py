@@ -271,7 +271,8 @@ def test_dag_tasks(name: str, corpus: dict, stage_runs: dict[str, StageRun]) -> 
 
 
 def test_dag_later_stage_error(corpus: dict, stage_runs: dict[str, StageRun]) -> None:
-    """A file of one customer passes extract and quality; the segment task says why it stops."""
+    """A file of one customer passes extract and quality; the segment task says why it stops
+    (and the value task beside it, why it cannot value anyone)."""
     case, run = corpus["one_customer"], stage_runs["one_customer"]
     as_of = pd.Timestamp(run.quality["as_of"])
     run_stage(stages.features, run.run_dir, as_of=as_of)
@@ -280,6 +281,10 @@ def test_dag_later_stage_error(corpus: dict, stage_runs: dict[str, StageRun]) ->
     message = _one_line(str(caught.value))
     for fragment in case.fragments:
         assert fragment in message
+    # the value task beside it stops too, at once (bad input is not retried), naming the file
+    with pytest.raises(InputError) as caught:
+        run_stage(stages.value, run.run_dir, as_of=as_of)
+    assert case.path.name in _one_line(str(caught.value))
 
 
 def test_dag_features_task_refuses_a_history_too_short_to_value_anyone(

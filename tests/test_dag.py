@@ -39,9 +39,10 @@ def stage_closure() -> dict[str, set[str]]:
 def test_stability_evaluate_and_forecast_wait_for_none_of_each_other():
     closure = stage_closure()
     for a, b in [("evaluate", "forecast"), ("evaluate", "stability"), ("forecast", "stability"),
-                 ("insiders", "stability")]:
+                 ("insiders", "stability"), ("value", "segment"), ("value", "stability")]:
         assert a not in closure[b] and b not in closure[a]
-    assert closure["report"] >= {"evaluate", "forecast", "stability", "insiders"}
+    assert closure["insiders"] >= {"value", "segment"}
+    assert closure["report"] >= {"evaluate", "forecast", "stability", "insiders", "value"}
 
 
 @pytest.fixture(scope="module")

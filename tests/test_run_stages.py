@@ -56,11 +56,15 @@ def test_side_by_side_gives_the_run_one_by_one_gives(demo_file: Path, tmp_path: 
     one, two = _outputs(tmp_path / "w1"), _outputs(tmp_path / "w2")
     pd.testing.assert_frame_equal(one.pop("customers"), two.pop("customers"))
     assert one == two
-    # one by one: all here, in the listed order; side by side: stability in a copy, started
-    # before the Insiders were chosen (so it really ran beside them)
+    # one by one: all here, in the listed order; side by side: the segments in a copy while
+    # the values are computed here, stability in a copy, started before the Insiders were
+    # chosen (so each really ran beside the other)
     assert all("ran" not in out for out in ran[1].values())
     assert list(ran[2]) == [s.name for s in stages.ANALYSIS]
     assert ran[2]["stability"]["ran"]["in"] == "copy"
+    assert ran[2]["value"]["ran"]["in"] == "main"
+    assert ran[2]["segment"]["ran"]["in"] == "copy"
+    assert ran[2]["segment"]["ran"]["started"] < ran[2]["value"]["ran"]["collected"]
     assert ran[2]["insiders"]["ran"]["in"] == "main"
     assert ran[2]["stability"]["ran"]["started"] < ran[2]["insiders"]["ran"]["collected"]
     for stage in stages.ANALYSIS:  # nothing started before what it needs had ended
@@ -99,6 +103,34 @@ def test_a_failure_in_a_copy_reaches_the_caller_and_stops_what_follows(tmp_path:
     assert not folder.has_stage("copy") and not folder.has_stage("last")
     pids = {name: int((folder.path / f"{name}.pid").read_text()) for name in ("here", "copy")}
     assert pids["here"] == os.getpid() != pids["copy"]
+
+
+def test_when_stages_side_by_side_both_fail_the_earliest_listed_error_is_raised(
+        tmp_path: Path) -> None:
+    """A file of one customer cannot be segmented, and the value models beside the
+    segmentation fail on it too: the user hears what a run one stage at a time says (the
+    segment stage's reason), whichever failed first or ran in this process."""
+
+    def segment_fails(run: Run) -> dict:
+        _write_pid(run, "segment")
+        time.sleep(0.5)  # fails after the other one
+        raise InputError("one.csv: only 1 customer: too few to segment")
+
+    def value_fails(run: Run) -> dict:
+        _write_pid(run, "value")
+        raise InputError("one.csv: nobody bought again")
+
+    first = stages.Stage("first", lambda run: {"n": 1})
+    segment = stages.Stage("segment", segment_fails, needs=("first",))
+    value = stages.Stage("value", value_fails, needs=("first",), prefer_main=True)
+    for workers in (1, 2):
+        run = Run.one_off(Settings(home=tmp_path / "home", workers=workers),
+                          tmp_path / f"w{workers}", "unused", as_of="2011-12-01")
+        with pytest.raises(InputError, match="too few to segment"):
+            pipeline.run_stages(run, [first, segment, value])
+    pids = {name: int((tmp_path / "w2" / f"{name}.pid").read_text())
+            for name in ("segment", "value")}
+    assert pids["value"] == os.getpid() != pids["segment"]  # prefer_main: value ran here
 
 
 def test_a_copy_that_dies_is_an_error_naming_its_stage(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ where another does not expect it. Final outputs sit at the top of the folder
 
     answers.json  insiders.csv  customers.parquet  quarantine.csv.gz  report.html
     work/raw.parquet  work/rejects.parquet  work/transactions.parquet
-    work/features.parquet  work/segments.parquet  work/cohorts.parquet
-    work/out_of_time_members.json  work/<stage>.json  work/source/<table>.parquet
+    work/features.parquet  work/values.parquet  work/segments.parquet
+    work/cohorts.parquet  work/out_of_time_members.json  work/<stage>.json
+    work/source/<table>.parquet
 
 A source adapter keeps its own tables (Olist's orders and reviews) under
 `work/source/`, through `read_source_table` / `write_source_table`.
@@ -56,6 +57,9 @@ DATASETS: dict[str, Dataset] = {
     "transactions": Dataset("work/transactions.parquet", "the kept lines, typed"),
     "features": Dataset("work/features.parquet", "per-customer features as of the as-of date"),
     "segments": Dataset("work/segments.parquet", "segment and persona per active customer"),
+    "values": Dataset("work/values.parquet",
+                      "every customer's value score (the champion value model) and the purchase "
+                      "model's profile: churn risk, expected spend, CLV, probably gone"),
     "selection": Dataset("work/selection.parquet",
                          "every customer valued and selected (before the forecast calibrates "
                          "the expected spend)"),

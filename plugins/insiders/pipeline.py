@@ -26,14 +26,16 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
     (side by side, also `ran`: in this process or a copy, when it started and when its
     result was collected, epoch seconds).
 
-    Up to `workers` stages (default: the settings') run at a time: the first ready one in
-    this process, the others each in a forked copy of it, which starts with everything this
-    process has read and cached so far (stability beside insiders -> evaluate, forecast).
+    Up to `workers` stages (default: the settings') run at a time: one ready stage in
+    this process (the first that `prefer_main`, else the first listed), the others each in
+    a forked copy of it, which starts with everything this process has read and cached so
+    far (value beside segment, stability beside insiders -> evaluate, forecast).
     Copies, not threads: most of a stage holds Python's lock, and a copy shares nothing
     it writes. One worker, a platform without fork, Spark (a JVM behind a socket) or a
     push-down (each copy would aggregate the table again) run the stages one by one.
-    The first failure stops new stages from starting; the running ones end, then it is
-    raised."""
+    The first failure stops new stages from starting; the running ones end, then the
+    failure of the earliest listed stage is raised: the one a run one by one would have
+    stopped at (a file of one customer stops at segment, not at value beside it)."""
     workers = run.settings.workers if workers is None else workers
     steps = list(steps)
     outputs: dict[str, dict] = {}
@@ -46,10 +48,9 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
     names = {stage.name for stage in steps}
     waiting = list(steps)
     copies: dict = {}  # result pipe -> (stage, process, when it started)
-    failure: BaseException | None = None
+    failures: dict[str, BaseException] = {}
 
     def collect(block: bool) -> None:
-        nonlocal failure
         for pipe in wait(list(copies), timeout=None if block else 0):
             stage, process, started = copies.pop(pipe)
             status, value = _receive(stage, pipe, process)
@@ -57,20 +58,21 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
                 outputs[stage.name] = {**value, "ran": {"in": "copy", "started": started,
                                                         "collected": time.time()}}
             else:
-                failure = failure or value
+                failures[stage.name] = value
 
     while waiting or copies:
-        ready = [st for st in waiting if failure is None
+        ready = [st for st in waiting if not failures
                  and all(n in outputs or n not in names for n in st.needs)]
         if not ready:
             if not copies:
-                if failure is not None:
+                if failures:
                     break
                 raise RuntimeError("stages " + ", ".join(st.name for st in waiting)
                                    + " need stages that never run")
             collect(block=True)
             continue
-        here, *others = ready
+        here = next((st for st in ready if st.prefer_main), ready[0])
+        others = [st for st in ready if st is not here]
         for stage in others[:max(workers - 1 - len(copies), 0)]:
             waiting.remove(stage)
             if on_stage:
@@ -83,13 +85,13 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
         try:
             run = _one(run, here, outputs, on_stage)
         except BaseException as exc:  # the copies end first, then it is raised
-            failure = failure or exc
+            failures[here.name] = exc
         else:
             outputs[here.name]["ran"] = {"in": "main", "started": started,
                                          "collected": time.time()}
         collect(block=False)
-    if failure is not None:
-        raise failure
+    if failures:
+        raise next(failures[st.name] for st in steps if st.name in failures)
     return run, {stage.name: outputs[stage.name] for stage in steps}
 
 

@@ -6,16 +6,18 @@ writes its outputs back and returns its figures, which are saved as `work/<stage
 logged. Nothing else passes between stages, so each can run in its own process (an Airflow
 task) or all in one (the CLI).
 
-    ANALYSIS = extract, quality, features, segment, insiders, evaluate,
+    ANALYSIS = extract, quality, features, segment, value, insiders, evaluate,
                forecast, stability, report          (insiders run)
     MONTHLY  = ANALYSIS + write_documents, sync_sql (DAG, insiders backfill)
 
 Each stage names the stages it reads (`needs`): the DAG draws its edges from
 them, and `insiders run` starts a stage once those are done, two at a time
-(`INSIDERS_WORKERS`), so stability runs beside insiders, evaluate, forecast:
+(`INSIDERS_WORKERS`), so value runs beside segment, and stability beside
+insiders, evaluate, forecast:
 
-    extract > quality > features > segment > insiders > evaluate, forecast > report
-                                           > stability ---------------------^
+    extract > quality > features > segment -> insiders > evaluate, forecast > report
+                                 > value ---^
+                                   segment > stability -------------------^
 
 Modules with heavy imports (scikit-learn, scipy, Prophet, plotly, the stores) are imported
 inside the stage that needs them: the DAG file parses in a fraction of a second and bad
@@ -33,9 +35,14 @@ from typing import TYPE_CHECKING
 from .catalog import clean_floats, csv_floats
 from .errors import InputError
 from .log import info
+from .stage_support import (
+    membership_history,
+    previous_members,
+    single_threaded,
+    value_inputs,
+)
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from .context import Run
 
@@ -51,6 +58,9 @@ class Stage:
     # the stages whose outputs this one reads: the DAG's edges, and what `insiders run`
     # waits for before starting it (independent stages run side by side: pipeline.py)
     needs: tuple[str, ...] = ()
+    # run it in the CLI's own process when it is ready beside others: what it caches there
+    # (the value models' fits, stage_support.value_inputs) serves the stages after it
+    prefer_main: bool = False
 
     def __call__(self, run: Run) -> dict:
         started = time.perf_counter()
@@ -58,26 +68,6 @@ class Stage:
         result = clean_floats({**result, "seconds": round(time.perf_counter() - started, 3)})
         run.folder.save_stage(self.name, result)
         return {k: result[k] for k in (*self.summary, "seconds") if k in result}
-
-
-def single_threaded(func: Callable) -> Callable:
-    """Run a modelling stage with one OpenMP/BLAS thread. The models here are small
-    (thousands to a few hundred thousand rows): threads buy little, and on a shared 2-core
-    machine OpenMP's spinning threads made one gradient boosting fit 40x slower (24 s
-    instead of 0.6 s on the Olist customers)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        # threadpoolctl limits the libraries already loaded: load OpenMP (scikit-learn's
-        # compiled estimators share one libgomp) and BLAS (scipy) before setting the limit
-        import scipy.linalg  # noqa: F401
-        import sklearn.cluster  # noqa: F401
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1):
-            return func(*args, **kwargs)
-
-    return wrapper
 
 
 def _source_name(run: Run) -> str:
@@ -227,72 +217,43 @@ def _segment(run: Run) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- insiders
-
-
-def previous_members(run: Run) -> frozenset[str]:
-    """The Insiders of the previous run: given (one-off runs), or the latest complete
-    earlier month in the document store (monthly runs)."""
-    if run.previous_members is not None:
-        return run.previous_members
-    from . import schedule, stores
-
-    with stores.store_from(run.settings) as store:
-        # a gap in the chain (an earlier month complete, the one just before not) is an
-        # error naming the missing month, never a silent restart of the membership
-        members = frozenset(schedule.previous_members(store, run.month))
-    info("insiders: %d members in the previous complete run", len(members))
-    return members
-
-
-def value_inputs(run: Run) -> tuple[pd.DataFrame, object]:
-    """The value models' inputs: one row per customer and day (`clv.activity`) and the
-    cache of fits per cut-off, shared by the stages of one process."""
-    from .models import clv, valuation
-
-    def load():
-        from .engine import steps
-
-        lines = steps.lines_of(run)
-        if lines is not None:  # the engine sums per customer and day
-            days = lines.activity(run.day)
-        else:
-            tx = run.folder.transactions()
-            days = clv.activity(tx[tx["invoice_date"] < run.day])
-        return days, valuation.FitCache(days, run.settings.lookback_months)
-
-    return run.folder.cached("value_inputs", load)
+# --------------------------------------------------------------------------- value
 
 
 # the per-customer predictions every customer carries (CRM-style profile, models.clv)
 PREDICTIONS = ["historic_value", "p_alive", "churn_risk", "churn_band", "expected_next_order",
                "expected_purchases", "expected_order_value", "avg_days_between_orders"]
+VALUE_COLUMNS = ["customer_id", "value_score", "expected_spend_model",
+                 "predicted_clv_12m_model", *PREDICTIONS, "probably_gone"]
 
 
 @single_threaded
-def _insiders(run: Run) -> dict:
-    """Value (the champion of the rolling-origin replay), select with hysteresis against the
-    previous members, explain in plain words."""
+def _value(run: Run) -> dict:
+    """Every customer valued on what they will spend next: the champion of a rolling-origin
+    replay of the value models, and the purchase model's profile (churn risk, expected
+    spend, CLV). It reads the lines and the features, not the segments, so it runs beside
+    the segmentation."""
 
     from .models import clv, valuation
-    from .models import insiders as ins
 
     s, folder = run.settings, run.folder
-    previous = previous_members(run)
     days, fits = value_inputs(run)
-    replay = valuation.replay(None, run.day, s.horizon_months, s.lookback_months,
-                              valuation.contest_methods(s.learned_challenger), s.selection,
-                              n_boot=s.bootstrap // 4, seed=s.seed, days=days, fits=fits)
-    champion = replay.champion
-    values = valuation.value_customers(None, run.day, champion, s.horizon_months,
-                                       s.lookback_months, s.seed, days=days, fits=fits)
-    fit = fits.fit(run.day)
+    try:  # too few customers to fit on: a fact of the input, said as such (no retry)
+        replay = valuation.replay(None, run.day, s.horizon_months, s.lookback_months,
+                                  valuation.contest_methods(s.learned_challenger), s.selection,
+                                  n_boot=s.bootstrap // 4, seed=s.seed, days=days, fits=fits)
+        champion = replay.champion
+        values = valuation.value_customers(None, run.day, champion, s.horizon_months,
+                                           s.lookback_months, s.seed, days=days, fits=fits)
+        fit = fits.fit(run.day)
+    except ValueError as exc:
+        raise InputError(f"{_source_name(run)}: {exc}") from None
     if fit.purchases.diagnostics_["repeat_customers"] == 0:
         raise InputError(f"{_source_name(run)}: no customer bought again after their first "
                          f"purchase before {run.day.date()}: the purchase model cannot be "
                          "fitted, so nobody can be valued on what they will spend")
     profile = clv.predictions(fit, s.horizon_months).set_index("customer_id")
-    table = folder.read("features")
+    table = folder.read("features", columns=["customer_id", "has_purchase"])
     ids = table["customer_id"].astype("str")
     score = values.set_index("customer_id")["value_score"]
     table["value_score"] = ids.map(score).astype(float).fillna(0.0).to_numpy()
@@ -303,7 +264,52 @@ def _insiders(run: Run) -> dict:
     for column in PREDICTIONS:
         table[column] = ids.map(profile[column]).to_numpy()
     # "probably gone" only where the model can tell (see BetaGeoModel's diagnostics)
-    gone = clv.probably_gone(table["p_alive"], fit.purchases)
+    table["probably_gone"] = clv.probably_gone(table["p_alive"], fit.purchases)
+    folder.write("values", table[VALUE_COLUMNS])
+    summary = replay.summary.to_dict(orient="records") if len(replay.summary) else []
+    info("value: %s chosen by the rolling-origin replay (%s)", champion, replay.why)
+    return {
+        "method": champion,
+        "value_model": {
+            "method": champion, "label": valuation.LABELS.get(champion, champion),
+            "horizon_months": s.horizon_months, "why": replay.why,
+            "probably_gone": int(table.loc[table["has_purchase"], "probably_gone"].sum()),
+            "fit": fit.diagnostics(),
+            "note": "; ".join(dict.fromkeys(values.attrs.get("notes", []))),
+        },
+        "value_contest": {
+            "winner": champion, "why": replay.why, "methods": summary,
+            "origins": replay.table.to_dict(orient="records") if len(replay.table) else [],
+            "notes": replay.notes,
+        },
+        # timings stay out of the answers and the documents (same data, same answers)
+        "value_contest_seconds": round(replay.seconds, 3),
+    }
+
+
+# --------------------------------------------------------------------------- insiders
+
+
+@single_threaded
+def _insiders(run: Run) -> dict:
+    """Select on the value stage's scores, with hysteresis against the previous members,
+    and explain in plain words. Its figures carry the value model's (`value_model`,
+    `value_contest`): the answers and the documents read them here."""
+
+    from .models import insiders as ins
+
+    s, folder = run.settings, run.folder
+    previous = previous_members(run)
+    valued = folder.stage("value")
+    champion = valued["method"]
+    table = folder.read("features")
+    values = folder.read("values")
+    if not table["customer_id"].astype("str").equals(values["customer_id"].astype("str")):
+        raise RuntimeError("the values file does not list the customers of the features file "
+                           "in the same order: re-run the value stage")
+    for column in VALUE_COLUMNS[1:]:
+        table[column] = values[column].to_numpy()
+    gone = table.pop("probably_gone").to_numpy(dtype=bool)
     segments = folder.read("segments")
     label = ins.value_words(champion, s.windows).split(" (")[0]
     chosen, selection = ins.select(table, set(previous), s.selection, value="value_score",
@@ -325,26 +331,13 @@ def _insiders(run: Run) -> dict:
     info("insiders: %s members (%.1f%% of %s active); value method %s; entered %d, stayed %d, "
          "left %d", f"{n:,}", 100 * n / max(selection.active, 1), f"{selection.active:,}",
          champion, counts.get("entered", 0), counts.get("stayed", 0), counts.get("left", 0))
-    summary = replay.summary.to_dict(orient="records") if len(replay.summary) else []
     return {
         "count": n,
         "active": selection.active,
         "selection": asdict(selection),
-        "value_model": {
-            "method": champion, "label": valuation.LABELS.get(champion, champion),
-            "horizon_months": s.horizon_months, "why": replay.why,
-            "probably_gone": int(gone[table["has_purchase"].to_numpy()].sum()),
-            "probably_gone_in_top": gone_in_top,
-            "fit": fit.diagnostics(),
-            "note": "; ".join(dict.fromkeys(values.attrs.get("notes", []))),
-        },
-        "value_contest": {
-            "winner": champion, "why": replay.why, "methods": summary,
-            "origins": replay.table.to_dict(orient="records") if len(replay.table) else [],
-            "notes": replay.notes,
-        },
-        # timings stay out of the answers and the documents (same data, same answers)
-        "value_contest_seconds": round(replay.seconds, 3),
+        "value_model": {**valued["value_model"], "probably_gone_in_top": gone_in_top},
+        "value_contest": valued["value_contest"],
+        "value_contest_seconds": valued["value_contest_seconds"],
         "conditions": asdict(conditions),
         "membership": {k: int(counts.get(k, 0)) for k in ("entered", "stayed", "left")},
         "previous_members": len(previous),
@@ -485,22 +478,6 @@ INSIDERS_COLUMNS = [
 ]
 
 
-def membership_history(run: Run) -> pd.DataFrame | None:
-    """Entered / stayed / left of the earlier complete months and this one (monthly runs)."""
-    if run.month is None:
-        return None
-    import pandas as pd
-
-    from . import stores
-
-    with stores.store_from(run.settings) as store:
-        history = store.membership_history()
-    history = history[history["run_id"] < run.month]
-    ins = run.folder.stage("insiders")
-    now = {"run_id": run.month, **ins["membership"], "members": ins["count"]}
-    return pd.concat([history, pd.DataFrame([now])], ignore_index=True)
-
-
 def _report(run: Run) -> dict:
     """answers.json, insiders.csv and report.html from the stages' outputs."""
     from .models import campaigns
@@ -579,8 +556,10 @@ extract = Stage("extract", _extract, ("rows", "rejects", "source"))
 quality = Stage("quality", _quality, ("rows_in", "rows_kept", "set_aside"), ("extract",))
 features = Stage("features", _features, ("customers", "active", "period_start"), ("quality",))
 segment = Stage("segment", _segment, ("chosen", "personas"), ("features",))
+# value and segment read nothing of each other: they run side by side
+value = Stage("value", _value, ("method",), ("features",), prefer_main=True)
 insiders = Stage("insiders", _insiders, ("count", "active", "membership"),
-                 ("features", "segment"))
+                 ("features", "value", "segment"))
 # evaluate, forecast and stability read nothing of each other: they run side by side
 evaluate = Stage("evaluate", _evaluate, (), ("insiders",))
 forecast = Stage("forecast", _forecast, ("method", "months"), ("insiders",))
@@ -593,7 +572,7 @@ write_documents = Stage("write_documents", _write_documents, ("run_id", "counts"
 sync_sql = Stage("sync_sql", _sync_sql, ("synced", "unchanged", "source_tables"),
                  ("write_documents",))
 
-ANALYSIS: tuple[Stage, ...] = (extract, quality, features, segment, insiders, evaluate,
+ANALYSIS: tuple[Stage, ...] = (extract, quality, features, segment, value, insiders, evaluate,
                                forecast, stability, report)
 PUBLISH: tuple[Stage, ...] = (write_documents, sync_sql)
 MONTHLY: tuple[Stage, ...] = ANALYSIS + PUBLISH
