@@ -130,6 +130,12 @@ def _make(fmt: str, folder: Path) -> Path:
         return folder / "online_retail.zip"
     if fmt == "parquet":
         return _write_parquet(folder / "online_retail.parquet", ROWS)
+    if fmt == "parquet.zip":  # a Parquet export zipped for mail
+        inner = _write_parquet(folder / "online_retail.parquet", ROWS)
+        with zipfile.ZipFile(folder / "online_retail.zip", "w", zipfile.ZIP_DEFLATED) as z:
+            z.write(inner, "export/online_retail.parquet")
+        inner.unlink()
+        return folder / "online_retail.zip"
     if fmt == "ods":
         return _write_with_pandas(folder / "online_retail.ods", ROWS, "odf")
     if fmt == "xls":
@@ -159,7 +165,8 @@ def _typed(tx: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx", "parquet", "ods", "xls"])
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx", "parquet", "parquet.zip",
+                                 "ods", "xls"])
 def test_each_format_reads_the_same_lines(fmt: str, tmp_path: Path) -> None:
     source = _make(fmt, tmp_path)
     frame, stats = _read(source)
@@ -174,17 +181,21 @@ def test_each_format_reads_the_same_lines(fmt: str, tmp_path: Path) -> None:
     # a float id cell (17850.0) reads as 17850 from xlsx and Parquet; the text files keep
     # what was written
     typed_ids = ["17850", "17850", "17850", "14527", "12583"]
-    ids = typed_ids if fmt in ("xlsx", "parquet", "ods", "xls") else [r[6] for r in ROWS]
+    ids = typed_ids if fmt in ("xlsx", "parquet", "parquet.zip", "ods", "xls") \
+        else [r[6] for r in ROWS]
     assert frame["customer_id"].tolist() == ids
     where = frame["source_file"].iloc[0]
     assert where.startswith(str(source))
     if fmt == "zip":
         assert where.endswith(":online_retail.csv")
+    if fmt == "parquet.zip":
+        assert where.endswith(":export/online_retail.parquet")
     if fmt in ("xlsx", "ods", "xls"):
         assert where.endswith("[Online Retail]")
 
 
-@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx", "parquet", "ods", "xls"])
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "zip", "xlsx", "parquet", "parquet.zip",
+                                 "ods", "xls"])
 def test_each_format_gives_the_same_transactions(fmt: str, tmp_path: Path) -> None:
     ex, q, tx = _stages(_make(fmt, tmp_path / "in"), tmp_path / "run")
     assert ex["rows"] == 5 and ex["rejects"] == 0

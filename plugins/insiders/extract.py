@@ -228,16 +228,24 @@ def _read_zip(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chun
         members = sorted(
             m for m in archive.namelist()
             if not m.endswith("/") and not m.startswith("__MACOSX")
-            and m.lower().endswith((".csv", ".txt", ".tsv", *WORKBOOK_SUFFIXES))
+            and m.lower().endswith((".csv", ".txt", ".tsv", ".parquet", ".pq",
+                                    *WORKBOOK_SUFFIXES))
         )
         if not members:
-            raise InputError(f"{path}: the zip holds no .csv or spreadsheet (.xlsx, .xls, .ods) "
-                             "table")
+            raise InputError(f"{path}: the zip holds no .csv, spreadsheet (.xlsx, .xls, .ods) "
+                             "or Parquet table")
         if len(members) > 1:
             stats.notes.append(f"{path.name}: read {len(members)} tables: {', '.join(members)}")
         for member in members:
             where = f"{path}:{member}"
-            if member.lower().endswith(WORKBOOK_SUFFIXES):
+            if member.lower().endswith((".parquet", ".pq")):
+                from .extract_formats import read_parquet
+
+                # Parquet reads its footer first: the member is read whole (zip members
+                # do not seek cheaply), then in row groups like a file on disk
+                with archive.open(member) as fh:
+                    yield from read_parquet(io.BytesIO(fh.read()), chunk_rows, stats, where)
+            elif member.lower().endswith(WORKBOOK_SUFFIXES):
                 from .extract_formats import read_workbook
 
                 with archive.open(member) as fh:

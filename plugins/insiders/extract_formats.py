@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -134,14 +135,16 @@ def _xlsx_chunk(rows: list[list], index: dict[str, int], where: str, first_row: 
 # --------------------------------------------------------------------------- Parquet
 
 
-def read_parquet(path: Path, chunk_rows: int, stats: ExtractStats) -> Iterator[Chunk]:
+def read_parquet(path: Path | BinaryIO, chunk_rows: int, stats: ExtractStats,
+                 where: str | None = None) -> Iterator[Chunk]:
     """A Parquet file (a data engineer's export): its typed columns become the text the
     quality stage reads from any file, so the same rules judge them. Rows are numbered as
     in the other formats (a spreadsheet's numbers, the column names being row 1): the
-    quarantine's `source_row` means one thing whatever the file."""
+    quarantine's `source_row` means one thing whatever the file. `path` may be an open
+    binary file (a zip's member), then `where` names it."""
     import pyarrow.parquet as pq
 
-    where = str(path)
+    where = where or str(path)
     try:
         file = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
