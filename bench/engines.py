@@ -1,9 +1,9 @@
 """Engines side by side: `insiders run` per engine against the seed-style pipeline and at scale.
 
 1. The real file, side by side in one run (alternating, N times each): `insiders run` on the
-   default engine (DuckDB) against `bench/seed_style.py` (a notebook-like pandas script
-   of the same analysis): median wall seconds and the ratio.
-2. The real file once per engine (duckdb, pandas, spark): wall, peak RSS of the largest
+   default engine (`auto`: pandas on the real file) against `bench/seed_style.py` (a
+   notebook-like pandas script of the same analysis): median wall seconds and the ratio.
+2. The real file once per engine (pandas, duckdb, spark): wall, peak RSS of the largest
    process and of all of them at once (summed PSS: stages side by side run in forked
    copies, `--workers`), per-stage seconds, and whether the run folder is identical to the
    pandas one (compare_runs).
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     side: dict[str, list[float]] = {"insiders": [], "seed": []}
     for i in range(args.runs):
-        side["insiders"].append(run(REAL_FILE, work / "side", "duckdb")["seconds"])
+        side["insiders"].append(run(REAL_FILE, work / "side", "auto")["seconds"])
         side["seed"].append(seed_style(REAL_FILE)["seconds"])
         print(f"  side by side {i + 1}: insiders run {side['insiders'][-1]} s, seed-style "
               f"{side['seed'][-1]} s", flush=True)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs:  # --runs 0: only the scale table
         a, b = median(side["insiders"]), median(side["seed"])
         ratio = round(b / a, 2)
-        print(f"real file, median of {args.runs}: insiders run (duckdb) {a:.2f} s, seed-style "
+        print(f"real file, median of {args.runs}: insiders run (auto) {a:.2f} s, seed-style "
               f"{b:.2f} s: insiders run is {ratio}x the seed-style speed", flush=True)
 
     rows, results = [], {"side_by_side": side, "scales": []}

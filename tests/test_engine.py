@@ -422,7 +422,7 @@ def test_the_evaluate_stage_on_duckdb_never_holds_the_lines(demo_file: Path, tmp
 
     folder = tmp_path / "run"
     for stage in (stages.extract, stages.quality, stages.features, stages.segment,
-                  stages.insiders):
+                  stages.value, stages.insiders):
         run_stage(stage, folder, demo_file, as_of="2011-12-01", engine="duckdb")
     read = RunFolder.read
 
@@ -594,12 +594,33 @@ def test_the_engine_comes_from_the_environment_and_a_wrong_name_is_refused(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from insiders.errors import InsidersError
 
-    assert Settings().engine == "duckdb"  # the embedded default
+    assert Settings().engine == "auto"  # the embedded default: pandas or DuckDB by size
     monkeypatch.setenv("INSIDERS_ENGINE", "spark")
     monkeypatch.setenv("INSIDERS_SPARK_MASTER", "spark://spark-master:7077")
     settings = Settings.from_env()
     assert (settings.engine, settings.spark_master) == ("spark", "spark://spark-master:7077")
     assert Settings.from_env(engine="pandas").engine == "pandas"  # --engine wins
     monkeypatch.setenv("INSIDERS_ENGINE", "duck")
-    with pytest.raises(InsidersError, match="'duck' .* is not one of duckdb, spark, pandas"):
+    with pytest.raises(InsidersError, match="'duck' .* is not one of auto, duckdb, spark, pandas"):
         Settings.from_env()
+
+
+def test_the_auto_engine_takes_pandas_for_a_small_input_and_duckdb_beyond(
+        demo_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` (the default) decides on the lines the extract read, so every stage and every
+    Airflow task of a run decides the same; both choices keep the same lines."""
+    from insiders.engine import steps
+
+    kept = {}
+    for limit, expected in ((10**9, "pandas"), (10, "duckdb")):
+        monkeypatch.setattr(steps, "AUTO_PANDAS_LINES", limit)
+        folder = tmp_path / expected
+        ex = run_stage(stages.extract, folder, demo_file)
+        assert ex["rows"] > 10
+        q = run_stage(stages.quality, folder, as_of="2011-12-01")
+        assert q["engine"] == expected
+        kept[expected] = pd.read_parquet(folder / "work" / "transactions.parquet")
+    pd.testing.assert_frame_equal(kept["pandas"], kept["duckdb"])
+    monkeypatch.setattr(steps, "AUTO_PANDAS_LINES", 10**9)
+    q = run_stage(stages.quality, tmp_path / "duckdb", as_of="2011-12-01", engine="duckdb")
+    assert q["engine"] == "duckdb"  # a named engine is never overridden

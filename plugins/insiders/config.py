@@ -99,7 +99,9 @@ class StabilityRules:
     threshold: float = 0.8  # ARI below this: refresh the segmentation
 
 
-ENGINES = ("duckdb", "spark", "pandas")  # where the line-level work runs (engine/)
+# where the line-level work runs (engine/); auto: pandas up to engine.steps.AUTO_PANDAS_LINES
+# input lines (faster there, in memory), DuckDB beyond (out of core)
+ENGINES = ("auto", "duckdb", "spark", "pandas")
 DEFAULT_SEED = 42
 DEFAULT_BOOTSTRAP = 1000
 
@@ -153,8 +155,9 @@ class Settings:
     # None = the source adapter's (GBP for Online Retail; Olist is always BRL)
     currency: str | None = None
     # where the transaction-level work runs (engine/): duckdb (embedded, out of core), spark
-    # (the spark extra; spark_master local[N] or spark://host:7077) or pandas (in process)
-    engine: str = "duckdb"
+    # (the spark extra; spark_master local[N] or spark://host:7077), pandas (in process) or
+    # auto: pandas for an input of at most engine.steps.AUTO_PANDAS_LINES lines, else duckdb
+    engine: str = "auto"
     engine_memory: str | None = "2GB"  # DuckDB's memory_limit: beyond it, it spills to disk
     spark_master: str = "local[2]"
     spark_conf: str | None = None  # "key=value,key=value", e.g. spark.driver.port=4141

@@ -94,10 +94,11 @@ def _extract(run: Run) -> dict:
 
 def _quality(run: Run) -> dict:
     """Typed transactions and a quarantine that accounts for every set-aside row, on the
-    run's engine (settings.engine: duckdb by default, spark, or pandas; engine/steps.py):
-    every engine writes the same transactions file and quarantine, with the same counts."""
+    run's engine (settings.engine: auto by default, i.e. pandas for a small input and
+    DuckDB beyond; spark; engine/steps.py): every engine writes the same transactions file
+    and quarantine, with the same counts."""
     from . import quality, quality_notes
-    from .engine import steps
+    from .engine import pushdown, steps
 
     as_of, folder = run.day, run.folder
     report, kept_rows = steps.run_quality(run, _source_name(run))
@@ -108,8 +109,9 @@ def _quality(run: Run) -> dict:
     report.notes.extend(quality_notes.format_warnings(report)
                         + quality_notes.copied_file_notes(report, files))
     aside_text = ", ".join(f"{k} {v:,}" for k, v in report.set_aside.items() if v) or "none"
-    info("quality: %s rows in, %s kept, set aside: %s", f"{report.rows_in:,}",
-         f"{report.rows_kept:,}", aside_text)
+    engine = "push-down" if pushdown.pushed_down(folder) else steps.engine_name(run)
+    info("quality: %s rows in, %s kept, set aside: %s (engine %s)", f"{report.rows_in:,}",
+         f"{report.rows_kept:,}", aside_text, engine)
     if run.month is not None:  # a monthly run of a month the data does not reach: refuse it
         from . import schedule
 
@@ -124,13 +126,12 @@ def _quality(run: Run) -> dict:
             + ("; most are dated on or after the as-of: choose a later --as-of" if late else "")
             + (quality.serial_date_hint(folder.path_of("raw"))
                if undated and folder.exists("raw") else ""))
-    from .engine import pushdown
-
     # where a reader finds each set-aside row: the quarantine file, or (push-down) the
     # source's own database, which the rows never left
     where = "kept in the source database, not copied out: push-down" \
         if pushdown.pushed_down(folder) else "see quarantine.csv.gz"
-    return {**report.as_dict(), "as_of": str(as_of.date()), "set_aside_where": where}
+    return {**report.as_dict(), "as_of": str(as_of.date()), "set_aside_where": where,
+            "engine": engine}
 
 
 # --------------------------------------------------------------------------- features

@@ -91,6 +91,26 @@ def _malformed(folder: RunFolder, set_aside, report: quality.QualityReport) -> N
         report.rows_in += len(rejects)
 
 
+# `auto` (the default engine) runs an input of at most this many lines in pandas, a larger
+# one on DuckDB. Measured on 2 cores (bench/engines.py, `insiders run` wall, pandas against
+# DuckDB): the real file (0.54M lines) 15.7 against 19.4 s, a 3x set (1.6M) 23-26 against
+# 26-29 s, a 10x set (5.4M) 27.8 against 19.6 s; pandas holds ~230 MB per million lines,
+# DuckDB spills to disk. Both write the same files (tests/test_engine.py).
+AUTO_PANDAS_LINES = 2_500_000
+
+
+def engine_name(run) -> str:
+    """The engine this run's line-level work uses: the settings', with `auto` decided by
+    the number of lines the extract read (so every stage, in any process, decides the
+    same)."""
+    name = run.settings.engine
+    if name != "auto":
+        return name
+    lines = run.folder.stage("extract").get("rows", 0) if run.folder.has_stage("extract") \
+        else AUTO_PANDAS_LINES + 1
+    return "pandas" if lines <= AUTO_PANDAS_LINES else "duckdb"
+
+
 def run_quality(run, where: str) -> tuple[quality.QualityReport, int]:
     """The quality stage's work on the run's engine: (row accounting, kept lines).
 
@@ -108,9 +128,10 @@ def run_quality(run, where: str) -> tuple[quality.QualityReport, int]:
     if pushdown.pushed_down(folder):
         report = pushdown.quality_in_database(run, non_products)
         return report, report.rows_kept
-    if run.settings.engine == "pandas":
+    name = engine_name(run)
+    if name == "pandas":
         return _pandas_quality(folder, run.day, today, stray_from, non_products, where)
-    if run.settings.engine == "duckdb":
+    if name == "duckdb":
         # a connection of its own, closed at the end: DuckDB keeps its buffer pool (up to
         # engine_memory) until the connection closes, and the models need that memory
         with _connect(run) as engine:
@@ -175,7 +196,7 @@ def _pandas_quality(folder: RunFolder, as_of: pd.Timestamp, today: pd.Timestamp,
 def engine_of(run) -> Engine:
     """The run's engine, opened once per process (the CLI's stages share it; each Airflow
     task opens its own) and closed when the process ends."""
-    return run.folder.cached(f"engine:{run.settings.engine}", lambda: _connect(run),
+    return run.folder.cached(f"engine:{engine_name(run)}", lambda: _connect(run),
                              per_process=True)
 
 
@@ -184,7 +205,7 @@ def _connect(run, name: str | None = None) -> Engine:
     # one spill folder per process: DuckDB instances must not share one
     temp_dir = run.folder.path / "work" / "engine-tmp" / str(os.getpid())
     temp_dir.parent.mkdir(parents=True, exist_ok=True)
-    return connect(name or settings.engine, temp_dir=temp_dir,
+    return connect(name or engine_name(run), temp_dir=temp_dir,
                    memory_limit=settings.engine_memory, spark_master=settings.spark_master,
                    spark_conf=parse_conf(settings.spark_conf))
 
@@ -203,7 +224,7 @@ def lines_of(run):
 
     if pushdown.pushed_down(run.folder):  # aggregated by the source's own database
         return pushdown.summary_of(run).lines
-    if run.settings.engine == "pandas":
+    if engine_name(run) == "pandas":
         return None
     from .aggregates import Lines
 
