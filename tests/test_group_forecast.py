@@ -94,6 +94,20 @@ def test_reconciled_total_is_the_sum_of_the_members_and_of_the_months() -> None:
     assert out["factor"] > 1 and "below what the groups spent" in out["text"]
 
 
+@pytest.mark.parametrize("total", [1_234_567.5003, 1_234_567.4996, 1_234_567.5])
+def test_the_sentence_reads_the_total_the_answers_store(total: float) -> None:
+    """answers.json keeps the total to the cent and the headline reads that; the forecast's
+    sentence, written from the unrounded total, must give the same whole figure (a stored
+    x.50 once read one less than the sentence beside it)."""
+    from insiders import wording
+
+    target = entry("2011-09-01", [total / 3] * 3, [0, 0, 0], "2011-01-01")
+    out = gf.reconcile(target, gf.calibrate([], pd.Timestamp("2011-09-01")))
+    stored = round(out["total"], 2)
+    assert f"adds up to {wording.amount(stored)} over" in out["text"]
+    assert wording.amount(stored) == "1,234,568"
+
+
 def test_without_earlier_months_the_figure_is_the_models_own() -> None:
     target = entry("2011-09-01", [50, 60, 70], [0, 0, 0], "2011-01-01")
     out = gf.reconcile(target, gf.calibrate([], pd.Timestamp("2011-09-01")))

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from insiders import wording
 from insiders.config import SelectionRules, Windows
 from insiders.models import insiders as ins
 
@@ -165,10 +166,11 @@ def test_conditions_in_plain_language_with_honest_agreement() -> None:
     chosen, sel = ins.select(frame, None, SelectionRules(value_coverage=0.9))
     assert sel.size == 10 and chosen["is_insider"].iloc[:10].all()
     cond = ins.derive_conditions(chosen, sel, Windows(), seed=42)
-    assert cond.rules == ["net spend in the last 12 months at least 750"]
+    # the split (a midpoint, 750) reads as the smallest figure past it: a member's own 1,000
+    assert cond.rules == ["net spend in the last 12 months at least 1,000"]
     assert (cond.agreement, cond.precision, cond.recall) == (0.99, 1.0, 0.9)
     # the same figures, computed directly from the rule
-    pred = chosen["monetary"] > 750
+    pred = chosen["monetary"] >= 1000
     truth = chosen["is_insider"]
     assert (pred == truth).mean() == cond.agreement
     assert (pred & truth).sum() / pred.sum() == cond.precision
@@ -182,16 +184,52 @@ def test_conditions_in_plain_language_with_honest_agreement() -> None:
 
 def test_conditions_read_as_sentences() -> None:
     """Recency and purchase counts become words, not feature names and symbols."""
-    assert ins._clause("recency_days", "<=", 30.5, "12 months") == (
+    assert ins._clause("recency_days", "<=", 30.0, "12 months") == (
         "last purchase within 30 days")
-    assert ins._clause("frequency", ">", 4.5, "12 months") == (
+    assert ins._clause("recency_days", ">=", 31.0, "12 months") == (
+        "last purchase at least 31 days ago")
+    assert ins._clause("frequency", ">=", 5.0, "12 months") == (
         "at least 5 purchases in the last 12 months")
-    assert ins._clause("revenue_90d", ">", 1234.4, "12 months") == (
+    assert ins._clause("revenue_90d", ">=", 1234.4, "12 months") == (
         "net spend in the last 90 days at least 1,234")
     # two bounds on one feature along a branch keep the tighter
-    assert ins._merge([("monetary", ">", 500.0), ("monetary", ">", 750.0),
-                       ("frequency", "<=", 9.5), ("frequency", "<=", 4.5)]) == [
-        ("monetary", ">", 750.0), ("frequency", "<=", 4.5)]
+    assert ins._merge([("monetary", ">=", 500.0), ("monetary", ">=", 750.0),
+                       ("frequency", "<=", 9.0), ("frequency", "<=", 4.0)]) == [
+        ("monetary", ">=", 750.0), ("frequency", "<=", 4.0)]
+
+
+def test_a_split_reads_as_the_customers_figures_either_side() -> None:
+    """A tree splits between two customers' figures (11.5 days, 2.5 purchases); the rule
+    names the figures that select the same customers: within 11 days, at least 12 days
+    ago; at most 2, at least 3. Compared as the tree does, in float32."""
+    days = np.array([3.0, 11.0, 12.0, 40.0])
+    assert ins._snap(days, 11.5) == (11.0, 12.0)
+    assert ins._snap(np.array([1.0, 2.0, 3.0, 7.0]), 2.5) == (2.0, 3.0)
+    # a figure float32 rounds onto the threshold goes left, as in scikit-learn's tree
+    near = np.float64(np.float32(0.1))
+    assert ins._snap(np.array([0.0, 0.1, 1.0]), float(near))[0] == pytest.approx(0.1)
+
+
+def test_a_rule_on_the_value_figure_names_the_entry_line() -> None:
+    """When membership is past spend itself, the tree's rule and the entry line give one
+    figure: the smallest member's spend."""
+    n = 200
+    rng = np.random.default_rng(3)
+    monetary = np.round(rng.lognormal(6, 1, n), 2)
+    frame = pd.DataFrame({
+        "customer_id": [f"c{i:03d}" for i in range(n)], "expected_value": monetary,
+        "monetary": monetary, "has_purchase": True,
+        "revenue_90d": rng.uniform(0, 10, n), "frequency": rng.integers(1, 9, n),
+        "recency_days": rng.integers(0, 300, n).astype(float),
+        "avg_ticket": rng.uniform(10, 50, n), "tenure_days": 400.0,
+        "purchases_per_month": rng.uniform(0, 2, n)})
+    chosen, sel = ins.select(frame, None, SelectionRules(value_coverage=0.5),
+                             value="monetary")
+    cond = ins.derive_conditions(chosen, sel, Windows(), seed=42, method="past_spend")
+    entry = wording.whole(sel.entry_line)
+    assert f"is at least {entry} -" in cond.entry_text
+    assert cond.rules == [f"net spend in the last 12 months at least {entry}"]
+    assert cond.agreement == 1.0
 
 
 def test_conditions_when_everyone_or_no_one_is_in() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import dump_dom, screenshot
+from insiders import wording
 from insiders.publish import report
 from test_pipeline import answers as read_answers
 from test_pipeline import run_demo_pipeline
@@ -129,6 +130,20 @@ def test_kpis_repeat_the_answers(inputs: tuple) -> None:
     assert f"<b>{a['how_many']['count']:,}</b><span>Insiders</span>" in header
     assert f"{a['how_many']['share_of_customers']:.1%}" in header
     assert f"expected in the next {len(a['expected_revenue']['months'])} months" in header
+
+
+def test_group_size_chart_says_which_revenue_each_share_is(inputs: tuple) -> None:
+    """The size rule counts the period's revenue; the chart draws the next months'
+    expected revenue. Both shares of the group are named beside the chart (as section 4
+    gives them), and the point on the line is the expected one."""
+    a, customers, cohorts = inputs
+    body = dict(sections(report.render(a, customers, cohorts)))["how_many"]
+    past = wording.share(a["revenue_share"]["value"])
+    next_ = wording.share(a["revenue_share"]["expected_share_next"])
+    text = html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", "", body,
+                                                         flags=re.S)))
+    assert f"Insiders brought {past} of it" in text
+    assert f"the Insiders bring {next_} (the point)" in text
 
 
 # --------------------------------------------------------------------------- hostile values
@@ -376,6 +391,11 @@ def test_partial_month_is_marked_in_both_cohort_heatmaps(run: Path, inputs: tupl
         k = (as_of.year - int(cohort[:4])) * 12 + as_of.month - int(cohort[5:7])
         assert all(v is None for j, v in enumerate(first[i]) if j != k)
         assert k >= len(first[i]) or first[i][k] == 1  # (a column the data has)
+    # both maps label a cohort's row with its size ("size in brackets", the note says)
+    sized = [f"{idx} ({int(n):,})" for idx, n in zip(cohorts.index, cohorts["customers"],
+                                                     strict=True)]
+    for fig in figs:
+        assert list(fig["data"][0]["y"]) == sized
 
 
 def test_chart_polish(run: Path) -> None:

@@ -21,6 +21,21 @@ def test_amounts_keep_cents_when_small(value, text) -> None:
     assert wording.amount(value) == text
 
 
+@pytest.mark.parametrize("raw", [1634842.5003, 1634842.4996, 1634842.5, 2500.125, -1234.5,
+                                 99.996, 0.125])
+def test_a_figure_reads_alike_unrounded_and_stored_to_the_cent(raw: float) -> None:
+    """A sentence is written from a stage's float and a page from answers.json's cents: the
+    same whole figure either way (halves of a unit round away from zero, not to even)."""
+    assert wording.amount(raw) == wording.amount(round(raw, 2))
+
+
+def test_whole_units_round_halves_away_from_zero() -> None:
+    assert wording.whole(1634842.5) == "1,634,843"
+    assert wording.whole(-1634842.5) == "-1,634,843"
+    assert wording.whole(1634842.49) == "1,634,842"
+    assert wording.whole(-0.4) == "0"
+
+
 def test_money_carries_its_currency() -> None:
     assert wording.money(0.98, "BRL") == "0.98 BRL"
     assert wording.money(7208, "GBP") == "7,208 GBP"

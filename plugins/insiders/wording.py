@@ -37,12 +37,23 @@ def _finite(x: object) -> bool:
         return False
 
 
+def whole(x: float) -> str:
+    """An amount to the unit, with thousands separators, as the figure stored to the cent
+    reads: rounded to cents first, then halves away from zero (1,634,842.50 -> 1,634,843).
+
+    A sentence written from the unrounded figure and a page written from the stored one
+    would otherwise disagree by one: Python rounds an exact half to even."""
+    cents = round(float(x), 2)
+    units = math.floor(abs(cents) + 0.5)
+    return f"{'-' if cents < 0 and units else ''}{units:,}"
+
+
 def amount(x: float | None) -> str:
     """An amount without its currency: whole units from 100 on, cents below (1.45)."""
     if not _finite(x):
         return "n/a"
     x = float(x)  # type: ignore[arg-type]
-    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}"
+    return whole(x) if abs(round(x, 2)) >= 100 else f"{x:,.2f}"
 
 
 def money(x: float | None, currency: str = "") -> str:

@@ -31,6 +31,7 @@ from insiders.dashboards.spec import (
     load_definition,
 )
 from insiders.errors import InsidersError
+from insiders.wording import whole
 
 ROW_PX = 52  # height of one grid row; Metabase's rows are about this tall
 GAP_PX = 14
@@ -145,7 +146,7 @@ def format_value(value: Any, column: str = "") -> str:
             return f"{value:,.1f}"  # averages of counts: one decimal is all they mean
         magnitude = abs(value)
         if magnitude >= 1000:
-            return f"{value:,.0f}"
+            return whole(value)
         if magnitude >= 100:
             return f"{value:,.1f}"
         if value == int(value):

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .. import wording
 from ..config import DEFAULT_SEED, Windows
 from . import forecast as fc
 from .text import is_in
@@ -300,16 +301,16 @@ def reconcile(target: OriginForecast, calibration: Calibration, level: float = L
 def _text(target: OriginForecast, calibration: Calibration, total: float) -> str:
     horizon = len(target.months)
     if calibration.bias is None:
-        return (f"The members' expected spend adds up to {total:,.0f} over the next {horizon} "
-                "months; there is no earlier month yet to check the model against, so the "
-                "figure is the model's own and has no interval.")
+        return (f"The members' expected spend adds up to {wording.whole(total)} over the next "
+                f"{horizon} months; there is no earlier month yet to check the model against, "
+                "so the figure is the model's own and has no interval.")
     gap = 1 / calibration.factor - 1  # model / actual - 1 in the months measured
-    return (f"The members' expected spend adds up to {target.level:,.0f}; over the last "
+    return (f"The members' expected spend adds up to {wording.whole(target.level)}; over the last "
             f"months ({calibration.bias_months} monthly figures of earlier groups, each chosen "
             f"the same way) the model was {abs(gap):.0%} {'below' if gap < 0 else 'above'} "
             "what the groups spent, "
-            f"so it is corrected to {total:,.0f} over the next {horizon} months (the months "
-            f"follow {'Prophet' if target.shape == 'prophet' else 'the model'}'s shape).")
+            f"so it is corrected to {wording.whole(total)} over the next {horizon} months (the "
+            f"months follow {'Prophet' if target.shape == 'prophet' else 'the model'}'s shape).")
 
 
 def backtest(entries: list[OriginForecast], level: float = LEVEL) -> pd.DataFrame:

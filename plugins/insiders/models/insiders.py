@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
+from .. import wording
 from ..config import SelectionRules, Windows
 
 # features marketing can read in a rule ("spent at least ... in the last 12 months")
@@ -153,7 +154,9 @@ def select(
 def _amount(value: float) -> str:
     """A value in a reason: money to the unit, small amounts and scores (0..1) to cents."""
     whole = abs(value) >= 100 or not np.isfinite(value) or float(value).is_integer()
-    return f"{value:,.0f}" if whole else f"{value:,.2f}"
+    if not np.isfinite(value):
+        return f"{value:,.0f}"
+    return wording.whole(value) if whole else f"{value:,.2f}"
 
 
 # --------------------------------------------------------------------------- conditions
@@ -173,27 +176,30 @@ class Conditions:
 def _fmt(feature: str, value: float, currency: str = "") -> str:
     kind = RULE_FEATURES[feature][1]
     if kind == "money":
-        return f"{value:,.0f} {currency}".strip()
+        return f"{wording.whole(value)} {currency}".strip()
     if kind == "days":
         return f"{value:.0f} days"
     if kind == "rate":
         return f"{value:.1f}"
-    return f"{math.floor(value) + 1}" if value == math.floor(value) else f"{math.ceil(value)}"
+    return f"{value:,.0f}"
 
 
-def _clause(feature: str, op: str, threshold: float, period: str, currency: str = "") -> str:
+def _clause(feature: str, op: str, value: float, period: str, currency: str = "") -> str:
+    """One bound of a rule in words. `value` is a customer's own figure (`_snap`): `>=` reads
+    "at least" it, `<=` "at most"; so a rule never names a figure no customer has, and a
+    split at the entry line reads the entry line's figure."""
     label = RULE_FEATURES[feature][0].format(period=period)
     if feature == "recency_days":
-        return (f"last purchase within {threshold:.0f} days" if op == "<=" else
-                f"last purchase more than {threshold:.0f} days ago")
+        return (f"last purchase within {value:.0f} days" if op == "<=" else
+                f"last purchase at least {value:.0f} days ago")
     if feature == "tenure_days":
-        return (f"a customer for more than {threshold:.0f} days" if op == ">" else
-                f"a customer for {threshold:.0f} days or less")
+        return (f"a customer for at least {value:.0f} days" if op == ">=" else
+                f"a customer for {value:.0f} days or less")
     if feature == "frequency":
-        n = math.floor(threshold)
-        return f"at least {n + 1} {label}" if op == ">" else f"at most {n} {label}"
-    word = "at least" if op == ">" else "at most"
-    return f"{label} {word} {_fmt(feature, threshold, currency)}"
+        return (f"at least {value:,.0f} {label}" if op == ">=" else
+                f"at most {value:,.0f} {label}")
+    word = "at least" if op == ">=" else "at most"
+    return f"{label} {word} {_fmt(feature, value, currency)}"
 
 
 # how a value method's figure reads in a sentence ({h}: the horizon, {p}: the period)
@@ -232,7 +238,7 @@ def derive_conditions(
     def line(v: float) -> str:
         if not money:
             return f"{v:.3f}"
-        text = f"{v:,.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:,.2f}"
+        text = wording.whole(v) if abs(v) >= 100 or float(v).is_integer() else f"{v:,.2f}"
         return f"{text} {currency}".strip()
 
     entry = (f"A customer enters the Insiders when their {figure} is at least "
@@ -257,14 +263,16 @@ def derive_conditions(
     agreement = float((pred == y).mean())
     precision = float((pred & y).sum() / max(pred.sum(), 1))
     recall = float((pred & y).sum() / max(y.sum(), 1))
-    rules = _tree_rules(tree, names, period, currency)
+    rules = _tree_rules(tree, names, x, period, currency)
     return Conditions(entry, exit_, rules, round(agreement, 4), round(precision, 4),
                       round(recall, 4), int(tree.get_depth()))
 
 
-def _tree_rules(tree: DecisionTreeClassifier, names: list[str], period: str,
+def _tree_rules(tree: DecisionTreeClassifier, names: list[str], x: np.ndarray, period: str,
                 currency: str = "") -> list[str]:
-    """One rule per Insider branch; a subtree whose leaves all say Insider is one branch."""
+    """One rule per Insider branch; a subtree whose leaves all say Insider is one branch.
+    `x` is what the tree was fitted on: each split is read as the customers' own figures
+    on either side of it (`_snap`)."""
     t = tree.tree_
 
     def is_leaf(node: int) -> bool:  # sklearn's documented tree structure: leaves have no child
@@ -279,18 +287,30 @@ def _tree_rules(tree: DecisionTreeClassifier, names: list[str], period: str,
 
     def walk(node: int, path: list[tuple[str, str, float]]) -> None:
         if positive(node):
-            text = " and ".join(_clause(f, op, thr, period, currency)
-                                for f, op, thr in _merge(path))
+            text = " and ".join(_clause(f, op, value, period, currency)
+                                for f, op, value in _merge(path))
             rules.append((float(t.n_node_samples[node]), text or "every active customer"))
             return
         if is_leaf(node):
             return
-        name = names[t.feature[node]]
-        walk(t.children_left[node], [*path, (name, "<=", float(t.threshold[node]))])
-        walk(t.children_right[node], [*path, (name, ">", float(t.threshold[node]))])
+        column = int(t.feature[node])
+        at_most, at_least = _snap(x[:, column], float(t.threshold[node]))
+        walk(t.children_left[node], [*path, (names[column], "<=", at_most)])
+        walk(t.children_right[node], [*path, (names[column], ">=", at_least)])
 
     walk(0, [])
     return [text for _, text in sorted(rules, reverse=True)]
+
+
+def _snap(values: np.ndarray, threshold: float) -> tuple[float, float]:
+    """A split's threshold (a midpoint no customer need have) as the largest figure on its
+    left and the smallest on its right, compared as scikit-learn's tree compares (float32):
+    "at most" / "at least" those select exactly the customers the split does."""
+    right = values.astype(np.float32).astype(np.float64) > threshold  # as its C code compares
+    left_values, right_values = values[~right], values[right]
+    at_most = float(left_values.max()) if len(left_values) else threshold
+    at_least = float(right_values.min()) if len(right_values) else threshold
+    return at_most, at_least
 
 
 def _merge(path: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:
@@ -301,5 +321,5 @@ def _merge(path: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:
         if key not in best:
             best[key] = thr
         else:
-            best[key] = max(best[key], thr) if op == ">" else min(best[key], thr)
+            best[key] = max(best[key], thr) if op == ">=" else min(best[key], thr)
     return [(f, op, thr) for (f, op), thr in best.items()]

@@ -24,7 +24,7 @@ SELECTION_SHRINK = 1 / 3
 
 
 def _money(x) -> str:
-    return "n/a" if x is None or pd.isna(x) else f"{x:,.0f}"
+    return "n/a" if x is None or pd.isna(x) else wording.whole(x)
 
 
 def _cur(a: dict) -> str:

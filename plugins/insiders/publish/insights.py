@@ -94,15 +94,20 @@ def cohorts(cohorts: pd.DataFrame | None, fig: Figures,
                               values="partial").reindex_like(wide).fillna(False)
         zv = wide.to_numpy(dtype=float)
         pv = partial.to_numpy(dtype=bool)
-        text = [[("" if v != v else f"{v:,.0f}" + ("*" if p else "")) for v, p in
+        text = [[("" if v != v else wording.whole(v) + ("*" if p else "")) for v, p in
                  zip(row, prow, strict=True)] for row, prow in zip(zv, pv, strict=True)]
         vtitle = "Lifetime value: cumulative net revenue per customer" + (
             f" ({currency})" if currency else "")
         if part and pv.any():
             vtitle += (f"<br><sub>grey * cells: {part[0]} is partial ({part[1]} of "
                        f"{part[2]} days)</sub>")
+        # rows labelled as the retention map's, "2011-01 (416)": the note's "size in
+        # brackets" holds for both maps
+        sizes = value.groupby("cohort")["customers"].max().reindex(wide.index)
+        vlabels = [f"{idx} ({int(n):,})" if n == n else str(idx)
+                   for idx, n in zip(wide.index, sizes, strict=True)]
         g = _heatmap(zv.tolist(), pv.tolist(), [str(c) for c in wide.columns],
-                     list(wide.index), text, GREENS, None, "per customer", partial_label)
+                     vlabels, text, GREENS, None, "per customer", partial_label)
         g.update_layout(title=vtitle, xaxis_title="months since first purchase",
                         yaxis={"autorange": "reversed", "type": "category"}, margin={"t": 60})
         body += fig(g, 80 + 26 * len(wide))

@@ -71,7 +71,7 @@ margin-right:12px;text-decoration:none}
 
 def _money(x) -> str:
     """An amount in a table cell (the column header names the currency)."""
-    return "n/a" if x is None or pd.isna(x) else f"{x:,.0f}"
+    return "n/a" if x is None or pd.isna(x) else wording.whole(x)
 
 
 def _pct(x, digits: int | None = None) -> str:
@@ -228,10 +228,25 @@ def _how_many(a: dict, customers: pd.DataFrame, fig: _Figures) -> str:
                            line={"color": PALETTE[0], "width": 3}))
     f.add_vline(x=100 * n / max(len(ev), 1), line={"color": INSIDER, "dash": "dash"},
                 annotation_text=f"Insiders: top {n:,}", annotation_position="bottom right")
+    shares = a.get("revenue_share", {})
+    past, next_ = shares.get("value"), shares.get("expected_share_next")
+    note = ""
+    if past is not None and next_ is not None:
+        # the size rule counts the period's revenue, the line the next months' expected
+        # revenue: say which figure is which, or the 50% of the rule reads against the line
+        f.add_trace(go.Scatter(
+            x=[100 * n / max(len(ev), 1)], y=[100 * next_], mode="markers",
+            name="the Insiders", marker={"color": INSIDER, "size": 10},
+            hovertemplate=f"the {n:,} Insiders: %{{y:.1f}}% of expected revenue"
+                          "<extra></extra>"))
+        note = (f"<p class='muted'>Customers are ranked best first, as the group is chosen. "
+                f"The size is counted on the period's revenue: the {n:,} Insiders brought "
+                f"{_pct(past)} of it. The line is what customers are expected to spend next: "
+                f"of that, the Insiders bring {_pct(next_)} (the point).</p>")
     f.update_layout(title="Share of next months' expected revenue by top share of customers",
                     xaxis_title="% of active customers (best first)",
-                    yaxis_title="% of expected revenue")
-    body = fig(f, 340)
+                    yaxis_title="% of expected revenue", showlegend=False)
+    body = fig(f, 340) + note
     return section(2, "how_many", "How many customers are in the group?",
                     a["how_many"]["text"], body)
 
