@@ -210,6 +210,18 @@ def test_a_split_reads_as_the_customers_figures_either_side() -> None:
     assert ins._snap(np.array([0.0, 0.1, 1.0]), float(near))[0] == pytest.approx(0.1)
 
 
+def test_figures_either_side_of_a_split_read_apart() -> None:
+    """109.90 and 110.10 both round to 110: a branch "at most 110" beside one "at least
+    110" would not say where 110 goes, so the split gets the decimals that tell them apart."""
+    assert ins._digits("revenue_90d", 109.9, 110.1) == 2
+    assert ins._clause("revenue_90d", "<=", 109.9, "12 months", "BRL", 2) == (
+        "net spend in the last 90 days at most 109.90 BRL")
+    assert ins._digits("monetary", 5204.3, 5222.1) == 0  # whole units already differ
+    assert ins._digits("purchases_per_month", 0.52, 0.54) == 2
+    assert ins._digits("frequency", 2.0, 3.0) == 0
+    assert ins._digits("tenure_days", 50.26, 50.4) == 0  # days stay whole
+
+
 def test_a_rule_on_the_value_figure_names_the_entry_line() -> None:
     """When membership is past spend itself, the tree's rule and the entry line give one
     figure: the smallest member's spend."""

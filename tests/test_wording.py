@@ -34,6 +34,7 @@ def test_whole_units_round_halves_away_from_zero() -> None:
     assert wording.whole(-1634842.5) == "-1,634,843"
     assert wording.whole(1634842.49) == "1,634,842"
     assert wording.whole(-0.4) == "0"
+    assert wording.whole(float("nan")) == "n/a"  # a replay's missing level is no crash
 
 
 def test_money_carries_its_currency() -> None:

@@ -43,6 +43,8 @@ def whole(x: float) -> str:
 
     A sentence written from the unrounded figure and a page written from the stored one
     would otherwise disagree by one: Python rounds an exact half to even."""
+    if not _finite(x):
+        return "n/a"
     cents = round(float(x), 2)
     units = math.floor(abs(cents) + 0.5)
     return f"{'-' if cents < 0 and units else ''}{units:,}"

@@ -173,33 +173,60 @@ class Conditions:
     tree_depth: int
 
 
-def _fmt(feature: str, value: float, currency: str = "") -> str:
+def _fmt(feature: str, value: float, currency: str = "", digits: int | None = None) -> str:
+    """A rule's figure; `digits` (from `_digits`) when the default would not tell the
+    figures either side of a split apart."""
     kind = RULE_FEATURES[feature][1]
+    if digits is None:
+        digits = _base_digits(kind, value)
     if kind == "money":
-        return f"{wording.whole(value)} {currency}".strip()
+        text = wording.whole(value) if digits == 0 else f"{value:,.{digits}f}"
+        return f"{text} {currency}".strip()
     if kind == "days":
-        return f"{value:.0f} days"
-    if kind == "rate":
-        return f"{value:.1f}"
-    return f"{value:,.0f}"
+        return f"{value:.{digits}f} days"
+    return f"{value:,.{digits}f}"
 
 
-def _clause(feature: str, op: str, value: float, period: str, currency: str = "") -> str:
+def _base_digits(kind: str, value: float) -> int:
+    if kind == "money":
+        return 0 if abs(value) >= 100 else 2
+    return 1 if kind == "rate" else 0
+
+
+def _digits(feature: str, at_most: float, at_least: float) -> int:
+    """Decimals that tell a split's two figures apart ("at most 109.90" / "at least
+    110.10", not 110 both times), from the feature's usual ones up to four."""
+    kind = RULE_FEATURES[feature][1]
+    base = _base_digits(kind, min(abs(at_most), abs(at_least)))
+    if kind == "days":  # a day is the unit marketing counts in: "50 days or less"
+        return base
+    # money goes from units to cents, never to tenths
+    steps = [base, *[d for d in ((2, 3, 4) if kind == "money" else range(1, 5)) if d > base]]
+    for digits in steps:
+        if _fmt(feature, at_most, "", digits) != _fmt(feature, at_least, "", digits):
+            return digits
+    return base
+
+
+def _clause(feature: str, op: str, value: float, period: str, currency: str = "",
+            digits: int | None = None) -> str:
     """One bound of a rule in words. `value` is a customer's own figure (`_snap`): `>=` reads
     "at least" it, `<=` "at most"; so a rule never names a figure no customer has, and a
     split at the entry line reads the entry line's figure."""
     label = RULE_FEATURES[feature][0].format(period=period)
     if feature == "recency_days":
-        return (f"last purchase within {value:.0f} days" if op == "<=" else
-                f"last purchase at least {value:.0f} days ago")
+        days = _fmt(feature, value, "", digits).removesuffix(" days")
+        return (f"last purchase within {days} days" if op == "<=" else
+                f"last purchase at least {days} days ago")
     if feature == "tenure_days":
-        return (f"a customer for at least {value:.0f} days" if op == ">=" else
-                f"a customer for {value:.0f} days or less")
+        days = _fmt(feature, value, "", digits).removesuffix(" days")
+        return (f"a customer for at least {days} days" if op == ">=" else
+                f"a customer for {days} days or less")
     if feature == "frequency":
-        return (f"at least {value:,.0f} {label}" if op == ">=" else
-                f"at most {value:,.0f} {label}")
+        n = _fmt(feature, value, "", digits)
+        return f"at least {n} {label}" if op == ">=" else f"at most {n} {label}"
     word = "at least" if op == ">=" else "at most"
-    return f"{label} {word} {_fmt(feature, value, currency)}"
+    return f"{label} {word} {_fmt(feature, value, currency, digits)}"
 
 
 # how a value method's figure reads in a sentence ({h}: the horizon, {p}: the period)
@@ -285,18 +312,20 @@ def _tree_rules(tree: DecisionTreeClassifier, names: list[str], x: np.ndarray, p
 
     rules: list[tuple[float, str]] = []
 
-    def walk(node: int, path: list[tuple[str, str, float]]) -> None:
+    def walk(node: int, path: list[tuple[str, str, float, int]]) -> None:
         if positive(node):
-            text = " and ".join(_clause(f, op, value, period, currency)
-                                for f, op, value in _merge(path))
+            text = " and ".join(_clause(f, op, value, period, currency, digits)
+                                for f, op, value, digits in _merge(path))
             rules.append((float(t.n_node_samples[node]), text or "every active customer"))
             return
         if is_leaf(node):
             return
         column = int(t.feature[node])
+        name = names[column]
         at_most, at_least = _snap(x[:, column], float(t.threshold[node]))
-        walk(t.children_left[node], [*path, (names[column], "<=", at_most)])
-        walk(t.children_right[node], [*path, (names[column], ">=", at_least)])
+        digits = _digits(name, at_most, at_least)
+        walk(t.children_left[node], [*path, (name, "<=", at_most, digits)])
+        walk(t.children_right[node], [*path, (name, ">=", at_least, digits)])
 
     walk(0, [])
     return [text for _, text in sorted(rules, reverse=True)]
@@ -313,13 +342,13 @@ def _snap(values: np.ndarray, threshold: float) -> tuple[float, float]:
     return at_most, at_least
 
 
-def _merge(path: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:
-    """Keep only the tightest bound per feature and direction."""
-    best: dict[tuple[str, str], float] = {}
-    for feature, op, thr in path:
+def _merge(path: list[tuple]) -> list[tuple]:
+    """Keep only the tightest bound per feature and direction (with what else its split
+    carries, such as its decimals)."""
+    best: dict[tuple[str, str], tuple] = {}
+    for step in path:
+        feature, op, value = step[:3]
         key = (feature, op)
-        if key not in best:
-            best[key] = thr
-        else:
-            best[key] = max(best[key], thr) if op == ">=" else min(best[key], thr)
-    return [(f, op, thr) for (f, op), thr in best.items()]
+        if key not in best or (value > best[key][2] if op == ">=" else value < best[key][2]):
+            best[key] = step
+    return list(best.values())

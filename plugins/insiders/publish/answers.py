@@ -261,7 +261,8 @@ def _customer_value(customers: pd.DataFrame, members: pd.DataFrame, currency: st
     ins_mix, all_mix = mix(members), mix(active)
     high = ins_mix["High"] / max(len(members), 1)
     return {
-        "text": (f"{ins_mix['Low']:,} of the {len(members):,} Insiders are at low risk of not "
+        "text": (f"{ins_mix['Low']:,} of the {len(members):,} Insiders "
+                 f"{'is' if ins_mix['Low'] == 1 else 'are'} at low risk of not "
                  f"buying in the next 90 days, {ins_mix['Medium']:,} at medium and "
                  f"{ins_mix['High']:,} at high risk ({wording.share(high)}); together they are "
                  "expected to spend "
