@@ -297,7 +297,7 @@ def test_parquet_times_numbers_and_gaps_read_as_their_text(tmp_path: Path) -> No
     assert frame["customer_id"].tolist() == ["12345", ""]
     assert frame["source_row"].tolist() == [2, 3]
     assert stats.rows == 2
-    assert f"{path}: 1 empty row(s) skipped" in " ".join(stats.notes)
+    assert f"{path}: 1 empty row skipped" in " ".join(stats.notes)
 
 
 def test_a_title_above_the_header_is_skipped_and_rows_keep_the_sheets_numbers(
@@ -337,7 +337,7 @@ def test_an_export_appended_with_its_header_is_named_where_it_starts(tmp_path: P
     set aside as duplicates."""
     path = _write_csv(tmp_path / "joined.csv", [*ROWS, HEADER, *ROWS])
     ex, q, tx = _stages(path, tmp_path / "run")
-    assert (f"{path}: 1 row(s) repeat the header line (row 7): exports joined into one "
+    assert (f"{path}: 1 row repeats the header line (row 7): exports joined into one "
             "file?") in " ".join(ex["notes"])
     assert q["set_aside"] == {"unparseable_date": 1, "duplicate": 5}
     assert tx["source_row"].tolist() == [2, 3, 4, 5, 6]
@@ -437,10 +437,10 @@ def test_column_notes_name_aliases_and_unread_columns() -> None:
     mapping = extract.map_columns(header, "shop.csv")
     assert mapping["quantity"] == "Quantity"  # the first spelling in ALIASES order wins
     notes = extract.column_notes(header, mapping, "shop.csv")
-    assert notes[0] == ("shop.csv: read column(s) by another name: 'order_id' as InvoiceNo, "
+    assert notes[0] == ("shop.csv: read columns by another name: 'order_id' as InvoiceNo, "
                         "'SKU' as StockCode, 'date' as InvoiceDate, 'customer' as CustomerID; "
                         "check that they mean this")
-    assert notes[1].startswith("shop.csv: column(s) not used: 'qty', 'Warehouse', an "
+    assert notes[1].startswith("shop.csv: columns not used: 'qty', 'Warehouse', an "
                                "unnamed column (the product reads InvoiceNo")
     standard = HEADER
     assert extract.column_notes(standard, extract.map_columns(standard, "a.csv"), "a.csv") == []
@@ -462,5 +462,5 @@ def test_xlsx_column_notes_reach_the_extract_notes(tmp_path: Path) -> None:
     chunks = list(extract.read_source(path, stats=stats))
     assert len(chunks[0].frame) == 1
     notes = " ".join(stats.notes)
-    assert f"{path}[Sales]: read column(s) by another name: 'order_id' as InvoiceNo" in notes
-    assert f"{path}[Sales]: column(s) not used: 'channel'" in notes
+    assert f"{path}[Sales]: read columns by another name: 'order_id' as InvoiceNo" in notes
+    assert f"{path}[Sales]: column not used: 'channel'" in notes

@@ -150,8 +150,8 @@ def test_per_table_accounting_on_edge_cases(small) -> None:
     assert ("The person is customer_unique_id: 3 people behind the 5 per-order customer_ids "
             "of these orders.") in result["notes"]
     # the line whose order's customer is unknown is counted in a note, by cause
-    assert ("1 item line(s) belong to no known order or customer (customer_id not in the "
-            "customers table 1): nobody to attribute them to, so they are set aside as "
+    assert ("1 item line belongs to no known order or customer (customer_id not in the "
+            "customers table 1): nobody to attribute it to, so it is set aside as "
             "missing_customer_id.") in result["notes"]
 
 
@@ -279,7 +279,7 @@ def test_a_purchase_typed_in_the_future_is_a_stray_date_not_the_as_of(tmp_path: 
     said = RunFolder(run).stage("extract")
     assert said["stray_from"] == "2031-02-12"
     note = next(n for n in said["notes"] if n.startswith("The last delivered purchase"))
-    assert "1 delivered purchase line(s) dated after 2018-02-12 (2031-02-12" in note
+    assert "1 delivered purchase line dated after 2018-02-12 (2031-02-12" in note
     quality = run_stage(stages.quality, run, folder, as_of=as_of, kind="olist")
     assert quality["set_aside"].get("stray_date") == 1, quality["set_aside"]
 

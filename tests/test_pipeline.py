@@ -18,6 +18,7 @@ import csv
 import gzip
 import json
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -224,6 +225,36 @@ def test_answers_and_contract_fields(demo: dict) -> None:
     assert a["stability"]["available"] is True
 
 
+def _sentences(node: object, path: str = "") -> list[tuple[str, str]]:
+    """Every text of the answers, with where it sits."""
+    if isinstance(node, dict):
+        return [t for k, v in node.items() for t in _sentences(v, f"{path}.{k}")]
+    if isinstance(node, list):
+        return [t for i, v in enumerate(node) for t in _sentences(v, f"{path}[{i}]")]
+    return [(path, node)] if isinstance(node, str) and " " in node else []
+
+
+MONEY_AFTER = re.compile(r"\b(?:spent|spend adds up to|corrected to|the Insiders spent) "
+                         r"(-?\d[\d,]*(?:\.\d+)?)(?: ([A-Z]{3}))?")
+
+
+def check_amounts_name_their_currency(a: dict) -> None:
+    """An amount a reader meets in a sentence says its currency: '1.45 each' beside
+    '1.45 BRL each' in the next box reads as two different figures."""
+    currency = a["currency"]
+    bare = [(where, m.group(0)) for where, text in _sentences(a)
+            for m in MONEY_AFTER.finditer(text) if m.group(2) != currency]
+    assert not bare, bare
+
+
+def test_amounts_in_sentences_name_their_currency(demo: dict) -> None:
+    a = answers(demo["api"])
+    said = [text for _, text in _sentences(a)]
+    # the sentences the check reads are there: the out-of-time proof and the forecast's
+    assert any("Insiders spent" in t for t in said) and any("adds up to" in t for t in said)
+    check_amounts_name_their_currency(a)
+
+
 def test_files_agree_with_the_answers(demo: dict) -> None:
     check_files(demo["api"])
 
@@ -361,6 +392,7 @@ def test_real_file_end_to_end(real: dict, real_file: Path) -> None:
     assert a["expected_revenue"]["backtest"]["available"] is True
     assert a["guarantee"]["out_of_time"]["available"] is True
     assert len(a["marketing_actions"]["segments"]) == a["model"]["chosen"]["k"]
+    check_amounts_name_their_currency(a)
 
 
 @pytest.mark.realdata

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import InputError
+from .wording import counted
 
 # canonical name -> accepted spellings (compared lower-case, without spaces, _ and -)
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -100,8 +101,8 @@ def column_notes(header: Iterable[object], mapping: dict[str, str], where: str) 
     aliases = [f"{orig!r} as {DISPLAY[canon]}" for canon, orig in mapping.items()
                if _norm(orig) not in STANDARD_SPELLINGS]
     if aliases:
-        notes.append(f"{where}: read column(s) by another name: {', '.join(aliases)}; check "
-                     "that they mean this")
+        notes.append(f"{where}: read {_columns(aliases)} by another name: {', '.join(aliases)}; "
+                     "check that they mean this")
     used = set(mapping.values())
     ignored, seen = [], set()
     for name in names:
@@ -110,10 +111,14 @@ def column_notes(header: Iterable[object], mapping: dict[str, str], where: str) 
             continue
         ignored.append(repr(name) if name.strip() else "an unnamed column")
     if ignored:
-        notes.append(f"{where}: column(s) not used: {', '.join(ignored)} (the product reads "
-                     "InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, "
-                     "CustomerID, Country)")
+        notes.append(f"{where}: {_columns(ignored)} not used: {', '.join(ignored)} (the "
+                     "product reads InvoiceNo, StockCode, Description, Quantity, InvoiceDate, "
+                     "UnitPrice, CustomerID, Country)")
     return notes
+
+
+def _columns(names: list[str]) -> str:
+    return "column" if len(names) == 1 else "columns"
 
 
 @dataclass
@@ -369,13 +374,13 @@ def _check_quotes(swallowed: list[tuple[int, int]], where: str) -> None:
         row, lines = swallowed[0]
         raise InputError(
             f'{where}: row {row:,} has a quote (") that is not closed on its line, so the '
-            f"{lines:,} line(s) after it were read as part of that row; close or remove the "
+            f"{counted(lines, 'line')} after it were read as part of that row; close or remove the "
             "quote, then export the file again")
 
 
 def note_empty(stats: ExtractStats, where: str, count: int) -> None:
     if count:
-        stats.notes.append(f"{where}: {count:,} empty row(s) skipped (no values: not "
+        stats.notes.append(f"{where}: {counted(count, 'empty row')} skipped (no values: not "
                            "transactions; the rows after them keep their row numbers)")
 
 
@@ -423,7 +428,8 @@ class HeaderRows:
             return []
         shown = ", ".join(f"{r:,}" for r in self.rows[:5]) + (", ..." if len(self.rows) > 5
                                                               else "")
-        return [f"{where}: {len(self.rows):,} row(s) repeat the header line (row {shown}): "
+        verb = "repeats" if len(self.rows) == 1 else "repeat"
+        return [f"{where}: {counted(len(self.rows), 'row')} {verb} the header line (row {shown}): "
                 "exports joined into one file? Each is set aside (its date is not a date); "
                 "check that the lines after it are not a second copy"]
 

@@ -92,7 +92,8 @@ def read_workbook(fh, where: str, chunk_rows: int, stats: ExtractStats) -> Itera
                          f"{', '.join(skipped)}); expected InvoiceNo, StockCode, Quantity, "
                          "InvoiceDate, UnitPrice, CustomerID")
     if skipped:
-        stats.notes.append(f"{where}: ignored sheet(s) without transactions: {', '.join(skipped)}")
+        sheets = "sheet" if len(skipped) == 1 else "sheets"
+        stats.notes.append(f"{where}: ignored {sheets} without transactions: {', '.join(skipped)}")
 
 
 def _find_header(sheet, where: str):

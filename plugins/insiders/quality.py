@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import wording
 from .errors import InputError
 from .extract import RAW_COLUMNS
 
@@ -562,8 +563,9 @@ def default_as_of(
     why = ("far after the rest of the data" if not future else
            f"after today, {today.date()}" if future == count else
            f"{future:,} of them after today, {today.date()}")
-    note = (f"{count:,} line(s) dated after {last.date()} ({dates}; {why}) look like typos, "
-            f"not the end of the data: set aside as stray_date; the default as-of is "
+    typos = "looks like a typo" if count == 1 else "look like typos"
+    note = (f"{wording.counted(count, 'line')} dated after {last.date()} ({dates}; {why}) "
+            f"{typos}, not the end of the data: set aside as stray_date; the default as-of is "
             f"{(last + pd.Timedelta(days=1)).date()} (pass --as-of YYYY-MM-DD to choose)")
     return AsOfChoice(last + pd.Timedelta(days=1), stray.index[0], count, note)
 

@@ -359,7 +359,7 @@ def _evaluate(run: Run) -> dict:
     today = evaluation.insiders_vs_rest(chosen, s.bootstrap, s.seed)
     days, fits = value_inputs(run)
     oot = evaluation.out_of_time(days, fits, run.day, method, s.windows, s.selection,
-                                 s.bootstrap, s.seed)
+                                 s.bootstrap, s.seed, currency=run.source.currency_of(s))
     oot.pop("member_ids", None)  # thousands of ids: the group is known by who it is today
     from .engine import steps
 
@@ -406,7 +406,8 @@ def _forecast(run: Run) -> dict:
     history_days = int((as_of - valuation.first_day(days)).days) if len(days) else 0
     shape = "prophet" if history_days >= 2 * gf.MIN_SHAPE_DAYS else "model"
     result = gf.group_forecast(days, as_of, groups, s.horizon_months, s.lookback_months,
-                               shape=shape, fits=fits, seed=s.seed)
+                               shape=shape, fits=fits, seed=s.seed,
+                               currency=run.source.currency_of(s))
     factor = float(result["factor"])
     customers = chosen.copy()
     customers["expected_value"] = customers["expected_spend_model"] * factor

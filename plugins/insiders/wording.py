@@ -69,6 +69,11 @@ def count(n: float | None) -> str:
     return "n/a" if not _finite(n) else f"{round(float(n)):,}"  # type: ignore[arg-type]
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """A count and its noun in agreement: '1 customer', '8 customers', '1,204 rows'."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def share(x: float | None, digits: int | None = None) -> str:
     """A share as a percentage to one decimal (15.4%); below 1% two significant digits
     (0.40%, 0.035%), so a small share never reads as 0%.

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .. import quality, quality_notes
+from .. import quality, quality_notes, wording
 from .backends import Engine, connect, parse_conf
 
 if TYPE_CHECKING:
@@ -76,8 +76,7 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     engine.release(dups)
     engine.release(classified)
     if outcome.several_countries:
-        report.notes.append(f"{outcome.several_countries} customer(s) appear under several "
-                            "countries; each is shown with the country of most of their lines")
+        report.notes.append(several_countries_note(outcome.several_countries))
     return report
 
 
@@ -188,8 +187,7 @@ def _pandas_quality(folder: RunFolder, as_of: pd.Timestamp, today: pd.Timestamp,
     if len(kept) and report.balanced:
         several = quality.customers_with_several_countries(kept)
         if several:
-            report.notes.append(f"{several} customer(s) appear under several countries; each "
-                                "is shown with the country of most of their lines")
+            report.notes.append(several_countries_note(several))
     return report, len(kept)
 
 
@@ -243,3 +241,9 @@ def lines_of(run):
     # per process: a forked copy running a stage beside this one opens its own connection
     return run.folder.cached(f"lines:{version}", load, per_process=True)
 
+
+def several_countries_note(n: int) -> str:
+    """The data-quality note for customers whose lines name more than one country."""
+    verb = "appears" if n == 1 else "appear"
+    return (f"{wording.counted(n, 'customer')} {verb} under several countries; each is shown "
+            "with the country of most of their lines")

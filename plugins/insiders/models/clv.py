@@ -487,7 +487,8 @@ def history_problem(first: pd.Timestamp | None, as_of: pd.Timestamp,
     span = (pd.Timestamp(as_of).normalize() - pd.Timestamp(first).normalize()).days
     if span >= min_days:
         return None
-    return (f"the lines before {pd.Timestamp(as_of).date()} cover only {span} day(s) from "
+    days = "day" if span == 1 else "days"
+    return (f"the lines before {pd.Timestamp(as_of).date()} cover only {span} {days} from "
             f"{pd.Timestamp(first).date()}: valuing customers and forecasting their spend "
             f"needs at least {min_days} days of history")
 

@@ -111,9 +111,9 @@ def compare(values: np.ndarray, in_group: np.ndarray, n_boot: int, seed: int,
     }
 
 
-def money(x: float | None) -> str:
-    """An amount in a sentence: whole units, or cents when it is small (1.45, not 1)."""
-    return wording.amount(x)
+def money(x: float | None, currency: str = "") -> str:
+    """An amount in a sentence: whole units, or cents when it is small (1.45 BRL, not 1)."""
+    return wording.money(x, currency)
 
 
 def _r(x: float) -> float | None:
@@ -132,7 +132,7 @@ def insiders_vs_rest(customers: pd.DataFrame, n_boot: int, seed: int) -> dict:
 
 def out_of_time(
     days: pd.DataFrame, fits: valuation.FitCache, as_of: pd.Timestamp, method: str,
-    windows: Windows, rules: SelectionRules, n_boot: int, seed: int,
+    windows: Windows, rules: SelectionRules, n_boot: int, seed: int, currency: str = "",
 ) -> dict:
     """Choose the group `horizon` months ago as the pipeline would have (the same value
     method, only what was known then), then see what it spent - against the rest, the
@@ -222,9 +222,10 @@ def out_of_time(
                           f"- bought nothing in the {horizon_months} months that followed, so "
                           "the check cannot tell them apart.")
         return result
-    text = (f"Chosen on {cut.date()}, the {n:,} Insiders spent {money(g['revenue_per_customer'])} "
+    text = (f"Chosen on {cut.date()}, the {n:,} Insiders spent "
+            f"{money(g['revenue_per_customer'], currency)} "
             f"each over the next {horizon_months} months against "
-            f"{money(r['revenue_per_customer'])} for the rest, and brought "
+            f"{money(r['revenue_per_customer'], currency)} for the rest, and brought "
             f"{wording.share(g['share_of_next_revenue'])} of all revenue.")
     if result["overlap_with_top_spenders"] >= 1.0:
         text += (" The group was the top past spenders themselves (past spend ranked the "
@@ -235,7 +236,7 @@ def out_of_time(
                 else "but the bootstrap interval includes zero: statistically a tie")
         text += (f" The same number of top past spenders brought "
                  f"{wording.share(t['share_of_next_revenue'])}: the Insiders spent "
-                 f"{money(abs(diff))} "
+                 f"{money(abs(diff), currency)} "
                  f"{better} per customer, {sure}.")
     others = [y for y in yardsticks if y["method"] not in (method, "past_spend")]
     if others:

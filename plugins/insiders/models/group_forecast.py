@@ -269,8 +269,8 @@ def conformal_half_width(residuals: np.ndarray, level: float = LEVEL) -> float |
     return float(np.sort(np.abs(residuals))[rank - 1])
 
 
-def reconcile(target: OriginForecast, calibration: Calibration, level: float = LEVEL
-              ) -> dict:
+def reconcile(target: OriginForecast, calibration: Calibration, level: float = LEVEL,
+              currency: str = "") -> dict:
     """The group's monthly forecast and interval, and the members' calibrated expected spend."""
     factor = calibration.factor
     total = factor * target.level
@@ -294,22 +294,27 @@ def reconcile(target: OriginForecast, calibration: Calibration, level: float = L
         "residuals": {"months": len(calibration.month_residuals),
                       "totals": len(calibration.total_residuals)},
         "shape": target.shape, "notes": calibration.notes,
-        "text": _text(target, calibration, total),
+        "text": _text(target, calibration, total, currency),
     }
 
 
-def _text(target: OriginForecast, calibration: Calibration, total: float) -> str:
+def _text(target: OriginForecast, calibration: Calibration, total: float,
+          currency: str = "") -> str:
     horizon = len(target.months)
+
+    def money(x: float) -> str:
+        return f"{wording.whole(x)} {currency}".strip()
+
     if calibration.bias is None:
-        return (f"The members' expected spend adds up to {wording.whole(total)} over the next "
+        return (f"The members' expected spend adds up to {money(total)} over the next "
                 f"{horizon} months; there is no earlier month yet to check the model against, "
                 "so the figure is the model's own and has no interval.")
     gap = 1 / calibration.factor - 1  # model / actual - 1 in the months measured
-    return (f"The members' expected spend adds up to {wording.whole(target.level)}; over the last "
+    return (f"The members' expected spend adds up to {money(target.level)}; over the last "
             f"months ({calibration.bias_months} monthly figures of earlier groups, each chosen "
             f"the same way) the model was {abs(gap):.0%} {'below' if gap < 0 else 'above'} "
             "what the groups spent, "
-            f"so it is corrected to {wording.whole(total)} over the next {horizon} months (the "
+            f"so it is corrected to {money(total)} over the next {horizon} months (the "
             f"months follow {'Prophet' if target.shape == 'prophet' else 'the model'}'s shape).")
 
 
@@ -386,7 +391,7 @@ def _summary(table: pd.DataFrame) -> dict:
 
 def group_forecast(days: pd.DataFrame, as_of: pd.Timestamp, groups: dict[pd.Timestamp, set[str]],
                    horizon: int = HORIZON, lookback_months: int = LOOKBACK, shape: str = "prophet",
-                   fits: FitCache | None = None, seed: int = SEED) -> dict:
+                   fits: FitCache | None = None, seed: int = SEED, currency: str = "") -> dict:
     """Today's group forecast, calibrated on earlier groups, with its rolling backtest.
 
     `groups` maps each cut-off to the members chosen then, the same way as
@@ -400,7 +405,7 @@ def group_forecast(days: pd.DataFrame, as_of: pd.Timestamp, groups: dict[pd.Time
                for cut, members in sorted(groups.items()) if pd.Timestamp(cut) < as_of]
     table = backtest(entries)
     current = origin_forecast(days, fits, as_of, groups[as_of], horizon, shape, None, seed)
-    result = reconcile(current, calibrate(entries, as_of))
+    result = reconcile(current, calibrate(entries, as_of), currency=currency)
     result["backtest"] = table
     result["backtest_summary"] = backtest_summary(table)
     return result

@@ -384,7 +384,8 @@ def personas(prof: pd.DataFrame, currency: str = "") -> pd.DataFrame:
         descs.append(
             f"{int(row['customers']):,} customers ({wording.share(row['share'])}) bringing "
             f"{wording.share(row['revenue_share'])} of revenue; the typical one last bought "
-            f"{row['recency_days']:.0f} days ago, {row['frequency']:.0f} purchase(s) in the "
+            f"{row['recency_days']:.0f} days ago, "
+            f"{wording.counted(int(round(row['frequency'])), 'purchase')} in the "
             f"period, spent {wording.money(row['monetary'], currency)} with a ticket of "
             f"{wording.money(row['avg_ticket'], currency)}; returns "
             f"{wording.share(row['return_rate'])} of value."

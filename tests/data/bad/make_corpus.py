@@ -691,7 +691,7 @@ def case_one_day(out: Path, rng: random.Random) -> Case:
                       about="40 customers' invoices, all on 9 Dec 2011: no history to value "
                             "anyone on")
     return replace(case, outcome="error", error_stage="features",
-                   fragments=("cover only 1 day(s) from 2011-12-09",
+                   fragments=("cover only 1 day from 2011-12-09",
                               "needs at least 28 days of history"))
 
 

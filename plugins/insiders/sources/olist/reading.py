@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ... import quality
+from ... import quality, wording
 from ...errors import InputError
 from ...extract import RAW_COLUMNS
 from ...log import info
@@ -267,10 +267,12 @@ def extract(source: str | Path, folder: RunFolder) -> dict:
         kinds = lines.loc[orphans, "_reason"].value_counts()
         why = {"unknown_order": "order_id not in the orders table",
                "unknown_customer": "customer_id not in the customers table"}
+        n = int(orphans.sum())
+        verb, them, are = ("belongs", "it", "it is") if n == 1 else ("belong", "them", "they are")
         notes.append(
-            f"{int(orphans.sum()):,} item line(s) belong to no known order or customer ("
+            f"{wording.counted(n, 'item line')} {verb} to no known order or customer ("
             + ", ".join(f"{why[k]} {v:,}" for k, v in kinds.items())
-            + "): nobody to attribute them to, so they are set aside as missing_customer_id.")
+            + f"): nobody to attribute {them} to, so {are} set aside as missing_customer_id.")
     for table, acc in tables.items():
         if acc["rows_in"] != acc["rows_kept"] + sum(acc["set_aside"].values()):
             raise RuntimeError(f"olist {table}: row accounting does not balance: {acc}")
@@ -304,7 +306,7 @@ def _default_as_of(purchase: pd.Series) -> dict:
             f"day after ({choice.as_of.date()}), not the last order, because later orders are "
             "cancelled or undelivered.")
     if choice.note:
-        note = (f"{note} {choice.note.replace('line(s)', 'delivered purchase line(s)', 1)}")
+        note = (f"{note} {choice.note.replace(' line', ' delivered purchase line', 1)}")
     return {"default_as_of": str(choice.as_of.date()), "default_as_of_note": note,
             "default_stray_from": str(choice.stray_from.date()) if choice.stray_from else None}
 

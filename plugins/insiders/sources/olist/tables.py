@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from ... import wording
 from ...errors import InputError
 from ...extract import shift_past
 
@@ -224,8 +225,8 @@ def _read_folder(directory: Path, label: Path, shown: dict[str, str]
         files[table] = where
         if len(bad):
             rejects.append(bad)
-            notes.append(f"{path.name}: {len(bad):,} row(s) could not be split into columns "
-                         "(set aside as malformed_row)")
+            notes.append(f"{path.name}: {wording.counted(len(bad), 'row')} could not be split "
+                         "into columns (set aside as malformed_row)")
     bad = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(
         {"source_file": pd.Series([], dtype="str"), "source_row": pd.Series([], dtype="int64"),
          "raw_text": pd.Series([], dtype="str")})
