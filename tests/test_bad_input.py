@@ -439,7 +439,8 @@ def test_customer_with_several_countries(corpus: dict, stage_runs: dict[str, Sta
 def test_empty_lines_are_not_rows_and_keep_numbering(corpus: dict,
                                                      stage_runs: dict[str, StageRun]) -> None:
     case, run = corpus["malformed_lines"], stage_runs["malformed_lines"]
-    assert f"{wording.counted(case.facts['empty_rows'], 'empty row')} skipped" in " ".join(run.extract["notes"])
+    empty = wording.counted(case.facts["empty_rows"], "empty row")
+    assert f"{empty} skipped" in " ".join(run.extract["notes"])
     aside = _quarantine(run.run_dir)
     assert (aside["reason"] == "malformed_row").sum() == 2
 

@@ -131,6 +131,15 @@ def test_out_of_time_figures_add_up(demo_tx: pd.DataFrame, oot: dict) -> None:
     # the total includes customers who arrived after the cut
     assert oot["next_revenue_total"] == pytest.approx(after["revenue"].sum(), abs=0.01)
     assert oot["next_revenue_total"] > g["revenue"] + r["revenue"]
+    # ... and names them, so the shares shown add up to the whole
+    u = oot["not_ranked"]
+    newcomers = spent[~spent.index.isin(known)]
+    assert u["customers"] == len(newcomers) > 0
+    assert u["revenue"] == pytest.approx(newcomers.sum(), abs=0.02)
+    assert g["revenue"] + r["revenue"] + u["revenue"] == pytest.approx(
+        oot["next_revenue_total"], abs=0.03)
+    assert (g["share_of_next_revenue"] + r["share_of_next_revenue"]
+            + u["share_of_next_revenue"]) == pytest.approx(1, abs=3e-4)
     for x in (g, r, t):
         assert x["revenue_per_customer"] == pytest.approx(x["revenue"] / x["customers"],
                                                           abs=0.01)

@@ -169,6 +169,41 @@ def hostile(a: dict, customers: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     return a, customers
 
 
+def test_out_of_time_shares_say_where_the_rest_of_the_revenue_went(inputs: tuple) -> None:
+    """The proof's table shows the Insiders' and the rest's shares of the next months'
+    revenue; beside them the page names the share that came from customers the choice could
+    not rank, so the three add up to 100% (the page once showed 39.7% + 42.1% unexplained)."""
+    a, customers, cohorts = inputs
+    o = a["guarantee"]["out_of_time"]
+    body = visible_outside_details(dict(sections(report.render(a, customers, cohorts)))
+                                   ["guarantee"])
+    shown = [float(x) for x in re.findall(r"(\d+\.\d)%", body)]
+    other = re.search(r"The other (\d+\.\d)% of the next months' revenue \(([\d,]+) (\w+)\)"
+                      r" came from ([\d,]+) customers? without one", body)
+    assert other, body
+    g, r = o["insiders"]["share_of_next_revenue"], o["rest"]["share_of_next_revenue"]
+    assert round(g * 100, 1) in shown and round(r * 100, 1) in shown
+    assert float(other.group(1)) == pytest.approx(100 * (1 - g - r), abs=0.06)
+    assert other.group(3) == a["currency"]
+    ranked = o["insiders"]["customers"] + o["rest"]["customers"]
+    assert f"the {ranked:,} customers with a purchase in the 12 months before" in body
+
+
+def test_each_set_aside_row_opens_with_its_bars_label(inputs: tuple) -> None:
+    """The quality chart names reasons shortly ('duplicate line'); the table beside it
+    describes them ('an exact copy of an earlier line'): a row opens with its bar's label."""
+    a, customers, cohorts = inputs
+    reasons = a["data_quality"]["set_aside"]
+    assert len(reasons) >= 2
+    body = dict(sections(report.render(a, customers, cohorts)))["quality"]
+    cells = [html.unescape(c) for c in re.findall(r"<td class=''>(set aside: [^<]*)</td>", body)]
+    assert len(cells) == len(reasons)
+    for cell, code in zip(cells, reasons, strict=True):
+        described = a["data_quality"]["reasons"][code]
+        assert cell.startswith(f"set aside: {wording.reason(code)}"), cell
+        assert cell.endswith(described), cell
+
+
 def test_markup_in_the_data_is_escaped(inputs: tuple) -> None:
     a, customers, cohorts = inputs
     page = report.render(*hostile(a, customers), cohorts)

@@ -189,9 +189,13 @@ def out_of_time(
         "group_size": n,
         "method": method,
         "method_label": valuation.LABELS.get(method, method),
+        "lookback_months": lookback_months,
         "insiders": figures(in_group),
         "rest": figures(~in_group),
         "top_spenders": figures(in_top),
+        # the shares above add up to less than 100%: the rest of the next months' revenue
+        # came from customers the cut could not rank (new, or back after the lookback)
+        "not_ranked": _unranked(future, chosen["customer_id"], total_next),
         "overlap_with_top_spenders": round(float((in_group & in_top).sum() / max(n, 1)), 4),
         "precision_vs_actual_top": {
             "insiders": round(float((in_group & actual_top).sum() / max(n, 1)), 4),
@@ -245,6 +249,15 @@ def out_of_time(
             f"{wording.share(y['capture'])}" for y in others) + "."
     result["text"] = text
     return result
+
+
+def _unranked(future: pd.Series, known: pd.Series, total_next: float) -> dict:
+    """What customers without a purchase in the lookback before the cut spent afterwards."""
+    rev = future[~future.index.astype("str").isin(set(known.astype("str")))]
+    return {"customers": int(len(rev)), "revenue": round(float(rev.sum()), 2),
+            "revenue_per_customer": round(float(rev.mean()), 2) if len(rev) else None,
+            "share_of_next_revenue": round(float(rev.sum() / total_next), 4) if total_next
+            else None}
 
 
 def _paired_group_diff(

@@ -452,6 +452,7 @@ def coverage_text(summary: dict) -> str:
     text = f"{inside} of the {drawn} monthly forecasts with an 80% interval fell inside it"
     others = int(summary.get("months", drawn)) - int(drawn)
     if others > 0:
-        text += (f" (the {others} of the earliest replays had too few earlier errors to "
-                 "draw one)")
+        text += (f" (the other {others}, from the earliest replays, had too few earlier "
+                 "errors to draw one)" if others > 1 else " (the other one, from the earliest "
+                 "replays, had too few earlier errors to draw one)")
     return text

@@ -53,6 +53,7 @@ border-left:4px solid #2f5d8a;border-radius:4px}.muted{color:#616e7c;font-size:1
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:6px 8px;
 border-bottom:1px solid #e4e7eb;text-align:right}th{background:#f5f7fa;font-weight:600}
 td:first-child,th:first-child{text-align:left}td.l,th.l{text-align:left}
+td:not(.l):not(:first-child){white-space:nowrap}
 .hyp{border-left:4px solid #9aa5b1;padding:8px 14px;margin:10px 0;background:#f8fafc}
 .hyp.yes{border-color:#4f9d69}.hyp.no{border-color:#c44e52}.hyp p{margin:4px 0 0}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:14px}
@@ -413,7 +414,7 @@ def _guarantee(a: dict, fig: _Figures) -> str:
             {"Group": "Rest", **_oot_row(o["rest"], cur)}])
         body += (f"<h3>Chosen {o['months']} months ago: what they spent afterwards</h3>"
                  f"<div class='grid2'><div>{fig(f, 340)}</div><div>"
-                 f"{table(share, left=('Group',))}</div></div>")
+                 f"{table(share, left=('Group',))}{_unranked_note(o, cur)}</div></div>")
     else:
         body += f"<p class='muted'>{esc(o.get('text'))}</p>"
     contest = g.get("value_contest", {})
@@ -422,6 +423,21 @@ def _guarantee(a: dict, fig: _Figures) -> str:
     tone = answers_mod.PROOF_TONES[answers_mod.proof_verdict(o)]
     return section(8, "guarantee", "What proves they are better?", g["text"], body, tone,
                    details=details_text, details_body=stats)
+
+
+def _unranked_note(o: dict, currency: str) -> str:
+    """Why the Insiders' and the rest's shares do not add up to 100%."""
+    u = o.get("not_ranked")
+    if not u or not u.get("customers"):
+        return ""
+    ranked = o["insiders"]["customers"] + o["rest"]["customers"]
+    return (f"<p class='muted'>Insiders and the rest are the {ranked:,} customers with a "
+            f"purchase in the {o.get('lookback_months', 12)} months before {o['chosen_on']}, "
+            "the ones the choice could rank. The other "
+            f"{_pct(u['share_of_next_revenue'])} of the next months' revenue "
+            f"({wording.money(u['revenue'], currency)}) came from "
+            f"{wording.counted(u['customers'], 'customer')} without one: new, or back after "
+            "a longer pause.</p>")
 
 
 def _oot_row(x: dict, currency: str = "") -> dict:
@@ -469,6 +485,15 @@ def _stability(a: dict, fig: _Figures) -> str:
                    "how alike two segmentations of the same customers are (1 = the same).")
 
 
+def _reason_row(code: str, description: str | None) -> str:
+    """The table's row opens with the chart's label for the reason, then says what it means,
+    so a reader matches each bar to its row."""
+    short = wording.reason(code)
+    if not description or description.startswith(short):
+        return description or short
+    return f"{short} — {description}"
+
+
 def _quality(a: dict, fig: _Figures) -> str:
     q = a["data_quality"]
     reasons = q["set_aside"]
@@ -479,8 +504,8 @@ def _quality(a: dict, fig: _Figures) -> str:
     f.update_layout(title="Rows set aside, by reason", yaxis={"autorange": "reversed"})
     rows = [{"": "rows read", "rows": f"{q['rows_in']:,}"},
             {"": "rows kept", "rows": f"{q['rows_kept']:,}"}]
-    rows += [{"": f"set aside: {q['reasons'].get(k) or wording.reason(k)}",
-              "rows": f"{v:,}"} for k, v in reasons.items()]
+    rows += [{"": f"set aside: {_reason_row(k, q['reasons'].get(k))}", "rows": f"{v:,}"}
+             for k, v in reasons.items()]
     notes = "".join(f"<li>{esc(n)}</li>" for n in q.get("notes", []))
     total_aside = sum(reasons.values())
     text = (f"{q['rows_in']:,} rows read: {q['rows_kept']:,} kept and {total_aside:,} set aside "
