@@ -34,14 +34,14 @@ def test_group_size_flat_is_capped() -> None:
     # everyone expects the same: 50% needs 50 customers, the cap is 20% of 100
     size, rule = ins.group_size(np.ones(100))
     assert size == 20
-    assert "would need 50 customers; capped at 20% (20)" in rule
+    assert "would need the top 50 spenders; capped at 20% (20)" in rule
 
 
 def test_group_size_natural_inside_the_bounds() -> None:
     # 10 customers of 10 and 90 of 1: 9 bring 90/190 = 47%, 10 bring 100/190 = 53%
     size, rule = ins.group_size(np.array([10.0] * 10 + [1.0] * 90))
     assert size == 10
-    assert "the smallest group that brings 50%" in rule
+    assert "as many as the top spenders who together bring 50%" in rule
 
 
 def test_group_size_edge_cases() -> None:

@@ -345,8 +345,8 @@ def test_default_as_of_sets_a_line_after_today_aside() -> None:
     choice = quality.default_as_of(days, today=pd.Timestamp("2026-12-01"))
     assert choice.as_of == pd.Timestamp("2011-12-10")
     assert choice.stray_from == pd.Timestamp("2031-01-01") and choice.stray_lines == 1
-    assert choice.note.startswith("1 line(s) dated after 2011-12-09 (2031-01-01; after today, "
-                                  "2026-12-01) look like typos")
+    assert choice.note.startswith("1 line dated after 2011-12-09 (2031-01-01; after today, "
+                                  "2026-12-01) looks like a typo")
 
 
 def test_default_as_of_sets_a_misdated_invoice_aside_even_before_today() -> None:
@@ -407,7 +407,7 @@ def test_stage_sets_the_stray_lines_aside_with_their_reason(tmp_path: Path) -> N
     as_of = default_as_of(tmp_path)
     assert as_of == pd.Timestamp("2011-12-10")
     notes = folder.stage("extract")["notes"]
-    assert len(notes) == 1 and "40 line(s) dated after 2011-12-09" in notes[0]
+    assert len(notes) == 1 and "40 lines dated after 2011-12-09" in notes[0]
     result = run_stage(stages.quality, tmp_path, as_of=as_of)
     assert result["set_aside"] == {"stray_date": 40}
     aside = pd.read_csv(tmp_path / "quarantine.csv.gz", dtype="str")

@@ -142,8 +142,24 @@ def test_group_size_chart_says_which_revenue_each_share_is(inputs: tuple) -> Non
     next_ = wording.share(a["revenue_share"]["expected_share_next"])
     text = html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", "", body,
                                                          flags=re.S)))
-    assert f"Insiders brought {past} of it" in text
+    n = a["how_many"]["count"]
+    top = customers["monetary"].nlargest(n).sum() / customers["monetary"].sum()
+    if round(top, 3) <= round(a["revenue_share"]["value"], 3):
+        assert f"the {n:,} Insiders brought {past} of it" in text
+    else:
+        assert f"the top {n:,} spenders brought {wording.share(top)} of it" in text
     assert f"the Insiders bring {next_} (the point)" in text
+    # members ranked on expected spend (and without the probably gone) bring less than the
+    # top spenders the size was weighed on: the note names both, so the rule's share does
+    # not read against the members' (Olist: 'brings 50%' beside 'brought 44.1%')
+    lower = copy.deepcopy(a)
+    lower["revenue_share"]["value"] = top - 0.06
+    body = dict(sections(report.render(lower, customers, cohorts)))["how_many"]
+    text = html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", "", body,
+                                                         flags=re.S)))
+    assert (f"the top {n:,} spenders brought {wording.share(top)} of it; the {n:,} Insiders, "
+            "ranked on what they are expected to spend next") in text, text
+    assert f"brought {wording.share(top - 0.06)}." in text
 
 
 # --------------------------------------------------------------------------- hostile values

@@ -50,6 +50,14 @@ def test_small_shares_never_read_as_zero(value, text) -> None:
     assert wording.share(value) == text
 
 
+@pytest.mark.parametrize(("value", "text"), [
+    (1.0, "100.0%"), (11142 / 11145, "99.97%"), (0.9994, "99.9%"), (0.99999, "over 99.99%"),
+    (1.2, "120.0%")])
+def test_near_whole_shares_never_read_as_the_whole(value, text) -> None:
+    """'11,142 at high risk (100.0%)' read as every Insider when 3 were not."""
+    assert wording.share(value) == text
+
+
 @pytest.mark.parametrize(("days", "text"), [
     (0.502, "12 hours"), (0.01, "under an hour"), (1.0, "a day"), (3.46, "3.5 days"),
     (45.2, "45 days")])

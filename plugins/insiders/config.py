@@ -79,7 +79,7 @@ class Windows:
 class SelectionRules:
     """How big the Insiders group is and how sticky membership is."""
 
-    value_coverage: float = 0.50  # smallest group expected to bring this share of next revenue
+    value_coverage: float = 0.50  # as many as the top spenders who bring this share of the period
     min_share: float = 0.05  # at least this share of active customers...
     max_share: float = 0.20  # ...and at most this share
     exit_factor: float = 1.5  # members stay while within exit_factor x the entry size

@@ -76,7 +76,7 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
 
 def share(x: float | None, digits: int | None = None) -> str:
     """A share as a percentage to one decimal (15.4%); below 1% two significant digits
-    (0.40%, 0.035%), so a small share never reads as 0%.
+    (0.40%, 0.035%), so a small share never reads as 0% (nor a near-whole one as 100%).
 
     `digits` fixes the decimals instead (tables that line figures up)."""
     if not _finite(x):
@@ -88,7 +88,13 @@ def share(x: float | None, digits: int | None = None) -> str:
     if pct == 0:
         return "0%"
     if pct >= 1:
-        return f"{x:.1%}"
+        # nor does a share short of the whole read as 100.0% (11,142 of 11,145: 99.97%)
+        decimals = 1
+        while pct < 100 and round(pct, decimals) >= 100:
+            if decimals == 2:
+                return f"{'-' if x < 0 else ''}over 99.99%"
+            decimals += 1
+        return f"{x:.{decimals}%}"
     decimals = min(4, 1 - math.floor(math.log10(pct)))  # two significant digits
     return f"{x:.{decimals}%}"
 

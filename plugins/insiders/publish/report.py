@@ -241,15 +241,33 @@ def _how_many(a: dict, customers: pd.DataFrame, fig: _Figures) -> str:
             hovertemplate=f"the {n:,} Insiders: %{{y:.1f}}% of expected revenue"
                           "<extra></extra>"))
         note = (f"<p class='muted'>Customers are ranked best first, as the group is chosen. "
-                f"The size is counted on the period's revenue: the {n:,} Insiders brought "
-                f"{_pct(past)} of it. The line is what customers are expected to spend next: "
-                f"of that, the Insiders bring {_pct(next_)} (the point).</p>")
+                f"{_size_words(n, past, customers)} The line is what customers are "
+                f"expected to spend next: of that, the Insiders bring {_pct(next_)} (the "
+                "point).</p>")
     f.update_layout(title="Share of next months' expected revenue by top share of customers",
                     xaxis_title="% of active customers (best first)",
                     yaxis_title="% of expected revenue", showlegend=False)
     body = fig(f, 340) + note
     return section(2, "how_many", "How many customers are in the group?",
                     a["how_many"]["text"], body)
+
+
+def _size_words(n: int, past: float, customers: pd.DataFrame) -> str:
+    """The size is weighed on the top past spenders; the members are ranked on value and
+    pass over the probably gone, so they may bring less than those spenders: say so, or the
+    rule's '50% of revenue' reads against the members' 44%."""
+    said = (f"The size is counted on the period's revenue: the {n:,} Insiders brought "
+            f"{_pct(past)} of it.")
+    total = float(customers["monetary"].sum())
+    if not n or total <= 0:
+        return said
+    top = float(customers["monetary"].nlargest(n).sum()) / total
+    if round(top, 3) <= round(past, 3):
+        return said
+    return (f"The size is counted on the period's revenue: the top {n:,} spenders brought "
+            f"{_pct(top)} of it; the {n:,} Insiders, ranked on what they are expected to "
+            "spend next and without customers who have probably stopped buying, brought "
+            f"{_pct(past)}.")
 
 
 def _characteristics(a: dict, colors: dict, fig: _Figures) -> str:
