@@ -123,6 +123,17 @@ def test_who_note_counts_the_members_shown(inputs: tuple) -> None:
     assert "Top 20 of 5." not in body
 
 
+def test_churn_risk_in_the_who_table_never_reads_as_certain(inputs: tuple) -> None:
+    """A model's 0.2% chance of not buying is not 0%, nor is 99.7% a certainty."""
+    a, customers, cohorts = inputs
+    few = customers.copy()
+    members = few[few["is_insider"]].sort_values("value_rank").head(4).index
+    few.loc[members, "churn_risk"] = [0.002, 0.0, 0.9971, 0.42]
+    body = dict(sections(report.render(a, few, cohorts)))["who"]
+    cells = re.findall(r"<td class='l'>(\w+ \([^)]*\))</td>", html.unescape(body))
+    assert [c.split(" ")[1] for c in cells[:4]] == ["(<1%)", "(0%)", "(>99%)", "(42%)"], cells
+
+
 def test_kpis_repeat_the_answers(inputs: tuple) -> None:
     a, customers, cohorts = inputs
     page = report.render(a, customers, cohorts)

@@ -199,7 +199,7 @@ def _who(a: dict, customers: pd.DataFrame) -> str:
         "Last purchase (days)": members["recency_days"].map(lambda v: f"{v:.0f}"),
         f"Expected next 3 months{cur}": members["expected_value"].map(_money),
         f"Predicted 12 months{cur}": members["predicted_clv_12m"].map(_money),
-        "Churn risk": [f"{band} ({risk:.0%})" for band, risk in
+        "Churn risk": [f"{band} ({_risk(risk)})" for band, risk in
                        zip(members["churn_band"], members["churn_risk"].astype(float),
                            strict=True)],
         "Next order by": members["expected_next_order"].map(
@@ -250,6 +250,16 @@ def _how_many(a: dict, customers: pd.DataFrame, fig: _Figures) -> str:
     body = fig(f, 340) + note
     return section(2, "how_many", "How many customers are in the group?",
                     a["how_many"]["text"], body)
+
+
+def _risk(p: float) -> str:
+    """A chance to the percent that never claims certainty the model does not have:
+    0.2% reads '<1%', 99.7% '>99%' (a column of 'Low (0%)' reads as 'will surely buy')."""
+    if 0 < p < 0.005:
+        return "<1%"
+    if 0.995 <= p < 1:
+        return ">99%"
+    return f"{p:.0%}"
 
 
 def _size_words(n: int, past: float, customers: pd.DataFrame) -> str:
