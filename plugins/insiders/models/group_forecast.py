@@ -452,7 +452,6 @@ def coverage_text(summary: dict) -> str:
     text = f"{inside} of the {drawn} monthly forecasts with an 80% interval fell inside it"
     others = int(summary.get("months", drawn)) - int(drawn)
     if others > 0:
-        text += (f" (the other {others}, from the earliest replays, had too few earlier "
-                 "errors to draw one)" if others > 1 else " (the other one, from the earliest "
-                 "replays, had too few earlier errors to draw one)")
+        which = f"the other {others}" if others > 1 else "the other one"
+        text += f" ({which}, from the earliest replays, had too few earlier errors to draw one)"
     return text
