@@ -84,6 +84,9 @@ def test_failing_card_names_its_file(tmp_path: Path) -> None:
 def test_values_are_formatted_for_people() -> None:
     assert format_value(1234567) == "1,234,567"
     assert format_value(10.2941, "Share of customers (%)") == "10.3%"
+    # a small share reads as the report writes it (two significant digits), never 0.6%
+    assert format_value(0.5912, "Returns (%)") == "0.59%"
+    assert format_value(99.97, "Share of customers (%)") == "99.97%"
     assert format_value(192708.12) == "192,708"
     assert format_value(0.42831) == "0.428"
     assert format_value(None) == "–" and format_value(float("nan")) == "–"

@@ -179,7 +179,7 @@ def test_conditions_in_plain_language_with_honest_agreement() -> None:
         "A customer enters the Insiders when their expected net spend over the next 3 months "
         "is at least 100 - today the top 10 of 100 active customers (10.0%).")
     # rank 15 is one of the 90 customers expecting 1
-    assert "falls below 1 (the top 15, 15% of active customers)" in cond.exit_text
+    assert "falls below 1 (the top 15, 15.0% of active customers)" in cond.exit_text
 
 
 def test_conditions_read_as_sentences() -> None:

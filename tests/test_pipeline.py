@@ -165,7 +165,9 @@ def check_answers_contract(run: Path) -> dict:
     chosen = [c for c in model["candidates"] if c["chosen"]]
     assert len(chosen) == 1
     assert {"algorithm": chosen[0]["algorithm"], "k": chosen[0]["k"]} == model["chosen"]
-    assert f"{chosen[0]['algorithm']} with k={chosen[0]['k']}" in model["why"]
+    from insiders.models.segmentation import algorithm_name
+
+    assert f"{algorithm_name(chosen[0]['algorithm'])} with k={chosen[0]['k']}" in model["why"]
 
     st = a["stability"]
     assert st["threshold"] == 0.8
@@ -247,12 +249,26 @@ def check_amounts_name_their_currency(a: dict) -> None:
     assert not bare, bare
 
 
+def check_segment_shares_print_alike(a: dict) -> None:
+    """A segment's share reads the same in its table cell and in its description: a share
+    kept rounded to 4 decimals (833 of 4,261 as 0.1955) printed 19.6% beside 19.5%."""
+    from insiders import wording
+
+    segments = a["marketing_actions"]["segments"]
+    total = sum(s["customers"] for s in segments)
+    for s in segments:
+        exact = wording.share(s["customers"] / total)
+        assert wording.share(s["share"]) == exact, (s["persona"], s["share"], exact)
+        assert f"customers ({exact})" in s["description"], (exact, s["description"])
+
+
 def test_amounts_in_sentences_name_their_currency(demo: dict) -> None:
     a = answers(demo["api"])
     said = [text for _, text in _sentences(a)]
     # the sentences the check reads are there: the out-of-time proof and the forecast's
     assert any("Insiders spent" in t for t in said) and any("adds up to" in t for t in said)
     check_amounts_name_their_currency(a)
+    check_segment_shares_print_alike(a)
 
 
 def test_files_agree_with_the_answers(demo: dict) -> None:
@@ -393,6 +409,7 @@ def test_real_file_end_to_end(real: dict, real_file: Path) -> None:
     assert a["guarantee"]["out_of_time"]["available"] is True
     assert len(a["marketing_actions"]["segments"]) == a["model"]["chosen"]["k"]
     check_amounts_name_their_currency(a)
+    check_segment_shares_print_alike(a)
 
 
 @pytest.mark.realdata

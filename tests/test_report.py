@@ -227,8 +227,10 @@ def test_each_set_aside_row_opens_with_its_bars_label(inputs: tuple) -> None:
     assert len(cells) == len(reasons)
     for cell, code in zip(cells, reasons, strict=True):
         described = a["data_quality"]["reasons"][code]
-        assert cell.startswith(f"set aside: {wording.reason(code)}"), cell
-        assert cell.endswith(described), cell
+        assert cell.startswith(f"set aside: {wording.reason(code)} — "), cell
+        # the description follows, without repeating the label ('no customer id: the ...')
+        assert cell.endswith(described.removeprefix(wording.reason(code)).lstrip(" :")), cell
+        assert cell.count(wording.reason(code)) == 1, cell
 
 
 def test_markup_in_the_data_is_escaped(inputs: tuple) -> None:
@@ -407,6 +409,29 @@ def test_significance_in_the_table_follows_the_p_value(inputs: tuple) -> None:
     assert "<td class=''>p = 0.2</td><td class=''>no</td>" in row
 
 
+def test_a_test_and_an_interval_that_disagree_are_explained(inputs: tuple) -> None:
+    """The real file's returns row: 'p < 0.001, significant' beside a difference in means
+    of 0.20% [-0.46%, 0.97%]. Both are right (the test ranks customers, the interval is of
+    the means), and the page says so under the table; rows that agree get no note."""
+    a, customers, cohorts = inputs
+    a = copy.deepcopy(a)
+    figures = a["guarantee"]["insiders_vs_rest"]
+    rate, money = figures["return_rate"], figures["monetary"]
+    rate.update(p_value=1e-12, ci95=[-0.0046, 0.0097], insiders_median=0.0097, rest_median=0.0)
+    money.update(p_value=0.3, ci95=[10.0, 250.0])
+    body = dict(sections(report.render(a, customers, cohorts)))["guarantee"]
+    text = html.unescape(" ".join(parse(body).text))
+    assert (f"{rate['label'].capitalize()}: significant, yet the interval of the difference "
+            "in means holds 0") in text
+    assert "(medians 0.97% against 0%)" in text
+    assert (f"{money['label'].capitalize()}: the interval of the difference in means leaves "
+            "out 0, yet the test finds no significant difference") in text
+    for figure in figures.values():
+        figure.update(p_value=0.5, ci95=[-1.0, 1.0])
+    body = dict(sections(report.render(a, customers, cohorts)))["guarantee"]
+    assert "the interval of the difference in means" not in body
+
+
 def test_membership_flows_on_a_month_axis(inputs: tuple) -> None:
     """Three monthly runs: one category per month, the line's points on the bars' centres
     (the same categories), members and flows on one scale from 0 (no second axis that
@@ -525,3 +550,12 @@ def test_hypothesis_cards_open_with_the_word_their_answer_opens_with(inputs: tup
         for h in answers["hypotheses"]:
             word = h["text"].split(":")[0]
             assert f"<b>{word}: {html.escape(h['statement'])}</b>" in page, word
+        # the section's count follows the same words: an untested belief is not one the
+        # data refutes ('0 hold, 3 do not' stood above 'Not shown: ... cannot be tested')
+        words = [h["text"].split(":")[0] for h in answers["hypotheses"]]
+        body = html.unescape(dict(sections(page))["hypotheses"])
+        count = (f"{words.count('True')} {'holds' if words.count('True') == 1 else 'hold'}, "
+                 f"{words.count('False')} {'does' if words.count('False') == 1 else 'do'} not")
+        assert count in body, (count, words)
+        assert (f"{words.count('Not shown')} cannot be shown either way" in body) \
+            == ("Not shown" in words)

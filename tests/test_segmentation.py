@@ -64,7 +64,7 @@ def test_every_algorithm_and_k_is_a_candidate(result: sg.Segmentation) -> None:
         assert -1 <= c.silhouette <= 1 and c.davies_bouldin > 0 and c.calinski_harabasz > 0
         assert c.note  # every candidate says why it is (not) useful
     assert sum(c.chosen for c in result.candidates) == 1
-    assert result.chosen.chosen and result.chosen.algorithm in result.why
+    assert result.chosen.chosen and sg.algorithm_name(result.chosen.algorithm) in result.why
 
 
 def test_metrics_match_sklearn_on_the_labels(base: pd.DataFrame,
@@ -198,7 +198,7 @@ def test_rule_usefulness_then_mean_rank() -> None:
     # the unfit ones have better metrics but do not compete
     assert best is ok1 and ok1.chosen
     assert sum(c.chosen for c in cands) == 1
-    assert "kmeans with k=3" in why and "among the 3 of 6 candidates" in why
+    assert "k-means with k=3" in why and "among the 3 of 6 candidates" in why
 
 
 def test_same_persona_but_far_apart_is_useful_and_named_by_the_difference() -> None:

@@ -31,7 +31,7 @@ from insiders.dashboards.spec import (
     load_definition,
 )
 from insiders.errors import InsidersError
-from insiders.wording import whole
+from insiders.wording import share, whole
 
 ROW_PX = 52  # height of one grid row; Metabase's rows are about this tall
 GAP_PX = 14
@@ -140,8 +140,8 @@ def format_value(value: Any, column: str = "") -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if "%" in column:
-            return f"{value:,.1f}%"
+        if "%" in column:  # the report's rule: 15.4%, and 0.59% (not 0.6%) below 1%
+            return share(value / 100)
         if "days" in column.lower() or "orders" in column.lower():
             return f"{value:,.1f}"  # averages of counts: one decimal is all they mean
         magnitude = abs(value)

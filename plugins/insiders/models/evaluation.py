@@ -117,7 +117,8 @@ def money(x: float | None, currency: str = "") -> str:
 
 
 def _r(x: float) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), 4)
+    # 8 decimals, not 4: a mean share kept at 4 decimals printed unlike the unrounded one
+    return None if x is None or not np.isfinite(x) else round(float(x), 8)
 
 
 def insiders_vs_rest(customers: pd.DataFrame, n_boot: int, seed: int) -> dict:
@@ -171,9 +172,9 @@ def out_of_time(
             "customers": int(mask.sum()),
             "revenue": round(float(rev.sum()), 2),
             "revenue_per_customer": round(float(rev.mean()), 2) if len(rev) else None,
-            "share_of_next_revenue": round(float(rev.sum() / total_next), 4) if total_next else
+            "share_of_next_revenue": wording.stored(rev.sum() / total_next) if total_next else
             None,
-            "bought_again": round(float((rev > 0).mean()), 4) if len(rev) else None,
+            "bought_again": wording.stored((rev > 0).mean()) if len(rev) else None,
         }
 
     # who really were the top-n spenders afterwards, among customers known at the cut
@@ -196,10 +197,10 @@ def out_of_time(
         # the shares above add up to less than 100%: the rest of the next months' revenue
         # came from customers the cut could not rank (new, or back after the lookback)
         "not_ranked": _unranked(future, chosen["customer_id"], total_next),
-        "overlap_with_top_spenders": round(float((in_group & in_top).sum() / max(n, 1)), 4),
+        "overlap_with_top_spenders": wording.stored((in_group & in_top).sum() / max(n, 1)),
         "precision_vs_actual_top": {
-            "insiders": round(float((in_group & actual_top).sum() / max(n, 1)), 4),
-            "top_spenders": round(float((in_top & actual_top).sum() / max(n, 1)), 4),
+            "insiders": wording.stored((in_group & actual_top).sum() / max(n, 1)),
+            "top_spenders": wording.stored((in_top & actual_top).sum() / max(n, 1)),
         },
         "insiders_vs_rest": vs_rest,
         "insiders_vs_top_spenders": {
@@ -256,7 +257,7 @@ def _unranked(future: pd.Series, known: pd.Series, total_next: float) -> dict:
     rev = future[~future.index.astype("str").isin(set(known.astype("str")))]
     return {"customers": int(len(rev)), "revenue": round(float(rev.sum()), 2),
             "revenue_per_customer": round(float(rev.mean()), 2) if len(rev) else None,
-            "share_of_next_revenue": round(float(rev.sum() / total_next), 4) if total_next
+            "share_of_next_revenue": wording.stored(rev.sum() / total_next) if total_next
             else None}
 
 

@@ -316,4 +316,5 @@ def _pct(x: float | None) -> str:
 
 
 def _r(x: float | None) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), 4)
+    # 8 decimals, not 4: a mean share kept at 4 decimals printed unlike the unrounded one
+    return None if x is None or not np.isfinite(x) else round(float(x), 8)

@@ -271,10 +271,11 @@ def derive_conditions(
     entry = (f"A customer enters the Insiders when their {figure} is at least "
              f"{line(selection.entry_line)} - today the top {selection.size:,} of "
              f"{selection.active:,} active customers "
-             f"({selection.size / max(selection.active, 1):.1%}).")
+             f"({wording.share(selection.size / max(selection.active, 1))}).")
     exit_ = (f"A member leaves when their {figure} falls below {line(selection.exit_line)} "
              f"(the top {selection.exit_rank:,}, "
-             f"{selection.exit_rank / max(selection.active, 1):.0%} of active customers), when "
+             f"{wording.share(selection.exit_rank / max(selection.active, 1))} of active "
+             "customers), when "
              "the purchase model says they have probably stopped buying (a chance below 50% "
              "that they are still a customer), or when they have no purchase in the last "
              f"{period}. The gap between the entry and the exit line keeps members from "

@@ -44,6 +44,14 @@ from ..config import SegmentationRules
 
 MIN_PER_SEGMENT = 5  # customers a segment on average: fewer is not a segment to market to
 ALGORITHMS = ("kmeans", "agglomerative", "gmm")
+# what a reader sees for each algorithm's code (the codes stay in files and SQL)
+ALGORITHM_NAMES = {"kmeans": "k-means", "agglomerative": "agglomerative (Ward)",
+                   "gmm": "Gaussian mixture"}
+
+
+def algorithm_name(code: str) -> str:
+    """The algorithm as a sentence names it ('k-means' for 'kmeans')."""
+    return ALGORITHM_NAMES.get(code, code)
 MODEL_FEATURES = ["recency_days", "frequency", "monetary", "avg_ticket", "return_rate",
                   "tenure_days"]
 
@@ -272,7 +280,8 @@ def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: fl
     best.chosen = True
     useful_n = sum(c.useful for c in cands)
     why = (
-        f"{best.algorithm} with k={best.k}: best mean rank (silhouette {best.silhouette:.2f}, "
+        f"{algorithm_name(best.algorithm)} with k={best.k}: best mean rank (silhouette "
+        f"{best.silhouette:.2f}, "
         f"Davies-Bouldin {best.davies_bouldin:.2f}, Calinski-Harabasz "
         f"{best.calinski_harabasz:.0f}) among the {useful_n} of {len(cands)} candidates that are "
         f"useful to marketing (every segment at least {min_segment_share:.0%} and at most "

@@ -83,7 +83,8 @@ def ari_curve(
         "threshold": threshold,
         "ari_by_month": curve,
         "recommended_refresh_months": recommended_out,
-        "text": (f"Fitted on {start.date()} ({algorithm}, k={k}) and re-fitted monthly: "
+        "text": (f"Fitted on {start.date()} ({segmentation.algorithm_name(algorithm)}, "
+                 f"k={k}) and re-fitted monthly: "
                  f"{advice}."),
         "min_ari": round(float(np.min([p["ari"] for p in curve])), 4),
     }

@@ -79,8 +79,7 @@ def build(
     profiles = seg["profiles"]
     actions = [
         {"segment": int(p["segment"]), "persona": p["persona"], "customers": int(p["customers"]),
-         "share": round(float(p["share"]), 4), "revenue_share": round(float(p["revenue_share"]),
-                                                                        4),
+         "share": wording.stored(p["share"]), "revenue_share": wording.stored(p["revenue_share"]),
          "description": p["description"], "action": p["action"],
          "insiders": int(by_persona.get(p["persona"], 0))}
         for p in profiles
@@ -119,7 +118,7 @@ def build(
                      + (f" {gone:,} customers whose spend would have put them in were passed "
                         "over because they have probably stopped buying." if gone else "")),
             "count": n,
-            "share_of_customers": round(share, 4),
+            "share_of_customers": wording.stored(share),
             "active_customers": n_active,
             "rule": sel["rule"],
             "size_by_rule": int(sel.get("size") or 0),
@@ -147,11 +146,11 @@ def build(
             "text": (f"The Insiders brought {wording.share(rev_share)} of net revenue in the "
                      f"period ({_money(ins_rev)} of {_money(total_rev)}) while being "
                      f"{wording.share(share)} of customers."),
-            "value": round(rev_share, 4),
+            "value": wording.stored(rev_share),
             "insiders_revenue": round(ins_rev, 2),
             "total_revenue": round(total_rev, 2),
-            "expected_share_next": round(float(members["expected_value"].sum())
-                                         / max(float(active["expected_value"].sum()), 1e-9), 4),
+            "expected_share_next": wording.stored(float(members["expected_value"].sum())
+                                           / max(float(active["expected_value"].sum()), 1e-9)),
         },
         "expected_revenue": {
             "text": (f"About {_money(fc_total)} over the next {len(fc_months)} months from "
@@ -184,6 +183,7 @@ def build(
                          f"recall {wording.share(cond['recall'], 0)})."),
             "entry_line": round(float(sel["entry_line"]), 2),
             "value_method": ins["value_model"]["method"],
+            "value_method_label": ins["value_model"]["label"],
             "rules": cond["rules"],
             "rules_text": ("In everyday terms, a customer is an Insider when: "
                            + "; or ".join(cond["rules"]) + ".") if cond["rules"] else "",

@@ -159,10 +159,14 @@ def hypotheses(a: dict) -> str:
         f"<div class='hyp {'yes' if h['verdict'] else 'no'}'><b>"
         f"{_word(h)}: {esc(h['statement'])}</b>"
         f"<p>{esc(_after_statement(h))}</p></div>" for h in items)
-    true = sum(bool(h["verdict"]) for h in items)
+    words = [_word(h) for h in items]
+    true, false, unshown = (words.count(w) for w in ("True", "False", "Not shown"))
+    # the count follows the cards' own first words: an untestable belief ('Not shown') is
+    # neither one that holds nor one the data refutes
     answer = (f"{len(items)} beliefs about our customers, tested on the data: {true} "
-              f"{'holds' if true == 1 else 'hold'}, {len(items) - true} "
-              f"{'does' if len(items) - true == 1 else 'do'} not.")
+              f"{'holds' if true == 1 else 'hold'}, {false} "
+              f"{'does' if false == 1 else 'do'} not"
+              + (f", {unshown} cannot be shown either way" if unshown else "") + ".")
     tests = "".join(f"<li>{esc(h['statement'])} {esc(h.get('analysts') or '')}</li>"
                     for h in items)
     level = (items[0].get("test") or {}).get("alpha")

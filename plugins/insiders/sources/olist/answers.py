@@ -83,7 +83,8 @@ def extra_answers(folder: RunFolder, stages: dict, customers: pd.DataFrame) -> d
         "not_applicable": not_applicable,
         "data_quality": {"policy": (
             "Only delivered orders are purchases: cancelled and undelivered ones are set aside "
-            "as order_not_delivered (per-table accounting in work/extract.json)."),
+            "as not delivered (reason order_not_delivered in the quarantine; per-table "
+            "accounting in work/extract.json)."),
             "tables": stages["extract"].get("tables", {})},
         "marketing_actions": {"insiders_action": (
             "Recognition over discounts, and a flawless next order: free shipping with a "
