@@ -135,7 +135,9 @@ SERIES_SETTINGS = {
 }
 COLUMN_SETTINGS = {"number_style": {"decimal", "percent", "scientific", "currency"},
                    "currency": None, "currency_style": {"symbol", "code", "name"},
-                   "currency_in_header": {True, False}}
+                   "currency_in_header": {True, False},
+                   # NUMBER_COLUMN_SETTINGS.decimals: the number of decimal places shown
+                   "decimals": {0, 1, 2, 3, 4}}
 
 
 def _settings_problems(card, settings: dict) -> list[str]:

@@ -95,6 +95,24 @@ def test_values_are_formatted_for_people() -> None:
     assert format_value(13.5312, "Average orders") == "13.5"
 
 
+def test_a_columns_decimals_setting_is_honoured_as_metabase_does() -> None:
+    """The Insiders table's 'Days since last order' has Metabase's `decimals: 0`: one
+    customer bought 7.5 days ago reads 8 (as in the report's who table), not 7.5; halves go
+    away from zero, as Metabase's number formatting rounds. Other columns keep their rules."""
+    import pandas as pd
+    from insiders.dashboards.page import _render_table
+
+    card = next(c for c in SPEC.cards if c.file.endswith("14_current_insiders.sql"))
+    frame = pd.DataFrame({"Days since last order": [7.5, 2.5, 0.4],
+                          "Orders": [69, 57, 3], "Customer": ["14646", "18102", "15098"]})
+    cells = re.findall(r'<td class="[^"]*">([^<]*)</td>', _render_table(card, frame))
+    assert cells[0::3] == ["8", "3", "0"]
+    assert cells[1::3] == ["69", "57", "3"]
+    other = next(c for c in SPEC.cards if c.file.endswith("09_segment_profiles.sql"))
+    frame = pd.DataFrame({"Average days since last order": [18.66]})
+    assert "18.7" in _render_table(other, frame)
+
+
 def png_size_and_variety(data: bytes) -> tuple[int, int, int]:
     """Width, height and how many distinct byte values the image data holds (stdlib only)."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"

@@ -1,7 +1,13 @@
 -- The segmentation model each run chose, its quality metrics, and how many candidates it beat.
 SELECT
     m.run_id AS "Run",
-    m.algorithm AS "Model",
+    -- the names the report uses (insiders.models.segmentation.ALGORITHM_NAMES)
+    CASE m.algorithm
+        WHEN 'kmeans' THEN 'k-means'
+        WHEN 'agglomerative' THEN 'agglomerative (Ward)'
+        WHEN 'gmm' THEN 'Gaussian mixture'
+        ELSE m.algorithm
+    END AS "Model",
     m.k AS "Segments",
     m.silhouette AS "Silhouette",
     m.davies_bouldin AS "Davies-Bouldin",

@@ -28,6 +28,7 @@ from insiders.dashboards.spec import (
     CardSpec,
     DashboardSpec,
     DefinitionError,
+    column_key,
     load_definition,
 )
 from insiders.errors import InsidersError
@@ -196,10 +197,24 @@ def _render_table(card: CardSpec, frame: pd.DataFrame, currency: str | None = No
         f'<th class="{k}">{_esc(heading(str(c)))}</th>'
         for c, k in zip(frame.columns, classes, strict=True)
     )
+    columns = card.visualization_settings.get("column_settings") or {}
+    decimals = {c: columns.get(column_key(str(c)), {}).get("decimals") for c in frame.columns}
+
+    def cell(value: Any, column: str) -> str:
+        # Metabase's column setting `decimals` (0: 7.5 days shows as 8, halves away from zero
+        # as its number formatting does); other columns by the page's own rules
+        places = decimals.get(column)
+        if hasattr(value, "item") and not isinstance(value, str):
+            value = value.item()  # numpy scalar
+        if places is not None and isinstance(value, int | float) and not _is_missing(value) \
+                and not isinstance(value, bool):
+            return whole(value) if places == 0 else f"{value:,.{int(places)}f}"
+        return format_value(value, column)
+
     body = []
     for row in shown.itertuples(index=False):
         cells = "".join(
-            f'<td class="{k}">{_esc(format_value(v, str(c)))}</td>'
+            f'<td class="{k}">{_esc(cell(v, str(c)))}</td>'
             for v, c, k in zip(row, frame.columns, classes, strict=True)
         )
         body.append(f"<tr>{cells}</tr>")

@@ -200,7 +200,8 @@ def _who(a: dict, customers: pd.DataFrame) -> str:
         region: members["country"],
         f"Net spend{cur}": members["monetary"].map(_money),
         "Purchases": members["frequency"].astype(int),
-        "Last purchase (days)": members["recency_days"].map(lambda v: f"{v:.0f}"),
+        # whole days, halves away from zero as the dashboard's Metabase column shows them
+        "Last purchase (days)": members["recency_days"].map(wording.whole),
         f"Expected next 3 months{cur}": members["expected_value"].map(_money),
         f"Predicted 12 months{cur}": members["predicted_clv_12m"].map(_money),
         "Churn risk": [f"{band} ({_risk(risk)})" for band, risk in
