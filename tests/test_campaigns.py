@@ -51,3 +51,17 @@ def test_the_summary_counts_and_says_what_to_do() -> None:
     out = campaigns.summary(lists)
     assert out["counts"] == {"welcome": 2, "at_risk": 2, "win_back": 1, "next_in_line": 1}
     assert out["text"].startswith("This month: welcome 2 new Insiders, call 2 members at risk")
+
+
+def test_next_in_line_says_how_far_below_the_entry_line() -> None:
+    """'one more purchase away' was said of every next-in-line customer, also of one whose
+    value was a third of the entry line: the reason now states the gap, in the money."""
+    from insiders import wording
+
+    lists = campaigns.campaign_lists(month(), size=4, exit_rank=6, exit_line=50.0,
+                                     entry_line=70.0, currency="GBP")
+    reason = lists.loc[lists["customer_id"] == "g", "reason"].item()
+    assert reason == f"just below the entry line: {wording.money(19.0, 'GBP')} short of it"
+    assert "GBP" in reason and "purchase away" not in reason
+    bare = campaigns.campaign_lists(month(), size=4, exit_rank=6, exit_line=50.0)
+    assert bare.loc[bare["customer_id"] == "g", "reason"].item() == "just below the entry line"

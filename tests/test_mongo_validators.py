@@ -266,7 +266,7 @@ def example_documents() -> dict[str, list[dict]]:
          "reason": "high churn risk: no purchase expected in the next 90 days",
          "expected_value": 880.0, "churn_risk": 0.71, "churn_band": "High", "value_rank": 190},
         {"run_id": "2011-11", "customer_id": "15311", "list": "next_in_line",
-         "reason": "just below the entry line: one more purchase away", "expected_value": 402,
+         "reason": "just below the entry line: 1,203 GBP short of it", "expected_value": 402,
          "churn_risk": 0.3, "churn_band": "Low", "value_rank": 260},
         # a member with no line at all in the period: no rank, no prediction
         {"run_id": "2011-11", "customer_id": "17850", "list": "win_back",

@@ -499,7 +499,9 @@ def _report(run: Run) -> dict:
         stages["insiders"]["selection"]["exit_rank"],
         stages["insiders"]["selection"]["exit_line"],
         gone_members=sorted(set(stages["insiders"]["previous_member_ids"])
-                            - set(customers["customer_id"].astype("str"))))
+                            - set(customers["customer_id"].astype("str"))),
+        entry_line=stages["insiders"]["selection"].get("entry_line"),
+        currency=run.source.currency_of(s))
     csv_floats(lists, 4).to_csv(folder.path_of("campaigns"), index=False, float_format="%.4f")
     answers = answers_mod.build(run.day, stages, customers, extra,
                                 currency=run.source.currency_of(s),

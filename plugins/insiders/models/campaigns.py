@@ -8,7 +8,9 @@ Four lists, from the month's membership and the per-customer predictions:
 - win back: members who left this month (below the exit line, probably gone, or no
   purchase in the period at all);
 - next in line: customers just below the entry line (ranked between the group's size and
-  the exit rank) who are not probably gone - the next Insiders if they buy once more.
+  the exit rank) who are not probably gone - the next Insiders if their value rises by
+  the gap their reason states (it says how far below the entry line they are, never that
+  one purchase is enough).
 A customer is on one list at most, in that order of priority.
 """
 
@@ -24,13 +26,17 @@ COLUMNS = ["customer_id", "list", "reason", "expected_value", "churn_risk", "chu
 
 def campaign_lists(customers: pd.DataFrame, size: int, exit_rank: int, exit_line: float,
                    value: str = "value_score", near_exit: float = 0.1,
-                   gone_members: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+                   gone_members: list[str] | tuple[str, ...] = (),
+                   entry_line: float | None = None, currency: str = "") -> pd.DataFrame:
     """One row per customer to contact: `COLUMNS`, most valuable first within each list.
 
     `customers` needs customer_id, membership, is_insider, has_purchase, value_rank,
     `value`, expected_value, churn_risk and churn_band; `gone_members` are last month's
-    members with no line at all in the period (they left too).
+    members with no line at all in the period (they left too). With `entry_line` (in the
+    value's money, `currency`), a next-in-line reason says how far below it the customer is.
     """
+    from .. import wording
+
     c = customers
     status = c["membership"].astype("str")
     band = c["churn_band"].astype("object").where(c["churn_band"].notna(), None)
@@ -48,8 +54,7 @@ def campaign_lists(customers: pd.DataFrame, size: int, exit_rank: int, exit_line
                             np.where(near, "value close to the exit line", "")),
         "win_back": np.where(status == "left", "left the Insiders this month: "
                              + c["membership_reason"].astype("str"), ""),
-        "next_in_line": np.where(below, "just below the entry line: one more purchase away",
-                                 ""),
+        "next_in_line": np.where(below, _below_entry(val, entry_line, currency, wording), ""),
     }
     taken = np.zeros(len(c), dtype=bool)
     parts = []
@@ -71,6 +76,16 @@ def campaign_lists(customers: pd.DataFrame, size: int, exit_rank: int, exit_line
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
     out["customer_id"] = out["customer_id"].astype("str")
     return out[COLUMNS]
+
+
+def _below_entry(val: pd.Series, entry_line: float | None, currency: str, wording) -> object:
+    """'just below the entry line: 1,203 GBP short of it' per customer (the bare phrase
+    without a line to measure from)."""
+    if entry_line is None or not np.isfinite(entry_line):
+        return "just below the entry line"
+    gaps = (float(entry_line) - val).clip(lower=0)
+    return np.array([f"just below the entry line: {wording.money(g, currency)} short of it"
+                     for g in gaps], dtype=object)
 
 
 def summary(lists: pd.DataFrame) -> dict:
