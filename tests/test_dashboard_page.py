@@ -103,10 +103,10 @@ def test_a_columns_decimals_setting_is_honoured_as_metabase_does() -> None:
     from insiders.dashboards.page import _render_table
 
     card = next(c for c in SPEC.cards if c.file.endswith("14_current_insiders.sql"))
-    frame = pd.DataFrame({"Days since last order": [7.5, 2.5, 0.4],
+    frame = pd.DataFrame({"Days since last order": [7.5, 2.5, 3.4958],
                           "Orders": [69, 57, 3], "Customer": ["14646", "18102", "15098"]})
     cells = re.findall(r'<td class="[^"]*">([^<]*)</td>', _render_table(card, frame))
-    assert cells[0::3] == ["8", "3", "0"]
+    assert cells[0::3] == ["8", "3", "3"]  # 3.4958 is 3: no rounding to cents first
     assert cells[1::3] == ["69", "57", "3"]
     other = next(c for c in SPEC.cards if c.file.endswith("09_segment_profiles.sql"))
     frame = pd.DataFrame({"Average days since last order": [18.66]})

@@ -37,6 +37,14 @@ def test_whole_units_round_halves_away_from_zero() -> None:
     assert wording.whole(float("nan")) == "n/a"  # a replay's missing level is no crash
 
 
+def test_nearest_unit_rounds_halves_away_without_the_cents_step() -> None:
+    """Days in a table: 0.5 reads 1 and 2.5 reads 3 (Metabase's 0 decimals), and 3.4958 is 3
+    (whole() would round to 3.50 first and read 4, a day more than the dashboard shows)."""
+    assert [wording.nearest(x) for x in (0.5, 2.5, 3.4958, 1.495139, -0.5, 0.4)] == \
+        ["1", "3", "3", "1", "-1", "0"]
+    assert wording.nearest(float("nan")) == "n/a" and wording.nearest(1234.5) == "1,235"
+
+
 def test_money_carries_its_currency() -> None:
     assert wording.money(0.98, "BRL") == "0.98 BRL"
     assert wording.money(7208, "GBP") == "7,208 GBP"

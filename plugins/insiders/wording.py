@@ -50,6 +50,16 @@ def whole(x: float) -> str:
     return f"{'-' if cents < 0 and units else ''}{units:,}"
 
 
+def nearest(x: float | None) -> str:
+    """A count or a number of days to the unit, halves away from zero (0.5 -> 1), as
+    Metabase's number formatting (Intl.NumberFormat) shows a column set to 0 decimals;
+    unlike `whole`, no rounding to cents first (3.4958 days is 3, not 4)."""
+    if not _finite(x):
+        return "n/a"
+    units = math.floor(abs(float(x)) + 0.5)  # type: ignore[arg-type]
+    return f"{'-' if float(x) < 0 and units else ''}{units:,}"  # type: ignore[arg-type]
+
+
 def amount(x: float | None) -> str:
     """An amount without its currency: whole units from 100 on, cents below (1.45)."""
     if not _finite(x):

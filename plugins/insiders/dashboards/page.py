@@ -32,7 +32,7 @@ from insiders.dashboards.spec import (
     load_definition,
 )
 from insiders.errors import InsidersError
-from insiders.wording import share, whole
+from insiders.wording import nearest, share, whole
 
 ROW_PX = 52  # height of one grid row; Metabase's rows are about this tall
 GAP_PX = 14
@@ -208,7 +208,7 @@ def _render_table(card: CardSpec, frame: pd.DataFrame, currency: str | None = No
             value = value.item()  # numpy scalar
         if places is not None and isinstance(value, int | float) and not _is_missing(value) \
                 and not isinstance(value, bool):
-            return whole(value) if places == 0 else f"{value:,.{int(places)}f}"
+            return nearest(value) if places == 0 else f"{value:,.{int(places)}f}"
         return format_value(value, column)
 
     body = []

@@ -199,7 +199,7 @@ def _who(a: dict, customers: pd.DataFrame) -> str:
         f"Net spend{cur}": members["monetary"].map(_money),
         "Purchases": members["frequency"].astype(int),
         # whole days, halves away from zero as the dashboard's Metabase column shows them
-        "Last purchase (days)": members["recency_days"].map(wording.whole),
+        "Last purchase (days)": members["recency_days"].map(wording.nearest),
         f"Expected next 3 months{cur}": members["expected_value"].map(_money),
         f"Predicted 12 months{cur}": members["predicted_clv_12m"].map(_money),
         "Churn risk": [f"{band} ({_risk(risk)})" for band, risk in
