@@ -515,9 +515,11 @@ def _report(run: Run) -> dict:
                                                   float_format="%.2f")
     cohorts = folder.read("cohorts") if folder.exists("cohorts") else None
     value = folder.read("cohort_value") if folder.exists("cohort_value") else None
+    # a monthly run's page names its run as the dashboard does ("latest run 2011-11"): its
+    # as-of, the first day of the next month, alone read as a different month
+    title = run.source.title + (f" - run {run.month}" if run.month else "")
     report.write(folder.path_of("report"), answers, customers, cohorts,
-                 membership_history(run), run.source.title, cohort_value=value,
-                 campaigns=lists)
+                 membership_history(run), title, cohort_value=value, campaigns=lists)
     info("report: answers.json, insiders.csv, report.html written in %s", folder.path)
     return {"answers": str(folder.path_of("answers")), "report": str(folder.path_of("report")),
             "insiders": str(folder.path_of("insiders_csv")),
