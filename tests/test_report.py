@@ -159,7 +159,7 @@ def test_group_size_chart_says_which_revenue_each_share_is(inputs: tuple) -> Non
         assert f"the {n:,} Insiders brought {past} of it" in text
     else:
         assert f"the top {n:,} spenders brought {wording.share(top)} of it" in text
-    assert f"the Insiders bring {next_} (the point)" in text
+    assert f"the Insiders bring {next_} (the gold point on the line)" in text
     # members ranked on expected spend (and without the probably gone) bring less than the
     # top spenders the size was weighed on: the note names both, so the rule's share does
     # not read against the members' (Olist: 'brings 50%' beside 'brought 44.1%')

@@ -244,9 +244,9 @@ def _how_many(a: dict, customers: pd.DataFrame, fig: _Figures) -> str:
             hovertemplate=f"the {n:,} Insiders: %{{y:.1f}}% of expected revenue"
                           "<extra></extra>"))
         note = (f"<p class='muted'>Customers are ranked best first, as the group is chosen. "
-                f"{_size_words(n, past, customers)} The line is what customers are "
-                f"expected to spend next: of that, the Insiders bring {_pct(next_)} (the "
-                "point).</p>")
+                f"{_size_words(n, past, customers)} The chart's line is what customers "
+                f"are expected to spend next: of that, the Insiders bring {_pct(next_)} "
+                "(the gold point on the line).</p>")
     f.update_layout(title="Share of next months' expected revenue by top share of customers",
                     xaxis_title="% of active customers (best first)",
                     yaxis_title="% of expected revenue", showlegend=False)
