@@ -44,6 +44,7 @@ MORE: list[tuple[dict, str | None]] = [
     ({"country": ""}, None),  # an empty country is 'Unknown'
     ({"invoice_date": "11/30/2011 10:00"}, None),  # month-first slash date
     ({"unit_price": "2,55"}, None),  # decimal comma
+    ({"quantity": "1,200"}, None),  # thousands separator beside plain quantities: 1200
     ({"invoice_date": None}, "unparseable_date"),
     ({"stock_code": " post "}, "non_product_code"),  # the list is case- and space-blind
     ({"stock_code": "GIFT_0001_10"}, "non_product_code"),  # a prefix of the list

@@ -249,9 +249,9 @@ def test_spreadsheet_serial_dates_are_named_with_what_to_do(tmp_path: Path) -> N
 
 
 def test_a_column_mostly_unreadable_is_said_beside_the_figures(tmp_path: Path) -> None:
-    """`1,000` for prices (a thousand or one?) set most lines aside and the run went on with
-    the rest, said only in the per-reason counts: now a data quality note says which column."""
-    rows = [[*r[:5], "1,000" if i < 3 else r[5], *r[6:]] for i, r in enumerate(ROWS)]
+    """Unreadable prices (`2.55 each`) set most lines aside and the run went on with the
+    rest, said only in the per-reason counts: now a data quality note says which column."""
+    rows = [[*r[:5], "2.55 each" if i < 3 else r[5], *r[6:]] for i, r in enumerate(ROWS)]
     _, q, _ = _stages(_write_csv(tmp_path / "prices.csv", rows), tmp_path / "run")
     assert q["set_aside"] == {"unparseable_price": 3} and q["rows_kept"] == 2
     assert ("60.0% of the lines (3) have a unit price that cannot be read (unparseable_price): "

@@ -231,7 +231,7 @@ def test_experience_tables(small) -> None:
 
 @pytest.mark.parametrize(("skip", "edit", "message"), [
     (("reviews",), None, "olist_order_reviews_dataset.csv.gz"),
-    ((), ("olist_orders_dataset.csv.gz", "order_status"), "missing column(s) order_status"),
+    ((), ("olist_orders_dataset.csv.gz", "order_status"), "missing column order_status"),
 ])
 def test_missing_file_or_column_is_one_clear_line(tmp_path: Path, skip, edit,
                                                   message: str) -> None:
@@ -348,7 +348,7 @@ def test_a_zip_without_the_orders_names_what_is_missing(tmp_path: Path) -> None:
     with zipfile.ZipFile(archive, "w") as z:
         for path in folder.iterdir():
             z.write(path, path.name)
-    with pytest.raises(InputError, match=r"partial.zip: missing Olist file\(s\) "
+    with pytest.raises(InputError, match=r"partial.zip: missing Olist files? "
                                          r"olist_orders_dataset"):
         run_stage(stages.extract, tmp_path / "run", archive, kind="olist")
 

@@ -203,6 +203,27 @@ def test_numbers_with_thousands_and_currency(text: str, number: float | None,
         assert (np.isnan(got) if want is None else got == pytest.approx(want)), (text, as_money)
 
 
+def test_a_thousand_written_1_000_is_read_as_the_rest_of_the_column_says() -> None:
+    """A spreadsheet export with "use 1000 separator" wrote its largest wholesale lines as
+    `1,000` and `12,480`: they were set aside as not whole (63 lines of 200,000, the
+    biggest). Beside plain quantities and no decimal comma, the commas are thousands."""
+    reader = quality.NumberReader()
+    got = reader.parse_unique(pd.Series(["6", "-12", "1,000", "12,480", "-1,200", "2.5"]))
+    assert got.tolist() == [6.0, -12.0, 1000.0, 12480.0, -1200.0, 2.5]
+    # the choice is kept for the next blocks of the same source, even one of commas only
+    assert reader.parse_unique(pd.Series(["3,000"])).tolist() == [3000.0]
+    # beside a decimal comma (2,5) a `1,000` may be one: not guessed, set aside as before
+    doubtful = quality.NumberReader().parse_unique(pd.Series(["6", "2,5", "1,000"]))
+    assert doubtful.iloc[:2].tolist() == [6.0, 2.5] and np.isnan(doubtful.iloc[2])
+    # with nothing to compare with, neither reading is safe
+    assert np.isnan(quality.NumberReader().parse_unique(pd.Series(["1,000"])).iloc[0])
+    # prices: `£1,250.00` was already read; `1,250` beside `2.55` is a thousand too
+    prices = quality.NumberReader(money=True).parse_unique(pd.Series(["2.55", "£1,250"]))
+    assert prices.tolist() == [2.55, 1250.0]
+    euro = quality.NumberReader(money=True).parse_unique(pd.Series(["2,55", "1,250"]))
+    assert euro.iloc[0] == 2.55 and np.isnan(euro.iloc[1])
+
+
 @pytest.mark.parametrize("text", ["2011-06-01T08:26:00Z", "2011-06-01T08:26:00+01:00",
                                   "2011-06-01 08:26:00-0300", "2011-06-01T08:26:00 UTC"])
 def test_dates_with_a_time_zone_keep_the_clock_time(text: str) -> None:

@@ -110,7 +110,7 @@ def test_the_olist_folder_without_its_source_kind_says_which_to_choose(olist_dir
     with pytest.raises(InputError) as refused:
         run_stage(stages.extract, tmp_path / "run", olist_dir)
     text = str(refused.value)
-    assert "olist_customers_dataset.csv.gz: missing required column(s) InvoiceNo" in text
+    assert "olist_customers_dataset.csv.gz: missing required columns InvoiceNo" in text
     assert text.endswith("It looks like the olist input: choose it with --source olist "
                          "(INSIDERS_SOURCE_KIND=olist for the DAG).")
 
@@ -131,7 +131,7 @@ def test_a_refusal_no_source_recognises_gets_no_advice(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(InputError) as refused:
         run_stage(stages.extract, tmp_path / "run", path)
-    assert "missing required column(s)" in str(refused.value)
+    assert "missing required columns InvoiceNo" in str(refused.value)
     assert "looks like" not in str(refused.value)
 
 

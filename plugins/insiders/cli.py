@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import wording
 from .config import ENGINES, Settings
 from .errors import InsidersError
 from .sources import DEFAULT as DEFAULT_SOURCE
@@ -200,7 +201,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
         with stores.store_from(settings) as store:
             summary = sql_sync.sync(store, args.sql_url or settings.sql_url_or_default)
-        print(f"synced {len(summary['synced'])} run(s), {len(summary['unchanged'])} unchanged")
+        print(f"synced {wording.counted(len(summary['synced']), 'run')}, "
+              f"{len(summary['unchanged'])} unchanged")
         return 0
     if args.command == "backfill":
         return _backfill(args)

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import InputError
-from .wording import counted
+from .wording import counted, noun
 
 # canonical name -> accepted spellings (compared lower-case, without spaces, _ and -)
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -77,7 +77,8 @@ def map_columns(header: Iterable[object], where: str) -> dict[str, str]:
         wanted = ", ".join(DISPLAY[c] for c in missing)
         shown = ", ".join(repr(n) for n in names[:12]) or "none"
         raise InputError(
-            f"{where}: missing required column(s) {wanted} (found columns: {shown}). "
+            f"{where}: missing required {noun(len(missing), 'column')} {wanted} (found "
+            f"columns: {shown}). "
             "Expected the Online Retail layout: InvoiceNo, StockCode, Description, Quantity, "
             "InvoiceDate, UnitPrice, CustomerID, Country."
         )

@@ -284,6 +284,50 @@ def to_number(values: pd.Series, money: bool = False) -> pd.Series:
     return number.astype("float64")
 
 
+GROUPED = r"-?[1-9]\d{0,2}(,\d{3})+"  # 1,000 / -12,500 / 1,234,567: thousands, or a decimal comma
+
+
+class NumberReader:
+    """A number column as `to_number` reads it, and `1,000` read once the source says how.
+
+    `1,000` alone may be a thousand or one (decimal comma). The rest of the column tells:
+    beside plain numbers (`6`, `2.55`) and no decimal comma (`2,5`) the commas are
+    thousands separators, the reading a spreadsheet export with "use 1000 separator" needs
+    (its biggest wholesale lines, 1,000 units and up, were set aside as not whole). With
+    a decimal comma elsewhere, or nothing to compare with, `1,000` stays unreadable and is
+    set aside, as before. Like `DateParser`, the choice is made on the first block that
+    holds such a value and then kept, so one file never mixes both readings.
+    """
+
+    def __init__(self, money: bool = False) -> None:
+        self.money = money
+        self.thousands: bool | None = None
+
+    def parse_unique(self, values: pd.Series) -> pd.Series:
+        number = to_number(values, money=self.money)
+        text = values.astype("str").str.strip()
+        if self.money:
+            text = (text.str.replace(rf"^(-?)\s*{CURRENCY_MARK}\s*", r"\1", regex=True)
+                        .str.replace(rf"\s*{CURRENCY_MARK}$", "", regex=True))
+        grouped = text.str.fullmatch(GROUPED).fillna(False).to_numpy(dtype=bool)
+        if not grouped.any():
+            return number
+        if self.thousands is None:
+            plain = text.str.fullmatch(r"-?\d+(\.\d+)?").fillna(False).to_numpy(dtype=bool)
+            decimal_comma = (text.str.fullmatch(r"-?\d+,\d+").fillna(False)
+                             .to_numpy(dtype=bool) & ~grouped)
+            self.thousands = bool(plain.any()) and not bool(decimal_comma.any())
+        if self.thousands:
+            number = number.copy()
+            number[grouped] = pd.to_numeric(text[grouped].str.replace(",", "", regex=False))
+        return number
+
+
+def number_readers() -> dict[str, NumberReader]:
+    """One reader per number column of a source, kept across its blocks."""
+    return {"quantity": NumberReader(), "unit_price": NumberReader(money=True)}
+
+
 class _Column:
     """A text column as codes into its distinct values: parse each value once."""
 
@@ -334,6 +378,7 @@ def clean_chunk(
     raw: pd.DataFrame, as_of: pd.Timestamp, parse_dates: DateParser | None = None,
     today: pd.Timestamp | None = None, stray_from: pd.Timestamp | None = None,
     non_products: NonProductTally | None = None,
+    numbers: dict[str, NumberReader] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Typed transactions and set-aside lines (with `reason`) for one block of text lines.
 
@@ -350,8 +395,9 @@ def clean_chunk(
     dates = cols["invoice_date"].map(parse_dates.parse_unique).astype("datetime64[us]")
     customer_clean = normalise_customer_id(cols["customer_id"].uniques)
     customer_missing = customer_clean.isna().to_numpy()[cols["customer_id"].codes]
-    quantity = cols["quantity"].map(to_number)
-    price = cols["unit_price"].map(lambda v: to_number(v, money=True))
+    numbers = numbers if numbers is not None else number_readers()
+    quantity = cols["quantity"].map(numbers["quantity"].parse_unique)
+    price = cols["unit_price"].map(numbers["unit_price"].parse_unique)
     stray = stray_mask(dates, today, stray_from)
     with np.errstate(invalid="ignore"):
         whole = np.isfinite(quantity) & (quantity == np.round(quantity))

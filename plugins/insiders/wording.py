@@ -79,6 +79,11 @@ def count(n: float | None) -> str:
     return "n/a" if not _finite(n) else f"{round(float(n)):,}"  # type: ignore[arg-type]
 
 
+def noun(n: int, singular: str, plural: str | None = None) -> str:
+    """The noun alone for `n` things: 'column' for 1, 'columns' otherwise (no '(s)')."""
+    return singular if n == 1 else (plural or singular + "s")
+
+
 def counted(n: int, noun: str, plural: str | None = None) -> str:
     """A count and its noun in agreement: '1 customer', '8 customers', '1,204 rows'."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -118,7 +118,9 @@ def build_dictionaries(engine: Engine, raw, as_of: pd.Timestamp,
                       ("after_as_of", ~nat & (dates >= as_of.to_datetime64()))]
             frame["value"] = pd.Series(dates, dtype="datetime64[us]")
         elif column in ("quantity", "unit_price"):
-            number = quality.to_number(text, money=column == "unit_price").to_numpy()
+            # the whole column at once: the same reading of `1,000` as the pandas path's
+            number = quality.NumberReader(money=column == "unit_price").parse_unique(
+                text).to_numpy()
             with np.errstate(invalid="ignore"):
                 if column == "quantity":
                     whole = np.isfinite(number) & (number == np.round(number))

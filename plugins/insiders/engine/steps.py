@@ -155,6 +155,7 @@ def _pandas_quality(folder: RunFolder, as_of: pd.Timestamp, today: pd.Timestamp,
 
     report = quality.QualityReport()
     parser = quality.DateParser()
+    numbers = quality.number_readers()  # `1,000` read one way for the whole source
     raw_path = folder.path_of("raw")
     blocks: list[pd.DataFrame] = []
     with QuarantineWriter(folder.path_of("quarantine")) as set_aside:
@@ -162,7 +163,7 @@ def _pandas_quality(folder: RunFolder, as_of: pd.Timestamp, today: pd.Timestamp,
         for batch in pq.ParquetFile(raw_path).iter_batches(batch_size=250_000):
             raw = batch.to_pandas()
             kept, aside = quality.clean_chunk(raw, as_of, parser, today, stray_from,
-                                              non_products)
+                                              non_products, numbers)
             report.rows_in += len(raw)
             for reason, count in aside["reason"].value_counts().items():
                 report.add(str(reason), int(count))

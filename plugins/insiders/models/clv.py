@@ -46,6 +46,7 @@ from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, hyp2f1
 from threadpoolctl import threadpool_limits
 
+from .. import wording
 from ..config import Windows
 from .text import as_text
 
@@ -192,7 +193,8 @@ class BetaGeoModel:
         if not converged:
             reasons.append(f"the optimiser did not converge ({message})")
         if at_bound:
-            reasons.append(f"parameter(s) {', '.join(at_bound)} at the search bound")
+            reasons.append(f"{wording.noun(len(at_bound), 'parameter')} {', '.join(at_bound)} at "
+                           "the search bound")
         if dropout < MIN_DROPOUT:
             reasons.append(f"mean dropout probability per purchase {dropout:.1e} ~ 0: the model "
                            "says nobody ever leaves, so P(alive) is ~1 for everyone and it "

@@ -491,7 +491,8 @@ def segment(
     """
     k_min = rules.k_min
     if len(features) < k_min * MIN_PER_SEGMENT:
-        raise ValueError(f"only {len(features)} customer(s) with a purchase in the period: too "
+        raise ValueError(f"only {wording.counted(len(features), 'customer')} with a purchase in "
+                         "the period: too "
                          f"few to segment (at least {k_min * MIN_PER_SEGMENT} are needed); use "
                          "a larger file or a longer period")
     cands = candidates(features, model_features, rules, seed, transforms)

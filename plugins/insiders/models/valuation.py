@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .. import wording
 from ..config import DEFAULT_SEED, SelectionRules, Windows
 from . import clv
 from .insiders import group_size
@@ -390,7 +391,8 @@ def choose_champion(origins: list[Origin], n_boot: int, rng: np.random.Generator
     """Past spend unless a challenger's mean capture ratio is above 1 beyond noise."""
     if len(origins) < min_origins:
         return (pd.DataFrame(), "past_spend",
-                f"only {len(origins)} replay origin(s) with a whole horizon after them (needs "
+                f"only {wording.counted(len(origins), 'replay origin')} with a whole horizon after "
+                f"them (needs "
                 f"{min_origins}): past spend values the customers until the evidence exists")
     # RFM is a yardstick for the guarantee, not a contestant
     methods = sorted({m for o in origins for m in o.groups} - {"past_spend", "rfm"})

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import wording
 from ..errors import StoreError
 from ..extract import redact_url
 
@@ -348,7 +349,8 @@ def sync(store, sql_url: str) -> dict:
                          f"{str(exc).splitlines()[0][:300]}") from None
     finally:
         engine.dispose()
-    log.info("sync_sql: %d run(s) synced, %d unchanged", len(synced), len(unchanged))
+    log.info("sync_sql: %s synced, %d unchanged", wording.counted(len(synced), "run"),
+             len(unchanged))
     return {"synced": synced, "unchanged": unchanged, "rows": rows}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .. import wording
 from .base import Source
 
 if TYPE_CHECKING:
@@ -78,8 +79,8 @@ class OnlineRetail(Source):
         total = stats.rows + stats.rejects
         if total == 0:
             raise InputError(f"{location}: the file has a header but no transaction rows")
-        info("extract: %s rows from %d file(s); %s could not be split into columns",
-             f"{total:,}", len(stats.files), f"{stats.rejects:,}")
+        info("extract: %s rows from %s; %s could not be split into columns",
+             f"{total:,}", wording.counted(len(stats.files), "file"), f"{stats.rejects:,}")
         for note in stats.notes:
             info("extract: %s", note)
         return {"rows": total, "rows_parsed": stats.rows, "rejects": stats.rejects,

@@ -328,7 +328,7 @@ def case_not_a_table(out: Path, rng: random.Random) -> Case:
                     "<body><p>Please sign in again to download the report.</p></body></html>\n")
     return Case("not_a_table", path, "an HTML sign-in page saved as .csv (a failed download)",
                 "error", error_stage="extract",
-                fragments=("missing required column(s) InvoiceNo, StockCode, Quantity",
+                fragments=("missing required columns InvoiceNo, StockCode, Quantity",
                            "found columns: '<!DOCTYPE html>'"))
 
 
@@ -340,7 +340,7 @@ def case_missing_column(out: Path, rng: random.Random) -> Case:
                                shape=lambda _, values: values[:drop] + values[drop + 1:]))
     return Case("missing_column", path, "the CustomerID column is not there", "error",
                 error_stage="extract",
-                fragments=("missing required column(s) CustomerID (",))
+                fragments=("missing required column CustomerID (",))
 
 
 def case_renamed_columns(out: Path, rng: random.Random) -> Case:
@@ -367,7 +367,8 @@ def case_wrong_delimiter(out: Path, rng: random.Random) -> Case:
 
 def case_non_numeric(out: Path, rng: random.Random) -> Case:
     lines = base_lines(rng)
-    bad_qty = ["ten", "", "3.5", "12 pcs", "1,000"]
+    # `1,000` beside plain quantities reads as a thousand (quality.NumberReader): not here
+    bad_qty = ["ten", "", "3.5", "12 pcs", "1,000,5"]
     bad_price = ["abc", "", "2.55 each", "N/A"]  # a currency mark alone is read: `£2.55`
     targets = clean_purchases(lines, len(bad_qty) + len(bad_price), rng)
     for ln, text in zip(targets, bad_qty, strict=False):
@@ -375,8 +376,8 @@ def case_non_numeric(out: Path, rng: random.Random) -> Case:
     for ln, text in zip(targets[len(bad_qty):], bad_price, strict=True):
         ln.price, ln.reason = text, "unparseable_price"
     return write_case(out, "non_numeric", "non_numeric.csv", lines,
-                      about="quantities ten, empty, 3.5, 12 pcs, 1,000 (thousands or decimal? "
-                            "ambiguous) and prices abc, empty, 2.55 each, N/A")
+                      about="quantities ten, empty, 3.5, 12 pcs, 1,000,5 (neither thousands "
+                            "nor a decimal comma) and prices abc, empty, 2.55 each, N/A")
 
 
 def case_mixed_dates(out: Path, rng: random.Random) -> Case:

@@ -94,7 +94,8 @@ def read_table(path: Path, table: str, where: str | None = None
     names = _header(path, where)
     missing = [c for c in required if c not in names]
     if missing:
-        raise InputError(f"{where}: missing column(s) {', '.join(missing)} for the Olist "
+        raise InputError(f"{where}: missing {wording.noun(len(missing), 'column')} "
+                         f"{', '.join(missing)} for the Olist "
                          f"{table} table (found: {', '.join(names[:10]) or 'none'})")
     wanted = [c for c in (*required, *optional) if c in names]
     bad: list[tuple[int, str]] = []
@@ -208,7 +209,8 @@ def _read_folder(directory: Path, label: Path, shown: dict[str, str]
     missing = [t for t in TABLES if t not in OPTIONAL_TABLES and find_file(directory, t) is None]
     if missing:
         names = ", ".join(f"{TABLES[t][0]}.csv.gz" for t in missing)
-        raise InputError(f"{label}: missing Olist file(s) {names} (.csv or .csv.gz)")
+        raise InputError(f"{label}: missing Olist {wording.noun(len(missing), 'file')} {names} "
+                         "(.csv or .csv.gz)")
     for table in TABLES:
         path = find_file(directory, table)
         if path is None:
