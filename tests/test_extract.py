@@ -442,6 +442,10 @@ def test_column_notes_name_aliases_and_unread_columns() -> None:
                         "check that they mean this")
     assert notes[1].startswith("shop.csv: columns not used: 'qty', 'Warehouse', an "
                                "unnamed column (the product reads InvoiceNo")
+    # the optional columns it lacks are said with what every line gets instead
+    assert notes[2:] == ["shop.csv: no Country column: every customer's country reads "
+                         "'Unknown'", "shop.csv: no Description column: products are shown "
+                         "by their stock code only"]
     standard = HEADER
     assert extract.column_notes(standard, extract.map_columns(standard, "a.csv"), "a.csv") == []
 

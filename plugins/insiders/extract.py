@@ -115,11 +115,17 @@ def column_notes(header: Iterable[object], mapping: dict[str, str], where: str) 
         notes.append(f"{where}: {_columns(ignored)} not used: {', '.join(ignored)} (the "
                      "product reads InvoiceNo, StockCode, Description, Quantity, InvoiceDate, "
                      "UnitPrice, CustomerID, Country)")
+    # an optional column the file lacks: what every line gets instead, said once
+    absent = {"country": "every customer's country reads 'Unknown'",
+              "description": "products are shown by their stock code only"}
+    for column, effect in absent.items():
+        if column not in mapping:
+            notes.append(f"{where}: no {DISPLAY[column]} column: {effect}")
     return notes
 
 
 def _columns(names: list[str]) -> str:
-    return "column" if len(names) == 1 else "columns"
+    return noun(len(names), "column")
 
 
 @dataclass
