@@ -45,6 +45,13 @@ def test_nearest_unit_rounds_halves_away_without_the_cents_step() -> None:
     assert wording.nearest(float("nan")) == "n/a" and wording.nearest(1234.5) == "1,235"
 
 
+def test_large_shares_carry_thousands_separators() -> None:
+    """Olist's naive rule missed by 14,943%: the backtest table read '14943.0%'."""
+    assert wording.share(149.43, 1) == "14,943.0%"
+    assert wording.share(149.43) == "14,943.0%"
+    assert wording.share(0.154) == "15.4%"
+
+
 def test_money_carries_its_currency() -> None:
     assert wording.money(0.98, "BRL") == "0.98 BRL"
     assert wording.money(7208, "GBP") == "7,208 GBP"

@@ -127,8 +127,8 @@ class NonProductTally:
         top = sorted(self.codes.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
         shown = ", ".join(f"{code} ({count:,})" for code, count in top)
         raise InputError(
-            f"{where}: the non-product codes would set aside {line_share:.0%} of the usable "
-            f"lines ({self.aside_lines:,} of {lines:,}) and {revenue_share:.0%} of their "
+            f"{where}: the non-product codes would set aside {line_share:,.0%} of the usable "
+            f"lines ({self.aside_lines:,} of {lines:,}) and {revenue_share:,.0%} of their "
             f"revenue, most coded {shown}; these look like this catalogue's products. List "
             "the codes that are not products with --non-product-codes or "
             f"INSIDERS_NON_PRODUCT_CODES (now: {self.rule.describe()})")

@@ -98,7 +98,7 @@ def share(x: float | None, digits: int | None = None) -> str:
         return "n/a"
     x = float(x)  # type: ignore[arg-type]
     if digits is not None:
-        return f"{x:.{digits}%}"
+        return f"{x:,.{digits}%}"  # 14,943.0%: a naive rule's error on a marketplace
     pct = abs(x) * 100
     if pct == 0:
         return "0%"
@@ -109,7 +109,7 @@ def share(x: float | None, digits: int | None = None) -> str:
             if decimals == 2:
                 return f"{'-' if x < 0 else ''}over 99.99%"
             decimals += 1
-        return f"{x:.{decimals}%}"
+        return f"{x:,.{decimals}%}"
     decimals = min(4, 1 - math.floor(math.log10(pct)))  # two significant digits
     return f"{x:.{decimals}%}"
 

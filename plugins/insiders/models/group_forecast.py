@@ -312,7 +312,7 @@ def _text(target: OriginForecast, calibration: Calibration, total: float,
     gap = 1 / calibration.factor - 1  # model / actual - 1 in the months measured
     return (f"The members' expected spend adds up to {money(target.level)}; over the last "
             f"months ({calibration.bias_months} monthly figures of earlier groups, each chosen "
-            f"the same way) the model was {abs(gap):.0%} {'below' if gap < 0 else 'above'} "
+            f"the same way) the model was {abs(gap):,.0%} {'below' if gap < 0 else 'above'} "
             "what the groups spent, "
             f"so it is corrected to {money(total)} over the next {horizon} months (the "
             f"months follow {'Prophet' if target.shape == 'prophet' else 'the model'}'s shape).")
@@ -433,8 +433,8 @@ def backtest_figures(table: pd.DataFrame, summary: dict) -> dict:
     beat = best_naive is None or (mine is not None and mine < best_naive[1])
     coverage = summary.get("month_coverage")
     text = (f"Replayed at {summary['origins']} earlier months, the forecast of the following "
-            f"months' total was off by {mine:.0%} on average"
-            + (f", against {best_naive[1]:.0%} for the best simple rule "
+            f"months' total was off by {mine:,.0%} on average"
+            + (f", against {best_naive[1]:,.0%} for the best simple rule "
                f"({NAIVE_LABELS[best_naive[0]]})" if best_naive else "")
             + (": it did better." if beat else ": the simple rule did better.")
             + (f" {coverage_text(summary)}." if coverage is not None else

@@ -94,11 +94,11 @@ def guarantee(days: pd.DataFrame, as_of: pd.Timestamp, method: str, horizon_mont
                    else "a tie within noise")
         if r["overlap_with_chosen"] >= 1:
             verdict = "the same group"
-        parts.append(f"{LABELS[r['method']]} {r['capture']:.1%} ({verdict}: "
+        parts.append(f"{LABELS[r['method']]} {r['capture']:,.1%} ({verdict}: "
                      f"{r['chosen_minus_this']:+.1%}, 95% interval {lo:+.1%} to {hi:+.1%})")
     chosen = next(r for r in rows if r["method"] == method)
     text = (f"Chosen on {cut.date()} by {LABELS[method]}, the {size:,} customers brought "
-            f"{chosen['capture']:.1%} of all revenue in the next {horizon_months} months; the "
+            f"{chosen['capture']:,.1%} of all revenue in the next {horizon_months} months; the "
             f"same number chosen by " + "; by ".join(parts) + ".")
     return {"available": True, "chosen_on": str(cut.date()), "measured_until":
             str(pd.Timestamp(as_of).date()), "method": method, "group_size": int(size),

@@ -312,7 +312,7 @@ def _disagree(per_customer: tuple, pooled: tuple) -> bool:
 
 
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.1%}"
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:,.1%}"
 
 
 def _r(x: float | None) -> float | None:

@@ -69,13 +69,13 @@ def group_size(expected: np.ndarray, rules: SelectionRules = SelectionRules()
     low, high = max(1, math.ceil(min_share * n)), max(1, math.floor(max_share * n))
     size = int(min(max(natural, low), high))
     if natural < low:
-        rule = (f"the top {natural:,} spenders already bring {value_coverage:.0%} of the "
-                f"period's revenue; raised to the {min_share:.0%} floor ({low})")
+        rule = (f"the top {natural:,} spenders already bring {value_coverage:,.0%} of the "
+                f"period's revenue; raised to the {min_share:,.0%} floor ({low})")
     elif natural > high:
-        rule = (f"{value_coverage:.0%} of the period's revenue would need the top {natural:,} "
-                f"spenders; capped at {max_share:.0%} ({high})")
+        rule = (f"{value_coverage:,.0%} of the period's revenue would need the top {natural:,} "
+                f"spenders; capped at {max_share:,.0%} ({high})")
     else:
-        rule = (f"as many as the top spenders who together bring {value_coverage:.0%} of the "
+        rule = (f"as many as the top spenders who together bring {value_coverage:,.0%} of the "
                 f"period's revenue: {size:,} of {n:,} active customers")
     return size, rule
 

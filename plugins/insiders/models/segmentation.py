@@ -253,16 +253,16 @@ def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: fl
     for c in cands:
         problems = []
         if c.min_segment_share < min_segment_share:
-            problems.append(f"smallest segment {c.min_segment_share:.1%} < "
-                            f"{min_segment_share:.0%} of customers")
+            problems.append(f"smallest segment {c.min_segment_share:,.1%} < "
+                            f"{min_segment_share:,.0%} of customers")
         largest = float(np.bincount(c.labels).max() / len(c.labels))
         if largest > max_segment_share:
-            problems.append(f"one segment holds {largest:.0%} of customers (> "
-                            f"{max_segment_share:.0%}): it tells marketing nothing")
+            problems.append(f"one segment holds {largest:,.0%} of customers (> "
+                            f"{max_segment_share:,.0%}): it tells marketing nothing")
         top_share = float(np.mean(c.labels == 0))  # segment 0 is the most valuable
         if top_share > max_top_share:
-            problems.append(f"top segment is {top_share:.0%} of customers (> "
-                            f"{max_top_share:.0%}): too broad to target")
+            problems.append(f"top segment is {top_share:,.0%} of customers (> "
+                            f"{max_top_share:,.0%}): too broad to target")
         named = (persona_fn or personas)(profile(features, c.labels, extra))
         if indistinct_pairs(named):
             problems.append("two segments cannot be told apart (same persona, no key figure "
@@ -284,9 +284,9 @@ def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: fl
         f"{best.silhouette:.2f}, "
         f"Davies-Bouldin {best.davies_bouldin:.2f}, Calinski-Harabasz "
         f"{best.calinski_harabasz:.0f}) among the {useful_n} of {len(cands)} candidates that are "
-        f"useful to marketing (every segment at least {min_segment_share:.0%} and at most "
-        f"{max_segment_share:.0%} of customers, the most valuable one at most "
-        f"{max_top_share:.0%}, segments marketing can tell apart)."
+        f"useful to marketing (every segment at least {min_segment_share:,.0%} and at most "
+        f"{max_segment_share:,.0%} of customers, the most valuable one at most "
+        f"{max_top_share:,.0%}, segments marketing can tell apart)."
     )
     if not useful_n:
         why += " No candidate met the usefulness test, so the best-ranked one overall was kept."

@@ -301,7 +301,7 @@ def _test_words(test: dict) -> str:
     """A two-group test for analysts: the p-value against its level, and the verdict."""
     alpha = float(test.get("alpha") or 0.05)
     word = "significant" if significant(test.get("p_value"), alpha) else "not significant"
-    return f"Mann-Whitney {wording.p_value(test.get('p_value'))}: {word} at the {alpha:.0%} level"
+    return f"Mann-Whitney {wording.p_value(test.get('p_value'))}: {word} at the {alpha:,.0%} level"
 
 
 def proof_verdict(oot: dict) -> str:

@@ -171,7 +171,7 @@ def hypotheses(a: dict) -> str:
                     for h in items)
     level = (items[0].get("test") or {}).get("alpha")
     details = ("Each belief is true only when its one-sided test is significant at the "
-               f"{level:.0%} level and the difference goes the stated way." if level else "")
+               f"{level:,.0%} level and the difference goes the stated way." if level else "")
     return _section("", "hypotheses", "Three things the data says", answer, cards,
                     details=details, details_body=f"<ul>{tests}</ul>")
 

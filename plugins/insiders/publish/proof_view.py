@@ -86,7 +86,7 @@ def section_for(a: dict, fig: Figures, colors: tuple[str, str, str]) -> str:
                      "Significant": "yes" if significant(v["p_value"], v.get("alpha", ALPHA))
                      else "no"})
     stats = ("<h4>Today: Insiders against the rest (Mann-Whitney, two-sided, level "
-             f"{ALPHA:.0%}; money in {esc(cur or 'the data currency')})</h4>"
+             f"{ALPHA:,.0%}; money in {esc(cur or 'the data currency')})</h4>"
              + table(pd.DataFrame(rows), left=("Figure",))
              + "".join(f"<p class='muted'>{esc(n)}</p>"
                        for n in test_and_interval_notes(g["insiders_vs_rest"])))

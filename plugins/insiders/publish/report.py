@@ -262,7 +262,7 @@ def _risk(p: float) -> str:
         return "<1%"
     if 0.995 <= p < 1:
         return ">99%"
-    return f"{p:.0%}"
+    return f"{p:,.0%}"
 
 
 def _size_words(n: int, past: float, customers: pd.DataFrame) -> str:
@@ -503,7 +503,7 @@ def _model(a: dict, fig: _Figures) -> str:
                                   "min_segment_share": "Smallest segment", "useful": "Useful",
                                   "chosen": "Chosen", "note": "Note"})
     cand_table["Algorithm"] = cand_table["Algorithm"].map(algorithm_name)
-    cand_table["Smallest segment"] = cand_table["Smallest segment"].map(lambda v: f"{v:.1%}")
+    cand_table["Smallest segment"] = cand_table["Smallest segment"].map(lambda v: f"{v:,.1%}")
     cand_table["Useful"] = cand_table["Useful"].map({True: "yes", False: "no"})
     cand_table["Chosen"] = cand_table["Chosen"].map({True: "yes", False: ""})
     vm = m["value_model"]

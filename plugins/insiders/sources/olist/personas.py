@@ -109,9 +109,9 @@ def personas(profile: pd.DataFrame) -> pd.DataFrame:
         if "review_score_mean" in p:
             text += f"; mean review {score.iloc[i]:.1f}/5"
         if "low_review_share" in p:
-            text += f" with {low.iloc[i]:.0%} of reviews at 1-2 stars"
+            text += f" with {low.iloc[i]:,.0%} of reviews at 1-2 stars"
         if "late_share" in p:
-            text += f"; {late.iloc[i]:.0%} of deliveries late"
+            text += f"; {late.iloc[i]:,.0%} of deliveries late"
         if "avg_days_late" in p and days_late.iloc[i] >= 0.05:
             text += (f" ({wording.duration_days(days_late.iloc[i])} late per order on "
                      "average)")
