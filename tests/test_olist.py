@@ -572,7 +572,7 @@ def test_experience_definition_is_complete() -> None:
     for card in CARDS.cards:
         assert "{{" not in card.sql and not card.sql.rstrip().endswith(";"), card.file
     relative = [c for c in CARDS.cards if c.file != "cards/02_top_sellers.sql"]
-    assert all("latest purchase" in c.description for c in relative)
+    assert all("latest order" in c.description for c in relative)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
--- Recent orders (purchased less than 3 months = 90 days before the latest purchase in the
+-- Recent orders (purchased less than 3 months = 90 days before the latest order in the
 -- data), not cancelled, delivered at least 3 days after the estimated delivery date.
 SELECT o.order_id AS "Order",
        o.customer_unique_id AS "Customer",
