@@ -257,6 +257,12 @@ def is_non_product(codes: pd.Series, rule: NonProductCodes = DEFAULT_NON_PRODUCT
 CURRENCY_MARK = r"(?:US\$|R\$|[£€$¥]|GBP|EUR|USD|BRL)"
 
 
+def without_currency(text: pd.Series) -> pd.Series:
+    """`£2.55`, `-$3`, `2,55 €` without their currency mark (the sign kept in front)."""
+    return (text.str.replace(rf"^(-?)\s*{CURRENCY_MARK}\s*", r"\1", regex=True)
+                .str.replace(rf"\s*{CURRENCY_MARK}$", "", regex=True))
+
+
 def to_number(values: pd.Series, money: bool = False) -> pd.Series:
     """Numbers as users write them: a decimal comma (`2,55`, `0,165`), thousands separators
     beside a decimal mark (`1,234.50`, `1.234,50`) and, for `money`, a currency mark.
@@ -271,8 +277,7 @@ def to_number(values: pd.Series, money: bool = False) -> pd.Series:
         return number.astype("float64")
     rest = text[todo]
     if money:
-        rest = (rest.str.replace(rf"^(-?)\s*{CURRENCY_MARK}\s*", r"\1", regex=True)
-                    .str.replace(rf"\s*{CURRENCY_MARK}$", "", regex=True))
+        rest = without_currency(rest)
     point = rest.str.fullmatch(r"-?\d{1,3}(,\d{3})+\.\d+")  # 1,234.50
     comma = rest.str.fullmatch(r"-?\d{1,3}(\.\d{3})+,\d+")  # 1.234,50
     decimal_comma = (rest.str.fullmatch(r"-?\d+,\d+")
@@ -307,8 +312,7 @@ class NumberReader:
         number = to_number(values, money=self.money)
         text = values.astype("str").str.strip()
         if self.money:
-            text = (text.str.replace(rf"^(-?)\s*{CURRENCY_MARK}\s*", r"\1", regex=True)
-                        .str.replace(rf"\s*{CURRENCY_MARK}$", "", regex=True))
+            text = without_currency(text)
         grouped = text.str.fullmatch(GROUPED).fillna(False).to_numpy(dtype=bool)
         if not grouped.any():
             return number
