@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import default_as_of, run_stage
-from insiders import extract, quality, quality_notes, stages
+from insiders import data_end, extract, quality, quality_notes, stages
 from insiders.catalog import RunFolder
 from insiders.errors import InputError
 
@@ -348,7 +348,7 @@ def test_stage_finds_duplicates_in_different_blocks(tmp_path: Path) -> None:
 
 
 def _days(spec: dict[str, int]) -> pd.Series:
-    """Lines per day, as `quality.lines_per_day` returns them."""
+    """Lines per day, as `data_end.lines_per_day` returns them."""
     return pd.Series(spec, dtype="int64").rename(index=pd.Timestamp).sort_index()
 
 
@@ -363,7 +363,7 @@ def _retail_days(total: int = 20_000) -> dict[str, int]:
 def test_default_as_of_sets_a_line_after_today_aside() -> None:
     """The issue: one 2031 line in a 20,000-line file moved the as-of to 2031-01-02."""
     days = _days({**_retail_days(), "2031-01-01": 1})
-    choice = quality.default_as_of(days, today=pd.Timestamp("2026-12-01"))
+    choice = data_end.default_as_of(days, today=pd.Timestamp("2026-12-01"))
     assert choice.as_of == pd.Timestamp("2011-12-10")
     assert choice.stray_from == pd.Timestamp("2031-01-01") and choice.stray_lines == 1
     assert choice.note.startswith("1 line dated after 2011-12-09 (2031-01-01; after today, "
@@ -375,7 +375,7 @@ def test_default_as_of_sets_a_misdated_invoice_aside_even_before_today() -> None
     support the old rule asked for, so the old rule took 2031-01-02 as the as-of. Found
     alone after a years-long gap, it is a typo whatever the day of the run."""
     days = _days({**_retail_days(), "2031-01-01": 169})
-    choice = quality.default_as_of(days, today=pd.Timestamp("2040-01-01"))
+    choice = data_end.default_as_of(days, today=pd.Timestamp("2040-01-01"))
     assert choice.as_of == pd.Timestamp("2011-12-10")
     assert choice.stray_lines == 169 and "far after the rest" in choice.note
 
@@ -385,34 +385,34 @@ def test_default_as_of_in_thin_data_does_not_fall_back_to_the_last_date() -> Non
     2031 typo counted as the end of the data."""
     months = pd.date_range("2010-01-15", "2019-12-15", freq="MS") + pd.Timedelta(days=14)
     days = _days({**{str(d.date()): 1 for d in months}, "2025-03-01": 1})
-    choice = quality.default_as_of(days, today=pd.Timestamp("2026-12-01"))
+    choice = data_end.default_as_of(days, today=pd.Timestamp("2026-12-01"))
     assert choice.as_of == months[-1] + pd.Timedelta(days=1)
     assert choice.stray_lines == 1
 
 
 def test_default_as_of_keeps_real_data_to_its_last_day() -> None:
     days = _days(_retail_days())
-    choice = quality.default_as_of(days, today=pd.Timestamp("2026-12-01"))
-    assert choice == quality.AsOfChoice(pd.Timestamp("2011-12-10"))
+    choice = data_end.default_as_of(days, today=pd.Timestamp("2026-12-01"))
+    assert choice == data_end.AsOfChoice(pd.Timestamp("2011-12-10"))
     # a quiet last week and a Christmas closure are data, not typos
     quiet = _days({**_retail_days(), "2011-12-20": 3, "2012-01-05": 40})
-    assert quality.default_as_of(quiet, pd.Timestamp("2026-12-01")).as_of == pd.Timestamp(
+    assert data_end.default_as_of(quiet, pd.Timestamp("2026-12-01")).as_of == pd.Timestamp(
         "2012-01-06")
 
 
 def test_default_as_of_a_lone_line_a_month_later_is_set_aside() -> None:
     """No long gap, but the month up to it holds one line of 20,000: the support rule."""
     days = _days({**_retail_days(), "2012-01-20": 1})
-    choice = quality.default_as_of(days, today=pd.Timestamp("2026-12-01"))
+    choice = data_end.default_as_of(days, today=pd.Timestamp("2026-12-01"))
     assert choice.as_of == pd.Timestamp("2011-12-10") and choice.stray_lines == 1
 
 
 def test_default_as_of_refuses_when_every_date_is_after_today() -> None:
     with pytest.raises(InputError, match=r"after today \(2026-12-01\).*2031-01-01"):
-        quality.default_as_of(_days({"2031-01-01": 5, "2031-02-01": 5}),
+        data_end.default_as_of(_days({"2031-01-01": 5, "2031-02-01": 5}),
                               pd.Timestamp("2026-12-01"))
     with pytest.raises(InputError, match="no row has a readable invoice date"):
-        quality.default_as_of(pd.Series(dtype="int64"), pd.Timestamp("2026-12-01"))
+        data_end.default_as_of(pd.Series(dtype="int64"), pd.Timestamp("2026-12-01"))
 
 
 def test_stage_sets_the_stray_lines_aside_with_their_reason(tmp_path: Path) -> None:
@@ -438,9 +438,9 @@ def test_stage_sets_the_stray_lines_aside_with_their_reason(tmp_path: Path) -> N
 def test_as_of_advice_says_the_right_direction() -> None:
     """`--as-of 2030-01-01` on 2011 data said "choose a later --as-of": it means earlier."""
     first, last = pd.Timestamp("2010-12-01 08:26"), pd.Timestamp("2011-12-09 12:50")
-    late = quality.as_of_advice(pd.Timestamp("2030-01-01"), first, last, 12)
+    late = data_end.as_of_advice(pd.Timestamp("2030-01-01"), first, last, 12)
     assert "choose an earlier --as-of" in late and "2011-12-10" in late
-    early = quality.as_of_advice(pd.Timestamp("2005-01-01"), first, last, 12)
+    early = data_end.as_of_advice(pd.Timestamp("2005-01-01"), first, last, 12)
     assert "choose a later --as-of" in early and "2010-12-01" in early
 
 

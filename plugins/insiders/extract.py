@@ -206,6 +206,8 @@ def read_source(
     stats = stats if stats is not None else ExtractStats()
     text = str(source)
     if is_sql_url(text):
+        from .extract_sql import read_sql
+
         yield from read_sql(text, query, chunk_rows, stats)
         return
     for path in expand_source(source):
@@ -556,52 +558,3 @@ def is_select(query: str | None) -> bool:
 def redact_url(url: str) -> str:
     """The URL without its password, for logs and documents."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-def read_sql(url: str, query: str | None, chunk_rows: int, stats: ExtractStats
-             ) -> Iterator[Chunk]:
-    """Read a table or a SELECT from a SQL database in chunks (the retailer's own store)."""
-    import sqlalchemy as sa
-
-    where = f"{redact_url(url)} ({query or 'transactions'})"
-    try:
-        engine = sa.create_engine(url)
-    except Exception as exc:  # bad URL or missing driver
-        raise InputError(f"{redact_url(url)}: cannot use this database URL ({brief(str(exc))})"
-                         ) from None
-    name = query or "transactions"
-    select = is_select(name)
-    try:
-        with engine.connect() as conn:
-            if select:
-                statement = sa.text(name)
-            else:
-                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
-                statement = sa.select(table)
-            result = conn.execution_options(stream_results=True).execute(statement)
-            mapping = map_columns(result.keys(), where)
-            keys = list(result.keys())
-            stats.notes.extend(column_notes(keys, mapping, where))
-            done = 0
-            while True:
-                rows = result.fetchmany(chunk_rows)
-                if not rows and done:
-                    break
-                frame = pd.DataFrame(rows, columns=keys)
-                data = {canon: frame[orig].map(cell_text).astype("str") if len(frame)
-                        else pd.Series([], dtype="str") for canon, orig in mapping.items()}
-                out = canonical(pd.DataFrame(data))
-                out["source_file"] = where
-                out["source_row"] = done + 1 + np.arange(len(out))
-                done += len(out)
-                stats.rows += len(out)
-                yield Chunk(frame=out, rejects=no_rejects())
-                if not rows:
-                    break
-            stats.files[where] = done
-    except InputError:
-        raise
-    except sa.exc.SQLAlchemyError as exc:
-        raise InputError(f"{where}: the database query failed ({brief(str(exc))})") from None
-    finally:
-        engine.dispose()

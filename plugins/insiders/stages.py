@@ -97,7 +97,7 @@ def _quality(run: Run) -> dict:
     run's engine (settings.engine: auto by default, i.e. pandas for a small input and
     DuckDB beyond; spark; engine/steps.py): every engine writes the same transactions file
     and quarantine, with the same counts."""
-    from . import quality, quality_notes
+    from . import data_end, quality_notes
     from .engine import pushdown, steps
 
     as_of, folder = run.day, run.folder
@@ -115,8 +115,7 @@ def _quality(run: Run) -> dict:
     if run.month is not None:  # a monthly run of a month the data does not reach: refuse it
         from . import schedule
 
-        data_end = run.source.default_as_of(folder, note=False)
-        schedule.require_covered(data_end, as_of, run.month)
+        schedule.require_covered(run.source.default_as_of(folder, note=False), as_of, run.month)
     if not kept_rows:
         late = report.set_aside.get("after_as_of", 0) * 2 > report.rows_in
         undated = report.set_aside.get("unparseable_date", 0) * 2 > report.rows_in
@@ -124,7 +123,7 @@ def _quality(run: Run) -> dict:
             f"{_source_name(run)}: every one of the {report.rows_in:,} rows was set aside "
             f"({aside_text}); see {quarantine_path} for each row and its reason"
             + ("; most are dated on or after the as-of: choose a later --as-of" if late else "")
-            + (quality.serial_date_hint(folder.path_of("raw"))
+            + (data_end.serial_date_hint(folder.path_of("raw"))
                if undated and folder.exists("raw") else ""))
     # where a reader finds each set-aside row: the quarantine file, or (push-down) the
     # source's own database, which the rows never left
@@ -140,7 +139,7 @@ def _quality(run: Run) -> dict:
 @single_threaded
 def _features(run: Run) -> dict:
 
-    from . import quality
+    from . import data_end
     from .engine import steps
     from .models import clv, features
 
@@ -157,7 +156,7 @@ def _features(run: Run) -> dict:
         first, last = features.date_range(tx)
         raise InputError(f"{_source_name(run)}: no customer made a purchase in the "
                          f"{windows.lookback_months} months before {run.day.date()}; "
-                         + quality.as_of_advice(run.day, first, last, windows.lookback_months))
+                         + data_end.as_of_advice(run.day, first, last, windows.lookback_months))
     # the last day with a kept line: the as-of is the day after it in a one-off run, and
     # the report shows both ("as of 2011-12-10, data through 2011-12-09")
     first, last = features.date_range(tx)

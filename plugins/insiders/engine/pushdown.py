@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .. import quality
+from .. import data_end, quality
 from ..extract import RAW_COLUMNS, map_columns
 from . import lines as ln
 from .aggregates import Lines
@@ -151,7 +151,7 @@ def extract_in_database(location: str, folder: RunFolder, settings: Settings) ->
         raise InputError(f"{where}: the table has no transaction rows")
     values = pd.Series(counts["n"].to_numpy(),
                        index=counts["invoice_date"].fillna("").astype("str"))
-    days = quality.days_of_values(values.groupby(level=0).sum())
+    days = data_end.days_of_values(values.groupby(level=0).sum())
     folder.write("raw_days", pd.DataFrame({"day": days.index, "lines": days.to_numpy()}))
     notes = [*column_notes(table.columns, mapping, where),
              f"{where}: aggregated in its database (push-down): its {rows:,} lines stay "

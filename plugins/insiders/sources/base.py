@@ -51,21 +51,21 @@ class Source:
     def default_as_of(self, folder: RunFolder, note: bool = True) -> pd.Timestamp:
         """The day after the last real line; stray lines (typos: after today, or alone far
         after the rest) do not move it and are set aside as `stray_date` by the quality
-        stage. The rule is `quality.default_as_of`. `note=False`: only ask where the data
+        stage. The rule is `data_end.default_as_of`. `note=False`: only ask where the data
         ends (a monthly run checking its month), leaving the extract's notes as they are."""
         import pandas as pd
 
-        from .. import quality
+        from .. import data_end
         from ..errors import InputError
         from ..log import info
 
         # a SQL input aggregated in its database left its lines per day, not its lines
         days = folder.read("raw_days").set_index("day")["lines"] \
-            if folder.exists("raw_days") else quality.lines_per_day(folder.path_of("raw"))
+            if folder.exists("raw_days") else data_end.lines_per_day(folder.path_of("raw"))
         hint = "" if days.sum() or not folder.exists("raw") else \
-            quality.serial_date_hint(folder.path_of("raw"))
+            data_end.serial_date_hint(folder.path_of("raw"))
         try:
-            choice = quality.default_as_of(days, pd.Timestamp.now(), hint=hint)
+            choice = data_end.default_as_of(days, pd.Timestamp.now(), hint=hint)
         except InputError as exc:  # the rule knows days, not files: name the input here
             source = folder.stage("extract").get("source") if folder.has_stage("extract") \
                 else None

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ... import quality, wording
+from ... import data_end, quality, wording
 from ...errors import InputError
 from ...extract import RAW_COLUMNS
 from ...log import info
@@ -293,14 +293,14 @@ def extract(source: str | Path, folder: RunFolder) -> dict:
 
 
 def _default_as_of(purchase: pd.Series) -> dict:
-    """The default as-of from the delivered purchases, by `quality.default_as_of`'s rule: a
+    """The default as-of from the delivered purchases, by `data_end.default_as_of`'s rule: a
     purchase typed in 2031, or a lone one months after the rest, is a typo that must neither
     move the as-of nor make the run refuse it (set aside as `stray_date` instead). Stated in
     the extract's notes only when a run takes the default (`Olist.default_as_of`)."""
     days = purchase.dropna().dt.normalize().value_counts()
     if days.empty:
         return {"default_as_of": None}
-    choice = quality.default_as_of(days, pd.Timestamp.now())
+    choice = data_end.default_as_of(days, pd.Timestamp.now())
     last = choice.as_of - DAY
     note = (f"The last delivered purchase is on {last.date()}; the default as-of date is the "
             f"day after ({choice.as_of.date()}), not the last order, because later orders are "
