@@ -130,8 +130,10 @@ def test_churn_risk_in_the_who_table_never_reads_as_certain(inputs: tuple) -> No
     members = few[few["is_insider"]].sort_values("value_rank").head(4).index
     few.loc[members, "churn_risk"] = [0.002, 0.0, 0.9971, 0.42]
     body = dict(sections(report.render(a, few, cohorts)))["who"]
-    cells = re.findall(r"<td class='l'>(\w+ \([^)]*\))</td>", html.unescape(body))
+    # 'l nw': left-aligned and never broken over two lines ("Low" above "(<1%)")
+    cells = re.findall(r"<td class='l nw'>(\w+ \([^)]*\))</td>", html.unescape(body))
     assert [c.split(" ")[1] for c in cells[:4]] == ["(<1%)", "(0%)", "(>99%)", "(42%)"], cells
+    assert "td.nw{white-space:nowrap}" in report.render(a, few, cohorts)
 
 
 def test_kpis_repeat_the_answers(inputs: tuple) -> None:

@@ -248,13 +248,16 @@ class Figures:
         return out
 
 
-def table(frame: pd.DataFrame, left: tuple[str, ...] = ()) -> str:
-    """A plain HTML table, every cell escaped; `left` names the left-aligned columns."""
+def table(frame: pd.DataFrame, left: tuple[str, ...] = (), whole: tuple[str, ...] = ()) -> str:
+    """A plain HTML table, every cell escaped; `left` names the left-aligned columns, `whole`
+    those whose cells never break over lines (a risk "Low (<1%)" or a date read as one)."""
+    def kind(c: str) -> str:
+        return " ".join(k for k, on in (("l", c in left), ("nw", c in whole)) if on)
+
     head = "".join(f"<th class='{'l' if c in left else ''}'>{esc(c)}</th>" for c in frame.columns)
     rows = []
     for _, row in frame.iterrows():
-        cells = "".join(f"<td class='{'l' if c in left else ''}'>{esc(row[c])}</td>"
-                        for c in frame.columns)
+        cells = "".join(f"<td class='{kind(c)}'>{esc(row[c])}</td>" for c in frame.columns)
         rows.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 

@@ -50,7 +50,7 @@ border-left:4px solid #2f5d8a;border-radius:4px}.muted{color:#616e7c;font-size:1
 .grid2{display:grid;grid-template-columns:1fr 1fr;gap:18px}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:6px 8px;
 border-bottom:1px solid #e4e7eb;text-align:right}th{background:#f5f7fa;font-weight:600}
-td:first-child,th:first-child{text-align:left}td.l,th.l{text-align:left}
+td:first-child,th:first-child{text-align:left}td.l,th.l{text-align:left}td.nw{white-space:nowrap}
 td:not(.l):not(:first-child){white-space:nowrap}
 .hyp{border-left:4px solid #9aa5b1;padding:8px 14px;margin:10px 0;background:#f8fafc}
 .hyp.yes{border-color:#4f9d69}.hyp.no{border-color:#c44e52}.hyp p{margin:4px 0 0}
@@ -209,7 +209,8 @@ def _who(a: dict, customers: pd.DataFrame) -> str:
             lambda d: "-" if pd.isna(d) else str(pd.Timestamp(d).date())),
     })
     value = a.get("customer_value", {})
-    body = (table(frame, left=("Customer", "Persona", region, "Churn risk"))
+    body = (table(frame, left=("Customer", "Persona", region, "Churn risk"),
+                  whole=(region, "Churn risk"))
             + f"<p class='muted'>The top {len(members):,} of "
               f"{int(customers['is_insider'].sum()):,}. The complete list, with the figures that "
               "justify each membership, is in insiders.csv. "
