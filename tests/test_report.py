@@ -485,6 +485,9 @@ def test_partial_month_is_marked_in_both_cohort_heatmaps(run: Path, inputs: tupl
                                                      strict=True)]
     for fig in figs:
         assert list(fig["data"][0]["y"]) == sized
+    # the first month in the data also holds everyone who bought before it: said so
+    assert (f"The first row, {cohorts.index[0]}, is the first month in the data: it also holds "
+            "the customers who bought before the data begins") in html.unescape(body)
 
 
 def test_chart_polish(run: Path) -> None:
@@ -561,3 +564,18 @@ def test_hypothesis_cards_open_with_the_word_their_answer_opens_with(inputs: tup
         assert count in body, (count, words)
         assert (f"{words.count('Not shown')} cannot be shown either way" in body) \
             == ("Not shown" in words)
+
+
+def test_model_section_does_not_claim_a_useful_segmentation_when_none_is(inputs: tuple) -> None:
+    """Three months of data: no candidate passed the usefulness test, yet the section said
+    the choice was the best 'among those marketing can use'."""
+    a, customers, cohorts = inputs
+    assert any(c["useful"] for c in a["model"]["candidates"])
+    page = dict(sections(report.render(a, customers, cohorts)))["model"]
+    assert "among those marketing can use" in page and "None meets every rule" not in page
+    none = copy.deepcopy(a)
+    for c in none["model"]["candidates"]:
+        c["useful"] = False
+    page = dict(sections(report.render(none, customers, cohorts)))["model"]
+    assert "among those marketing can use" not in page
+    assert "None meets every rule for segments marketing can use" in page

@@ -238,8 +238,25 @@ def test_rule_without_a_useful_candidate_keeps_the_best_ranked_and_says_so() -> 
     best, why = sg.choose([a, b], FEATURES_100, persona_fn=_unique_names)
     assert not a.useful and not b.useful
     assert best is b  # ranks 1, 1, 1 against 2, 2, 2
-    assert "among the 0 of 2 candidates" in why
-    assert "No candidate met the usefulness test" in why
+    assert "among the 0 of 2" not in why  # read as contradicting the choice
+    assert "best mean rank (silhouette 0.40, Davies-Bouldin 1.00, Calinski-Harabasz 90) of all " \
+        "2 candidates" in why
+    assert "None met the usefulness test" in why
+
+
+def test_a_share_that_breaks_a_limit_never_prints_as_the_limit() -> None:
+    """743 of 2,967 customers in the top segment is over 25%: "25% (> 25%)" read as a bug."""
+    n = 2967
+    sizes = [743, 1056, 460, 658, 50]
+    labels = np.repeat(np.arange(5), sizes)
+    c = sg.Candidate("kmeans", 5, 0.3, 1.0, 100, 50 / n, labels=labels)
+    features = pd.DataFrame({"customer_id": [str(i) for i in range(n)],
+                             "monetary": np.linspace(1000, 1, n), "recency_days": 30.0,
+                             "frequency": 3, "avg_ticket": 50.0, "return_rate": 0.0,
+                             "tenure_days": 300.0, "avg_days_between": 40.0})
+    sg.choose([c], features, persona_fn=_unique_names)
+    assert "top segment is 25.04% of customers (> 25%)" in c.note
+    assert "smallest segment 1.7% < 2%" in c.note
 
 
 def test_rule_uses_the_real_personas() -> None:

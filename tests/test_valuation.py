@@ -102,7 +102,7 @@ def test_too_few_origins_keep_past_spend() -> None:
     rng = np.random.default_rng(4)
     one = origin([5.0, 1.0, 0.0], {"past_spend": [0], "bgnbd": [1]})
     _, champion, why = valuation.choose_champion([one], 100, rng)
-    assert champion == "past_spend" and "needs 3" in why
+    assert champion == "past_spend" and "(3 are needed)" in why
 
 
 # --------------------------------------------------------------------------- the replay

@@ -52,6 +52,15 @@ def test_large_shares_carry_thousands_separators() -> None:
     assert wording.share(0.154) == "15.4%"
 
 
+def test_a_share_beside_its_limit_takes_the_decimals_to_differ() -> None:
+    assert wording.share_beside(743 / 2967, 0.25) == "25.04%"
+    assert wording.share_beside(0.30, 0.25) == "30%"
+    assert wording.share_beside(0.5004, 0.5) == "50.04%"
+    assert wording.share_beside(0.017, 0.02, 1) == "1.7%"
+    assert wording.share_beside(0.0199999, 0.02, 1) == "just under 2.000%"
+    assert wording.share_beside(0.2500001, 0.25) == "just over 25.000%"
+
+
 def test_money_carries_its_currency() -> None:
     assert wording.money(0.98, "BRL") == "0.98 BRL"
     assert wording.money(7208, "GBP") == "7,208 GBP"

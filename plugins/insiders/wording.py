@@ -114,6 +114,17 @@ def share(x: float | None, digits: int | None = None) -> str:
     return f"{x:.{decimals}%}"
 
 
+def share_beside(x: float, limit: float, digits: int = 0) -> str:
+    """A share printed beside the limit it breaks, with as many decimals (from `digits`, at
+    most 3) as it takes to differ from the limit: 743 of 2,967 is "25.04% (> 25%)", not the
+    "25% (> 25%)" a reader takes for a bug."""
+    for d in range(digits, 4):
+        text = f"{float(x):,.{d}%}"
+        if text != f"{float(limit):,.{d}%}":
+            return text
+    return f"just {'under' if x < limit else 'over'} {text}"
+
+
 def stored(x: float | None) -> float | None:
     """A share as the run files keep it: 8 decimals. Four decimals rounded twice: 833 of
     4,261 (0.195494) was kept as 0.1955 and printed 19.6% beside the 19.5% of the same

@@ -253,15 +253,18 @@ def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: fl
     for c in cands:
         problems = []
         if c.min_segment_share < min_segment_share:
-            problems.append(f"smallest segment {c.min_segment_share:,.1%} < "
+            problems.append(f"smallest segment "
+                            f"{wording.share_beside(c.min_segment_share, min_segment_share, 1)} < "
                             f"{min_segment_share:,.0%} of customers")
         largest = float(np.bincount(c.labels).max() / len(c.labels))
         if largest > max_segment_share:
-            problems.append(f"one segment holds {largest:,.0%} of customers (> "
+            problems.append(f"one segment holds {wording.share_beside(largest, max_segment_share)}"
+                            " of customers (> "
                             f"{max_segment_share:,.0%}): it tells marketing nothing")
         top_share = float(np.mean(c.labels == 0))  # segment 0 is the most valuable
         if top_share > max_top_share:
-            problems.append(f"top segment is {top_share:,.0%} of customers (> "
+            problems.append(f"top segment is {wording.share_beside(top_share, max_top_share)} "
+                            "of customers (> "
                             f"{max_top_share:,.0%}): too broad to target")
         named = (persona_fn or personas)(profile(features, c.labels, extra))
         if indistinct_pairs(named):
@@ -279,17 +282,20 @@ def choose(cands: list[Candidate], features: pd.DataFrame, min_segment_share: fl
     best = pool[order[0]]
     best.chosen = True
     useful_n = sum(c.useful for c in cands)
-    why = (
-        f"{algorithm_name(best.algorithm)} with k={best.k}: best mean rank (silhouette "
-        f"{best.silhouette:.2f}, "
-        f"Davies-Bouldin {best.davies_bouldin:.2f}, Calinski-Harabasz "
-        f"{best.calinski_harabasz:.0f}) among the {useful_n} of {len(cands)} candidates that are "
-        f"useful to marketing (every segment at least {min_segment_share:,.0%} and at most "
-        f"{max_segment_share:,.0%} of customers, the most valuable one at most "
-        f"{max_top_share:,.0%}, segments marketing can tell apart)."
-    )
-    if not useful_n:
-        why += " No candidate met the usefulness test, so the best-ranked one overall was kept."
+    test = (f"every segment at least {min_segment_share:,.0%} and at most "
+            f"{max_segment_share:,.0%} of customers, the most valuable one at most "
+            f"{max_top_share:,.0%}, segments marketing can tell apart")
+    scores = (f"silhouette {best.silhouette:.2f}, Davies-Bouldin {best.davies_bouldin:.2f}, "
+              f"Calinski-Harabasz {best.calinski_harabasz:.0f}")
+    if useful_n:
+        why = (f"{algorithm_name(best.algorithm)} with k={best.k}: best mean rank ({scores}) "
+               f"among the {useful_n} of {len(cands)} candidates that are useful to marketing "
+               f"({test}).")
+    else:  # "among the 0 of 18 that are useful" read as a contradiction of the choice
+        why = (f"{algorithm_name(best.algorithm)} with k={best.k}: best mean rank ({scores}) "
+               f"of all {len(cands)} candidates. None met the usefulness test ({test}), so "
+               "the best-ranked one overall was kept; its note in the candidate table says what "
+               "it misses.")
     return best, why
 
 

@@ -390,10 +390,13 @@ def choose_champion(origins: list[Origin], n_boot: int, rng: np.random.Generator
                     min_origins: int = 3) -> tuple[pd.DataFrame, str, str]:
     """Past spend unless a challenger's mean capture ratio is above 1 beyond noise."""
     if len(origins) < min_origins:
+        have = ("No replay origin has a whole horizon after it yet" if not origins else
+                f"Only {wording.counted(len(origins), 'replay origin')} "
+                f"{'has' if len(origins) == 1 else 'have'} a whole horizon after "
+                f"{'it' if len(origins) == 1 else 'them'}")
         return (pd.DataFrame(), "past_spend",
-                f"only {wording.counted(len(origins), 'replay origin')} with a whole horizon after "
-                f"them (needs "
-                f"{min_origins}): past spend values the customers until the evidence exists")
+                f"{have} ({min_origins} are needed), so past spend values the customers until "
+                "the evidence exists.")
     # RFM is a yardstick for the guarantee, not a contestant
     methods = sorted({m for o in origins for m in o.groups} - {"past_spend", "rfm"})
     rows = []
@@ -434,7 +437,8 @@ def choose_champion(origins: list[Origin], n_boot: int, rng: np.random.Generator
         "mean_ratio_to_past", ascending=False).head(1)
     if eligible.empty:
         if best.empty:
-            return summary, "past_spend", "no challenger was available to replay"
+            return summary, "past_spend", ("No challenger could be replayed, so past spend "
+                                           "values the customers.")
         b = best.iloc[0]
         return summary, "past_spend", (
             f"Over {len(origins)} rolling origins no challenger beat past spend beyond noise: "

@@ -101,7 +101,7 @@ def build(
                      "list is in insiders.csv."),
             "analysts": ("The ranking is the value method that picked the best spenders when "
                          "replayed at earlier months (past spend unless a challenger beat it "
-                         "beyond noise): " + ins["value_contest"].get("why", "")).strip(),
+                         "beyond noise). " + ins["value_contest"].get("why", "")).strip(),
             "customer_ids": members["customer_id"].astype("str").tolist(),
             "top": [
                 {"customer_id": str(c.customer_id), "persona": c.persona,

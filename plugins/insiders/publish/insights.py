@@ -115,9 +115,14 @@ def cohorts(cohorts: pd.DataFrame | None, fig: Figures,
         note = (f" Grey cells marked * are {part[0]}, a partial month (data for {part[1]} of "
                 f"its {part[2]} days): read them as a month not over yet, not as customers "
                 "leaving.")
+    # the data cannot tell a first purchase from the first one it holds: its first month
+    # gathers every customer already buying before the data begins
+    first = (f" The first row, {cohorts.index[0]}, is the first month in the data: it also "
+             "holds the customers who bought before the data begins, so its size and retention "
+             "are not those of newcomers.")
     return (f"<section id='cohorts'><h2>Cohorts: retention and lifetime value</h2>"
-            f"<p class='muted'>Each row is the customers whose first purchase fell in that "
-            f"month (size in brackets).{esc(note)}</p>{body}</section>")
+            f"<p class='muted'>Each row is the customers whose first purchase in the data fell "
+            f"in that month (size in brackets).{esc(first)}{esc(note)}</p>{body}</section>")
 
 
 def campaigns(a: dict, lists: pd.DataFrame | None) -> str:

@@ -357,7 +357,7 @@ def _entry(a: dict) -> str:
             f"{_pct(e['agreement'])} of active customers; the membership itself follows "
             "the line above.</p>")
     method = e.get("value_method_label") or e["value_method"].replace("_", " ")
-    details = (e.get("analysts", "") + " The ranking uses " + method + ": "
+    details = (e.get("analysts", "") + " The ranking uses " + method + ". "
                + a["model"]["value_method_why"])
     return section(6, "entry", "What does it take to join?", e["text"], body,
                    details=details.strip())
@@ -517,7 +517,10 @@ def _model(a: dict, fig: _Figures) -> str:
     chosen_ = m["chosen"]
     plain = (f"The customers are split into {chosen_['k']} segments "
              f"({algorithm_name(chosen_['algorithm'])}): of the {len(cands)} ways tried, the "
-             "one that separates them best among those marketing can use (no tiny segments, "
-             "distinct profiles).")
+             + ("one that separates them best among those marketing can use (no tiny segments, "
+                "distinct profiles)." if cands["useful"].any() else
+                "one that separates them best. None meets every rule for segments marketing can "
+                "use (no tiny segments, distinct profiles): the notes under 'For analysts' say "
+                "what this one misses."))
     return section("", "model", "Model comparison", plain, "", details=m["why"],
                    details_body=body)
