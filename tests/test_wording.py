@@ -69,7 +69,10 @@ def test_money_carries_its_currency() -> None:
 
 @pytest.mark.parametrize(("value", "text"), [
     (0.5, "50.0%"), (0.154, "15.4%"), (0.0397, "4.0%"), (0.0056, "0.56%"),
-    (0.004, "0.40%"), (0.00035, "0.035%"), (0.0, "0%")])
+    (0.004, "0.40%"), (0.00035, "0.035%"), (0.0, "0%"),
+    # a net of zero summed in floats (1e-17) is 0%, as the files store it; a real but
+    # tiny share is bounded, never "0.0000%"
+    (1e-17, "0%"), (-1e-17, "0%"), (2e-7, "<0.0001%"), (-2e-7, ">-0.0001%")])
 def test_small_shares_never_read_as_zero(value, text) -> None:
     assert wording.share(value) == text
 

@@ -100,8 +100,10 @@ def share(x: float | None, digits: int | None = None) -> str:
     if digits is not None:
         return f"{x:,.{digits}%}"  # 14,943.0%: a naive rule's error on a marketplace
     pct = abs(x) * 100
-    if pct == 0:
+    if stored(x) == 0:  # float noise (1e-17 of a net of zero) is the 0% the files keep
         return "0%"
+    if pct < 0.00005:  # would print 0.0000%
+        return "<0.0001%" if x > 0 else ">-0.0001%"
     if pct >= 1:
         # nor does a share short of the whole read as 100.0% (11,142 of 11,145: 99.97%)
         decimals = 1
