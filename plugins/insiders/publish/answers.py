@@ -60,7 +60,7 @@ def build(
     # the as-of is the day of the run (lines before it count); the data may end earlier
     data_through = feat.get("data_through") or str((as_of - pd.Timedelta(days=1)).date())
     period = {"start": feat["period_start"], "end": str(as_of.date()),
-              "data_through": data_through}
+              "data_through": data_through, "first_line": feat.get("data_from")}
     if feat.get("data_from") and feat["data_from"] > feat["period_start"]:
         # a shorter extract than the period: "the last 12 months" hold fewer months of data
         period["data_from"] = feat["data_from"]

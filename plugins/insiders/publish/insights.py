@@ -61,7 +61,7 @@ def _heatmap(z, flags, x, y, text, colorscale, zmax, colorbar: str, partial_labe
 
 def cohorts(cohorts: pd.DataFrame | None, fig: Figures,
             value: pd.DataFrame | None = None, as_of: str | None = None,
-            currency: str = "") -> str:
+            currency: str = "", first_line: str | None = None) -> str:
     """Retention and lifetime value per first-purchase month, with the as-of's partial
     month marked (grey cells with a star and a note in the title), not left out: the
     figure so far is shown, and said to be partial."""
@@ -115,11 +115,13 @@ def cohorts(cohorts: pd.DataFrame | None, fig: Figures,
         note = (f" Grey cells marked * are {part[0]}, a partial month (data for {part[1]} of "
                 f"its {part[2]} days): read them as a month not over yet, not as customers "
                 "leaving.")
-    # the data cannot tell a first purchase from the first one it holds: its first month
-    # gathers every customer already buying before the data begins
+    # the data cannot tell a first purchase from the first one it holds: when the first
+    # row is the month the data begins (`first_line`), it gathers every customer already
+    # buying before; a later first row (Olist's history is longer than the period) does not
     first = (f" The first row, {cohorts.index[0]}, is the first month in the data: it also "
              "holds the customers who bought before the data begins, so its size and retention "
-             "are not those of newcomers.")
+             "are not those of newcomers.") if first_line and str(first_line)[:7] >= str(
+        cohorts.index[0]) else ""
     return (f"<section id='cohorts'><h2>Cohorts: retention and lifetime value</h2>"
             f"<p class='muted'>Each row is the customers whose first purchase in the data fell "
             f"in that month (size in brackets).{esc(first)}{esc(note)}</p>{body}</section>")
