@@ -211,3 +211,31 @@ def test_the_runs_currency_is_stored_and_an_older_store_gains_the_column(store, 
         assert rows["2011-10"] == month_runs["2011-10"][0]["answers"].get("currency")
     finally:
         engine.dispose()
+
+
+def test_the_quality_card_names_reasons_as_the_report_does(store, sql_url, month_runs):
+    """The dashboard's set-aside chart read 'missing customer id' beside the report's 'no
+    customer id': data_quality.label carries the report's words; a row an older version
+    synced (no label) falls back to the code."""
+    from insiders import wording
+    from insiders.dashboards.page import run_card_sql
+    from insiders.dashboards.spec import load_definition
+
+    card = next(c for c in load_definition().cards if c.file == "cards/11_data_quality.sql")
+    engine = sa.create_engine(sql_url)
+    try:
+        for run, docs in month_runs.values():
+            store.write_run(run, docs)
+        sql_sync.sync(store, sql_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO data_quality (run_id, reason, \"rows\") "
+                                 "VALUES ('2011-01', 'missing_customer_id', 3)"))
+            frame = run_card_sql(conn, card.sql)
+    finally:
+        engine.dispose()
+    latest = frame[frame["Run"] == "2011-11"]
+    set_aside = month_runs["2011-11"][0]["data_quality"]["set_aside"]
+    assert dict(zip(latest["Reason"], latest["Rows set aside"], strict=True)) == {
+        wording.reason(code): n for code, n in set_aside.items()}
+    assert "no customer id" in set(latest["Reason"])
+    assert frame[frame["Run"] == "2011-01"]["Reason"].tolist() == ["missing customer id"]

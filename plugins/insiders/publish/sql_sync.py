@@ -145,6 +145,7 @@ DATA_QUALITY = Table(
     Column("run_id", String(7), primary_key=True),
     Column("reason", String(64), primary_key=True),
     Column("rows", Integer, nullable=False),
+    Column("label", String(128)),  # the reason in the report's words (wording.reason)
 )
 
 MODEL_CANDIDATES = Table(
@@ -264,7 +265,8 @@ def flatten(run: dict, documents: dict[str, list[dict]]) -> dict[Table, list[dic
                                 "revenue": d.get("revenue"), "lower": d.get("lower"),
                                 "upper": d.get("upper")})
     for reason, count in (quality.get("set_aside") or {}).items():
-        rows[DATA_QUALITY].append({"run_id": run_id, "reason": reason, "rows": int(count)})
+        rows[DATA_QUALITY].append({"run_id": run_id, "reason": reason, "rows": int(count),
+                                   "label": wording.reason(reason)})
     for c in run["model"].get("candidates", []):
         rows[MODEL_CANDIDATES].append({
             "run_id": run_id, "algorithm": c["algorithm"], "k": c["k"],
