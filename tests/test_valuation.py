@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,19 @@ def test_poisson_bootstrap_of_identical_groups_is_exactly_one() -> None:
     mask[:50] = True
     reps = valuation.poisson_ratio(spent, mask, mask, 200, rng)
     np.testing.assert_allclose(reps[np.isfinite(reps)], 1.0)
+
+
+def test_origins_where_nobody_spent_afterwards_give_no_ratio_and_no_warning() -> None:
+    """Every customer bought once: nobody spends after any origin, so no group can be set
+    against the perfect one; that is n/a, not numpy's 'Mean of empty slice' on the console."""
+    rng = np.random.default_rng(3)
+    origins = [origin([0.0] * 50, {"past_spend": list(range(5)), "bgnbd": list(range(5))},
+                      total=1.0) for _ in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary, champion, _ = valuation.choose_champion(origins, 50, rng)
+    assert champion == "past_spend"
+    assert summary["mean_vs_perfect"].isna().all()
 
 
 def test_champion_stays_past_spend_when_the_challenger_ties() -> None:

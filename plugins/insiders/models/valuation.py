@@ -386,6 +386,10 @@ def replay(transactions: pd.DataFrame | None, as_of: pd.Timestamp, horizon_month
                   summary, champion, why, notes, time.perf_counter() - started)
 
 
+def _mean_or_nan(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
 def choose_champion(origins: list[Origin], n_boot: int, rng: np.random.Generator,
                     min_origins: int = 3) -> tuple[pd.DataFrame, str, str]:
     """Past spend unless a challenger's mean capture ratio is above 1 beyond noise."""
@@ -424,8 +428,9 @@ def choose_champion(origins: list[Origin], n_boot: int, rng: np.random.Generator
             "origins_worse_beyond_noise": worse,
             "mean_capture": float(np.mean([o.spent[o.groups[m]].sum() / o.total_next
                                            for o in used])),
-            "mean_vs_perfect": float(np.mean([o.spent[o.groups[m]].sum() / o.perfect
-                                              for o in used if o.perfect])),
+            # origins where nobody spent afterwards have no perfect group to compare with
+            "mean_vs_perfect": _mean_or_nan([o.spent[o.groups[m]].sum() / o.perfect
+                                             for o in used if o.perfect]),
         })
     summary = pd.DataFrame(rows)
     contest = summary["method"].isin(METHODS) & (summary["method"] != "past_spend")
