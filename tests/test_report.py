@@ -594,3 +594,23 @@ def test_the_first_cohort_is_said_to_hold_earlier_customers_only_where_the_data_
         body = html.unescape(dict(sections(report.render(b, customers, cohorts)))["cohorts"])
         assert (note in body) is said, first_line
     assert a["period"]["first_line"] < f"{first}-01"  # the demo's history is longer
+
+
+def test_the_who_answer_says_why_its_ranking_ranks() -> None:
+    """'The ones expected to bring the most, ranked by past spend' read as a contradiction:
+    the answer says what the replay found, in each of its three outcomes."""
+    from insiders.publish import answers
+
+    def ins(method: str, label: str, tested: list[str]) -> dict:
+        return {"value_model": {"method": method, "label": label},
+                "value_contest": {"winner": method, "methods": [
+                    {"method": m} for m in ["past_spend", *tested, "rfm"]] if tested else []}}
+
+    won = answers._ranking_words(ins("bgnbd", "BG/NBD x Gamma-Gamma", ["bgnbd"]))
+    kept = answers._ranking_words(ins("past_spend", "past spend", ["bgnbd", "blend"]))
+    untested = answers._ranking_words(ins("past_spend", "past spend", []))
+    assert won == ("BG/NBD x Gamma-Gamma, which picked bigger spenders than past spend did at "
+                   "earlier months")
+    assert kept == ("past spend, which at earlier months picked the next big spenders as well "
+                    "as any model")
+    assert untested == "past spend (no model could be tested against it on this data yet)"

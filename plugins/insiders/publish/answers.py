@@ -30,6 +30,20 @@ QUESTIONS = {
 }
 
 
+
+def _ranking_words(ins: dict) -> str:
+    """What ranks the customers and why, in marketing's words: "ranked by past spend"
+    beside "expected to bring the most" read as a contradiction without the reason."""
+    label = ins["value_model"]["label"]
+    contest = ins.get("value_contest", {})
+    if contest.get("winner", ins["value_model"]["method"]) != "past_spend":
+        return f"{label}, which picked bigger spenders than past spend did at earlier months"
+    tested = [m for m in contest.get("methods") or [] if m.get("method") not in
+              ("past_spend", "rfm")]
+    if not tested:  # too few replay origins, or no challenger could be fitted
+        return f"{label} (no model could be tested against it on this data yet)"
+    return f"{label}, which at earlier months picked the next big spenders as well as any model"
+
 def build(
     as_of: pd.Timestamp, stages: dict[str, dict], customers: pd.DataFrame,
     extra: dict | None = None, currency: str = "", region_label: str = "Country",
@@ -96,7 +110,7 @@ def build(
         "questions": QUESTIONS,
         "who": {
             "text": (f"{n:,} customers: the ones expected to bring the most, ranked by "
-                     f"{ins['value_model']['label']}. Customer "
+                     f"{_ranking_words(ins)}. Customer "
                      f"{top['customer_id'].iloc[0] if n else 'n/a'} tops the list; the full "
                      "list is in insiders.csv."),
             "analysts": ("The ranking is the value method that picked the best spenders when "
