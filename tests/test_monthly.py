@@ -127,6 +127,10 @@ def test_each_month_has_its_report_with_membership_flows(backfill):
     answers = json.loads((folder / "answers.json").read_text())
     assert answers["as_of"] == "2011-12-01"
     assert answers["exit_conditions"]["previous_members"] > 0
+    # the month's flows also in words, the figures of answers.json
+    m = answers["exit_conditions"]["membership"]
+    assert (f"Against the previous run: {m['entered']:,} entered, {m['stayed']:,} stayed, "
+            f"{m['left']:,} left.") in html
     # the page names its run as the dashboard does ("latest run 2011-11"), beside the as-of
     assert re.search(r"<h1>[^<]* - run 2011-11</h1>", html), re.search(r"<h1>.*?</h1>", html)
 

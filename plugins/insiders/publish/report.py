@@ -393,14 +393,15 @@ def _exit(a: dict, history: pd.DataFrame | None, fig: _Figures) -> str:
                         yaxis={"title": "customers",
                                "range": [bottom, top], "zeroline": True})
         body += fig(f, 340)
-    else:
-        m = x["membership"]
-        note = ("This run had no earlier membership to compare with: everyone in the group "
-                "entered now. Monthly runs (the Airflow DAG) track who entered, stayed and left."
-                if not x["previous_members"] else
-                f"Against the previous run: {m['entered']} entered, {m['stayed']} stayed, "
-                f"{m['left']} left.")
-        body += f"<p>{esc(note)}</p>"
+    # the month's flows in words as well: the chart alone left "how many left this month?"
+    # to reading bar heights
+    m = x["membership"]
+    note = ("This run had no earlier membership to compare with: everyone in the group "
+            "entered now. Monthly runs (the Airflow DAG) track who entered, stayed and left."
+            if not x["previous_members"] else
+            f"Against the previous run: {m['entered']:,} entered, {m['stayed']:,} stayed, "
+            f"{m['left']:,} left.")
+    body += f"<p>{esc(note)}</p>"
     return section(7, "exit", "When does a member leave?", x["text"], body)
 
 
