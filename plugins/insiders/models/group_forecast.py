@@ -420,8 +420,11 @@ def backtest_figures(table: pd.DataFrame, summary: dict) -> dict:
     of every naive baseline, and how often the 80% interval held."""
     if table is None or not len(table):
         return {"available": False, "origins": [], "summary": summary,
-                "text": "No earlier month has a whole horizon after it yet: the forecast "
-                        "cannot be checked against what happened."}
+                # a replay needs both: its horizon over, and earlier groups' months to
+                # correct it with (the calibration of today's forecast may have them already)
+                "text": "No earlier month has both a whole horizon after it and earlier "
+                        "groups to correct its forecast with yet: the forecast cannot be "
+                        "checked against what happened."}
     naive = {k: summary.get(f"total_mape_{k}") for k in NAIVE_LABELS
              if summary.get(f"total_mape_{k}") is not None}
     mine = summary.get("total_mape_forecast")
