@@ -376,6 +376,26 @@ def test_naive_forecast_answer_says_what_it_is(demo: dict) -> None:
     assert text.startswith("About 300 over the next 3 months")  # 3 x 100
     assert "80% interval" not in text and "not enough history yet" in text
     assert "no earlier month" in a["expected_revenue"]["analysts"]  # what the figure is
+    assert "Checked on" not in text  # no check to report
+
+
+def test_forecast_answer_says_how_far_off_it_was_before(demo: dict) -> None:
+    """Marketing reads how far to trust the figure, in the plain answer: the backtest's own
+    3-month error beside the best simple rule's, as the analysts' table has them."""
+    a = answers(demo["api"])
+    back = RunFolder(demo["api"]).stages(stage_list.REPORTED)["forecast"]["backtest"]
+    summary = back["summary"]
+    assert back["available"], "the demo has the history for a backtest"
+    naive = {k: summary[f"total_mape_{k}"] for k in ("naive_last_month", "naive_mean_3m",
+                                                      "naive_last_year")
+             if summary.get(f"total_mape_{k}") is not None}
+    best = min(naive, key=naive.get)
+    label = {"naive_last_month": "last month repeated",
+             "naive_mean_3m": "the mean of the last 3 months",
+             "naive_last_year": "the same months last year"}[best]
+    assert (f"Checked on {summary['origins']} earlier months, such a forecast was off by "
+            f"{summary['total_mape_forecast']:,.0%} on average ({label} was off by "
+            f"{naive[best]:,.0%}).") in a["expected_revenue"]["text"]
 
 
 def test_demo_lines_fall_in_trading_hours(demo_file: Path) -> None:

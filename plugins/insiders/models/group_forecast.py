@@ -442,9 +442,14 @@ def backtest_figures(table: pd.DataFrame, summary: dict) -> dict:
             + (": it did better." if beat else ": the simple rule did better.")
             + (f" {coverage_text(summary)}." if coverage is not None else
                " There are too few earlier errors yet for an 80% interval."))
+    # the same check in marketing's words, for the plain answer: how far to trust the figure
+    plain = (f"Checked on {summary['origins']} earlier months, such a forecast was off by "
+             f"{mine:,.0%} on average"
+             + (f" ({NAIVE_LABELS[best_naive[0]]} was off by {best_naive[1]:,.0%})"
+                if best_naive else "") + ".")
     rows = table.to_dict(orient="records")
     return {"available": True, "origins": rows, "summary": summary, "text": text,
-            "beats_naive": bool(beat)}
+            "plain": plain, "beats_naive": bool(beat)}
 
 
 def coverage_text(summary: dict) -> str:

@@ -171,7 +171,8 @@ def build(
                      f"today's {n:,} Insiders"
                      + (f", most likely between {_money(interval[0])} and "
                         f"{_money(interval[1])}." if has_interval else
-                        ". There is not enough history yet to give a likely range.")),
+                        ". There is not enough history yet to give a likely range.")
+                     + (f" {back['plain']}" if back and back.get("plain") else "")),
             "analysts": (("80% interval of the total: "
                           f"{_money(interval[0])} to {_money(interval[1])}. "
                           if has_interval else "") + fc.get("text", "") + " "
