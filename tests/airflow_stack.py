@@ -25,6 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now: a fixed default (54350) collided on a shared
+    machine, and PostgreSQL then refused to start with only an exit code to show."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def pg_bin() -> Path | None:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
     return found[-1] if found else None
@@ -84,7 +94,13 @@ class AirflowStack:
         cmd = [str(pg_bin() / args[0]), *args[1:]]
         if os.geteuid() == 0:  # initdb and the server refuse to run as root
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if done.returncode:  # say why: the server's own log holds the reason pg_ctl hides
+            log = self.pgdata / "server.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(args[:1])} failed ({done.returncode}): "
+                               f"{done.stderr.strip()[-1000:]}\n{tail}")
+        return done
 
     def start_postgres(self) -> None:
         self.pgdata.mkdir(parents=True)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from airflow_stack import AirflowStack, pg_bin
+from airflow_stack import AirflowStack, free_port, pg_bin
 from insiders import stores
 from insiders.config import Settings
 from insiders.publish import sql_sync
@@ -84,8 +84,8 @@ def ran(real_file, request):
     if pg_bin() is None:
         pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql; .ci/run does)")
     root = Path(tempfile.mkdtemp(prefix="insiders-scheduler-"))
-    pg_port = int(os.environ.get("INSIDERS_TEST_STACK_PG_PORT", "54350"))
-    api_port = int(os.environ.get("INSIDERS_TEST_STACK_API_PORT", "8180"))
+    pg_port = int(os.environ.get("INSIDERS_TEST_STACK_PG_PORT") or free_port())
+    api_port = int(os.environ.get("INSIDERS_TEST_STACK_API_PORT") or free_port())
     home = root / "home"
     stack = AirflowStack(root, pg_port, api_port, {})
     stack.env.update({
