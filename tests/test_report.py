@@ -614,3 +614,19 @@ def test_the_who_answer_says_why_its_ranking_ranks() -> None:
     assert kept == ("past spend, which at earlier months picked the next big spenders as well "
                     "as any model")
     assert untested == "past spend (no model could be tested against it on this data yet)"
+
+
+def test_a_figure_the_source_cannot_have_is_left_out_of_the_proof_table(inputs: tuple) -> None:
+    """Olist records no returns: its proof table showed 'share of value returned | 0% | 0% |
+    0% [0%, 0%] | n/a | no', a finding it is not. The row goes, and a line says why."""
+    a, customers, cohorts = inputs
+    label = a["guarantee"]["insiders_vs_rest"]["return_rate"]["label"]
+    shown = html.unescape(dict(sections(report.render(a, customers, cohorts)))["guarantee"])
+    assert f">{label}<" in shown and "is not in the table" not in shown
+    none = copy.deepcopy(a)
+    none["guarantee"]["not_applicable"] = ["return_rate"]
+    none["guarantee"]["not_applicable_text"] = "this source records no returns."
+    body = html.unescape(dict(sections(report.render(none, customers, cohorts)))["guarantee"])
+    assert f">{label}<" not in body
+    assert f"{label.capitalize()} is not in the table: this source records no returns." in body
+    assert ">net revenue per customer in the period<" in body  # the other rows stay

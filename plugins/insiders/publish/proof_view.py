@@ -70,7 +70,12 @@ def section_for(a: dict, fig: Figures, colors: tuple[str, str, str]) -> str:
     g = a["guarantee"]
     cur = a.get("currency", "")
     rows = []
+    # a figure the source cannot have (Olist records no returns) is left out of the table,
+    # with why: a row "0% | 0% | 0% [0%, 0%] | n/a | no" reads as a finding
+    missing = [k for k in g.get("not_applicable") or [] if k in g["insiders_vs_rest"]]
     for k, v in g["insiders_vs_rest"].items():
+        if k in missing:
+            continue
         lo, hi = v["ci95"]
         rate = k == "return_rate"
 
@@ -89,7 +94,10 @@ def section_for(a: dict, fig: Figures, colors: tuple[str, str, str]) -> str:
              f"{ALPHA:,.0%}; money in {esc(cur or 'the data currency')})</h4>"
              + table(pd.DataFrame(rows), left=("Figure",))
              + "".join(f"<p class='muted'>{esc(n)}</p>"
-                       for n in test_and_interval_notes(g["insiders_vs_rest"])))
+                       for n in test_and_interval_notes(g["insiders_vs_rest"]))
+             + "".join(f"<p class='muted'>{esc(g['insiders_vs_rest'][k]['label'].capitalize())}"
+                       f" is not in the table: {esc(g.get('not_applicable_text', ''))}</p>"
+                       for k in missing))
     o = g["out_of_time"]
     body = ""
     if o.get("available"):
