@@ -30,7 +30,6 @@ QUESTIONS = {
 }
 
 
-
 def _ranking_words(ins: dict) -> str:
     """What ranks the customers and why, in marketing's words: "ranked by past spend"
     beside "expected to bring the most" read as a contradiction without the reason."""
@@ -43,6 +42,7 @@ def _ranking_words(ins: dict) -> str:
     if not tested:  # too few replay origins, or no challenger could be fitted
         return f"{label} (no model could be tested against it on this data yet)"
     return f"{label}, which at earlier months picked the next big spenders as well as any model"
+
 
 def build(
     as_of: pd.Timestamp, stages: dict[str, dict], customers: pd.DataFrame,

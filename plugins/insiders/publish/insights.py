@@ -118,10 +118,11 @@ def cohorts(cohorts: pd.DataFrame | None, fig: Figures,
     # the data cannot tell a first purchase from the first one it holds: when the first
     # row is the month the data begins (`first_line`), it gathers every customer already
     # buying before; a later first row (Olist's history is longer than the period) does not
-    first = (f" The first row, {cohorts.index[0]}, is the first month in the data: it also "
-             "holds the customers who bought before the data begins, so its size and retention "
-             "are not those of newcomers.") if first_line and str(first_line)[:7] >= str(
-        cohorts.index[0]) else ""
+    first = ""
+    if first_line and str(first_line)[:7] >= str(cohorts.index[0]):  # "YYYY-MM" compare
+        first = (f" The first row, {cohorts.index[0]}, is the first month in the data: it "
+                 "also holds the customers who bought before the data begins, so its size and "
+                 "retention are not those of newcomers.")
     return (f"<section id='cohorts'><h2>Cohorts: retention and lifetime value</h2>"
             f"<p class='muted'>Each row is the customers whose first purchase in the data fell "
             f"in that month (size in brackets).{esc(first)}{esc(note)}</p>{body}</section>")
