@@ -73,6 +73,6 @@ def test_no_third_party_internals_are_patched_or_imported():
 def test_one_stage_list():
     names = [s.name for s in stages.MONTHLY]
     assert names[: len(stages.ANALYSIS)] == [s.name for s in stages.ANALYSIS]
-    assert names == ["extract", "quality", "features", "segment", "value", "insiders", "evaluate",
-                     "forecast", "stability", "report", "write_documents", "sync_sql"]
+    assert names == ["extract", "quality", "features", "segment", "value", "insiders", "forecast",
+                     "evaluate", "stability", "report", "write_documents", "sync_sql"]
     assert len(set(names)) == len(names)

@@ -58,15 +58,22 @@ def test_side_by_side_gives_the_run_one_by_one_gives(demo_file: Path, tmp_path: 
     assert one == two
     # one by one: all here, in the listed order; side by side: the segments in a copy while
     # the values are computed here, stability in a copy, started before the Insiders were
-    # chosen (so each really ran beside the other)
+    # chosen (so each really ran beside the other); where two stages are ready and neither
+    # prefers this process, both run in copies, so that one ending starts the next at once
+    # (the forecast, listed first, beside stability, then evaluate in the one freed)
     assert all("ran" not in out for out in ran[1].values())
     assert list(ran[2]) == [s.name for s in stages.ANALYSIS]
     assert ran[2]["stability"]["ran"]["in"] == "copy"
     assert ran[2]["value"]["ran"]["in"] == "main"
     assert ran[2]["segment"]["ran"]["in"] == "copy"
     assert ran[2]["segment"]["ran"]["started"] < ran[2]["value"]["ran"]["collected"]
-    assert ran[2]["insiders"]["ran"]["in"] == "main"
+    assert ran[2]["insiders"]["ran"]["in"] == "copy"
     assert ran[2]["stability"]["ran"]["started"] < ran[2]["insiders"]["ran"]["collected"]
+    assert ran[2]["forecast"]["ran"]["in"] == ran[2]["evaluate"]["ran"]["in"] == "copy"
+    assert ran[2]["forecast"]["ran"]["started"] <= ran[2]["evaluate"]["ran"]["started"]
+    assert ran[2]["extract"]["ran"]["in"] == ran[2]["report"]["ran"]["in"] == "main"
+    running = [(out["ran"]["started"], out["ran"]["collected"]) for out in ran[2].values()]
+    assert max(sum(a <= t < b for a, b in running) for t, _ in running) <= 2  # 2 workers
     for stage in stages.ANALYSIS:  # nothing started before what it needs had ended
         for need in stage.needs:
             assert ran[2][need]["ran"]["collected"] <= ran[2][stage.name]["ran"]["started"]
@@ -92,7 +99,7 @@ def test_a_failure_in_a_copy_reaches_the_caller_and_stops_what_follows(tmp_path:
         raise InputError("orders.csv, row 7, column Quantity: not a number")
 
     first = stages.Stage("first", lambda run: {"n": 1})
-    here = stages.Stage("here", slow, needs=("first",))
+    here = stages.Stage("here", slow, needs=("first",), prefer_main=True)
     copy = stages.Stage("copy", bad, needs=("first",))
     last = stages.Stage("last", lambda run: {"n": 2}, needs=("here", "copy"))
     run = _run(tmp_path)

@@ -6,16 +6,16 @@ writes its outputs back and returns its figures, which are saved as `work/<stage
 logged. Nothing else passes between stages, so each can run in its own process (an Airflow
 task) or all in one (the CLI).
 
-    ANALYSIS = extract, quality, features, segment, value, insiders, evaluate,
-               forecast, stability, report          (insiders run)
+    ANALYSIS = extract, quality, features, segment, value, insiders, forecast,
+               evaluate, stability, report          (insiders run)
     MONTHLY  = ANALYSIS + write_documents, sync_sql (DAG, insiders backfill)
 
 Each stage names the stages it reads (`needs`): the DAG draws its edges from
 them, and `insiders run` starts a stage once those are done, two at a time
 (`INSIDERS_WORKERS`), so value runs beside segment, and stability beside
-insiders, evaluate, forecast:
+insiders, forecast, evaluate:
 
-    extract > quality > features > segment -> insiders > evaluate, forecast > report
+    extract > quality > features > segment -> insiders > forecast, evaluate > report
                                  > value ---^
                                    segment > stability -------------------^
 
@@ -557,7 +557,8 @@ def _sync_sql(run: Run) -> dict:
     return result
 
 
-extract = Stage("extract", _extract, ("rows", "rejects", "source"))
+# extract decides the run's as-of date (pipeline._one): only this process can carry it on
+extract = Stage("extract", _extract, ("rows", "rejects", "source"), prefer_main=True)
 quality = Stage("quality", _quality, ("rows_in", "rows_kept", "set_aside"), ("extract",))
 features = Stage("features", _features, ("customers", "active", "period_start"), ("quality",))
 segment = Stage("segment", _segment, ("chosen", "personas"), ("features",))
@@ -577,7 +578,8 @@ write_documents = Stage("write_documents", _write_documents, ("run_id", "counts"
 sync_sql = Stage("sync_sql", _sync_sql, ("synced", "unchanged", "source_tables"),
                  ("write_documents",))
 
-ANALYSIS: tuple[Stage, ...] = (extract, quality, features, segment, value, insiders, evaluate,
-                               forecast, stability, report)
+# forecast before evaluate: side by side, the longer of the two starts first
+ANALYSIS: tuple[Stage, ...] = (extract, quality, features, segment, value, insiders, forecast,
+                               evaluate, stability, report)
 PUBLISH: tuple[Stage, ...] = (write_documents, sync_sql)
 MONTHLY: tuple[Stage, ...] = ANALYSIS + PUBLISH
