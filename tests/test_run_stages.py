@@ -238,3 +238,13 @@ def test_the_bench_counts_memory_a_copy_shares_once(tmp_path: Path) -> None:
     # say 800 MB, PSS counts the shared 300 once (wait4's peak is no help here: a child
     # forked from this large test process starts with its RSS)
     assert 480 <= done.tree_peak_mb < 650
+
+
+def test_on_duckdb_one_ready_stage_runs_here(demo_file: Path, tmp_path: Path) -> None:
+    """A copy on DuckDB opens its own connection and reads the lines again: there this
+    process keeps one of the ready stages (insiders, then forecast) rather than waiting."""
+    settings = Settings(home=tmp_path / "home", engine="duckdb", workers=2)
+    run = Run.one_off(settings, tmp_path / "duck", demo_file)
+    _, ran = pipeline.run_stages(run, stages.ANALYSIS)
+    assert ran["insiders"]["ran"]["in"] == ran["forecast"]["ran"]["in"] == "main"
+    assert ran["stability"]["ran"]["in"] == ran["segment"]["ran"]["in"] == "copy"

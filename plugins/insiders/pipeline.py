@@ -33,7 +33,8 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
     value models run here beside the segmentation in a copy; then insiders and stability,
     forecast and evaluate each in a copy, and a copy ending starts the next ready stage at
     once (while this process ran evaluate, forecast waited for it: 1-2 s on the real
-    file).
+    file). On DuckDB (`_engine_here`) one ready stage always runs here, the others in
+    copies.
     Copies, not threads: most of a stage holds Python's lock, and a copy shares nothing
     it writes. One worker, a platform without fork, Spark (a JVM behind a socket) or a
     push-down (each copy would aggregate the table again) run the stages one by one.
@@ -75,8 +76,9 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
                                    + " need stages that never run")
             collect(block=True)
             continue
-        here = next((st for st in ready if st.prefer_main),
-                    ready[0] if len(ready) == 1 and not copies else None)
+        here = next((st for st in ready if st.prefer_main), None)
+        if here is None and ((len(ready) == 1 and not copies) or _engine_here(run)):
+            here = ready[0]
         free = workers - len(copies) - (here is not None)
         if free < 0 or (here is None and free == 0):  # every worker is busy
             collect(block=True)
@@ -115,6 +117,15 @@ def side_by_side_possible(run: Run) -> bool:
     return (sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
             and run.settings.engine != "spark" and not run.settings.pushdown
             and not (run.folder.has_stage("extract") and pushdown.pushed_down(run.folder)))
+
+
+def _engine_here(run: Run) -> bool:
+    """The run's lines are aggregated by DuckDB (`engine.steps.lines_of`): a copy opens a
+    connection of its own and reads the lines again, which cost more than waiting for this
+    process (10x set: 2-4 s more CPU), so here one ready stage runs in this process."""
+    from .engine import steps
+
+    return steps.engine_name(run) != "pandas"
 
 
 def _fork(stage: stages.Stage, run: Run):
