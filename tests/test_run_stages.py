@@ -52,6 +52,7 @@ def test_side_by_side_gives_the_run_one_by_one_gives(demo_file: Path, tmp_path: 
     ran = {}
     for workers in (1, 2):
         run = Run.one_off(settings.with_(workers=workers), tmp_path / f"w{workers}", demo_file)
+        left_to_load = pipeline.libraries_to_load(stages.ANALYSIS)
         _, ran[workers] = pipeline.run_stages(run, stages.ANALYSIS)
     one, two = _outputs(tmp_path / "w1"), _outputs(tmp_path / "w2")
     pd.testing.assert_frame_equal(one.pop("customers"), two.pop("customers"))
@@ -71,7 +72,12 @@ def test_side_by_side_gives_the_run_one_by_one_gives(demo_file: Path, tmp_path: 
     assert ran[2]["stability"]["ran"]["started"] < ran[2]["insiders"]["ran"]["collected"]
     assert ran[2]["forecast"]["ran"]["in"] == ran[2]["evaluate"]["ran"]["in"] == "copy"
     assert ran[2]["forecast"]["ran"]["started"] <= ran[2]["evaluate"]["ran"]["started"]
-    assert ran[2]["extract"]["ran"]["in"] == ran[2]["report"]["ran"]["in"] == "main"
+    # extract runs in a copy while this process loads what later stages import, if any is
+    # left (the run one by one imported every module; the readying functions are left)
+    assert left_to_load == ["insiders.models.forecast:prophet_class",
+                            "insiders.dashboards.htmlkit:ready_plotly"]
+    assert ran[2]["extract"]["ran"]["in"] == "copy"
+    assert ran[2]["features"]["ran"]["in"] == ran[2]["report"]["ran"]["in"] == "main"
     running = [(out["ran"]["started"], out["ran"]["collected"]) for out in ran[2].values()]
     assert max(sum(a <= t < b for a, b in running) for t, _ in running) <= 2  # 2 workers
     for stage in stages.ANALYSIS:  # nothing started before what it needs had ended
@@ -138,6 +144,86 @@ def test_when_stages_side_by_side_both_fail_the_earliest_listed_error_is_raised(
     pids = {name: int((tmp_path / "w2" / f"{name}.pid").read_text())
             for name in ("segment", "value")}
     assert pids["value"] == os.getpid() != pids["segment"]  # prefer_main: value ran here
+
+
+def _slow_module(tmp_path: Path, name: str, seconds: float) -> None:
+    """A module whose import takes `seconds` and notes which process imported it, when."""
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(f"""
+        import os, time
+        started = time.time()
+        time.sleep({seconds})
+        imported = (os.getpid(), started, time.time())
+    """))
+
+
+def test_libraries_later_stages_import_load_here_while_a_copy_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What later stages import loads in this process while the first stages run in copies:
+    the first stage (it imports nothing of them) goes to a copy, the libraries load here,
+    one at a time, while it runs, and the stage that imports them runs here after, without
+    waiting for an import. A stage that itself imports what is left runs here."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("slow_lib_a", "slow_lib_b", "slow_lib_c"):
+        _slow_module(tmp_path, name, 0.3)
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+    def note(name: str):
+        def func(run: Run) -> dict:
+            run.folder.path.mkdir(parents=True, exist_ok=True)
+            _write_pid(run, name)
+            loaded = sorted(m for m in ("slow_lib_a", "slow_lib_b", "slow_lib_c")
+                            if m in sys.modules)
+            if name == "first":
+                time.sleep(2.0)
+            return {"loaded": loaded, "ended": time.time()}
+        return func
+
+    first = stages.Stage("first", note("first"))
+    model = stages.Stage("model", note("model"), needs=("first",),
+                         loads=("slow_lib_a", "slow_lib_b"))
+    last = stages.Stage("last", note("last"), needs=("model",), loads=("slow_lib_c",))
+    run = Run.one_off(Settings(home=tmp_path / "home", engine="pandas"), tmp_path / "out",
+                      "unused", as_of="2011-12-01")
+    assert pipeline.libraries_to_load([first, model, last]) == ["slow_lib_a", "slow_lib_b",
+                                                                 "slow_lib_c"]
+    _, ran = pipeline.run_stages(run, [first, model, last])
+    pids = {n: int((run.folder.path / f"{n}.pid").read_text()) for n in ran}
+    assert pids["first"] != os.getpid() == pids["model"] == pids["last"]
+    assert ran["first"]["ran"]["in"] == "copy" and ran["model"]["ran"]["in"] == "main"
+    figures = {n: run.folder.stage(n) for n in ran}
+    assert figures["first"]["loaded"] == []  # forked before any was loaded
+    assert figures["model"]["loaded"] == figures["last"]["loaded"] == [
+        "slow_lib_a", "slow_lib_b", "slow_lib_c"]
+    imported = {n: sys.modules[n].imported for n in ("slow_lib_a", "slow_lib_b", "slow_lib_c")}
+    assert {pid for pid, _, _ in imported.values()} == {os.getpid()}
+    # one after the other, all while the copy ran (it sleeps 2 s; the three take 0.9)
+    spans = sorted((start, end) for _, start, end in imported.values())
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert ran["first"]["ran"]["started"] <= spans[0][0]
+    assert spans[-1][1] <= figures["first"]["ended"]
+
+
+def test_a_failed_copy_stops_the_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("slow_lib_d", "slow_lib_e"):
+        _slow_module(tmp_path, name, 0.4)
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+    def bad(run: Run) -> dict:
+        raise InputError("lines.csv, row 2, column InvoiceDate: not a date")
+
+    # two copies: one fails at once, the other runs on for 1.5 s, while this process waits
+    bad_one = stages.Stage("bad", bad)
+    slow = stages.Stage("slow", lambda run: time.sleep(1.5) or {})
+    model = stages.Stage("model", lambda run: {}, needs=("bad", "slow"),
+                         loads=("slow_lib_d", "slow_lib_e"))
+    run = Run.one_off(Settings(home=tmp_path / "home", engine="pandas"), tmp_path / "out",
+                      "unused", as_of="2011-12-01")
+    with pytest.raises(InputError, match="row 2, column InvoiceDate"):
+        pipeline.run_stages(run, [bad_one, slow, model])
+    # the error ended the loading after the piece that was loading, though the other copy
+    # ran long enough for both
+    assert "slow_lib_d" in sys.modules and "slow_lib_e" not in sys.modules
 
 
 def test_a_copy_that_dies_is_an_error_naming_its_stage(tmp_path: Path) -> None:

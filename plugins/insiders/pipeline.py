@@ -27,14 +27,20 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
     result was collected, epoch seconds).
 
     Up to `workers` stages (default: the settings') run at a time, each ready stage in a
-    forked copy of this process, which starts with everything this process has read and
-    cached so far, except one that `prefer_main` (what it caches serves the stages after
-    it) or one that is alone (nothing else ready or running): those run here. So the
+    forked copy of this process, which starts with everything this process has read,
+    cached and imported so far, except one that `prefer_main` (what it caches serves the
+    stages after it: features, value) or one that is alone (nothing else ready or running),
+    unless libraries it does not import are left to load (below): those run here. So the
     value models run here beside the segmentation in a copy; then insiders and stability,
     forecast and evaluate each in a copy, and a copy ending starts the next ready stage at
-    once (while this process ran evaluate, forecast waited for it: 1-2 s on the real
-    file). On DuckDB (`_engine_here`) one ready stage always runs here, the others in
-    copies.
+    once (while this process ran evaluate, forecast waited for it: 1-2 s on the real file).
+    On DuckDB (`_engine_here`) one ready stage always runs here, the others in copies.
+    While this process would wait for a copy, it loads what later stages import
+    (`Stage.loads`: SciPy, scikit-learn, Prophet, plotly's first figure; ~2 s here), one
+    piece at a time, collecting a copy that ended between two. So extract and quality run
+    in copies while they load, and no stage after them waits for an import: the features
+    stage used to import scikit-learn on the run's critical path (1.1 s of the real file's
+    11 s), each forecast copy Prophet (0.5 s). A failed copy stops the loading.
     Copies, not threads: most of a stage holds Python's lock, and a copy shares nothing
     it writes. One worker, a platform without fork, Spark (a JVM behind a socket) or a
     push-down (each copy would aggregate the table again) run the stages one by one.
@@ -54,14 +60,23 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
     waiting = list(steps)
     copies: dict = {}  # result pipe -> (stage, process, when it started)
     failures: dict[str, BaseException] = {}
+    to_load = libraries_to_load(steps)
 
     def collect(block: bool) -> None:
+        nonlocal run
+        if block and to_load and not failures:  # load one while the copies work
+            _load(to_load.pop(0))
+            block = False
         for pipe in wait(list(copies), timeout=None if block else 0):
             stage, process, started = copies.pop(pipe)
             status, value = _receive(stage, pipe, process)
             if status == "ok":
+                value, as_of = value
                 outputs[stage.name] = {**value, "ran": {"in": "copy", "started": started,
                                                         "collected": time.time()}}
+                if as_of is not None:  # the copy that ran extract decided it
+                    run = run.with_as_of(as_of)
+                    info("as-of date: %s", run.day.date())
             else:
                 failures[stage.name] = value
 
@@ -77,7 +92,9 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
             collect(block=True)
             continue
         here = next((st for st in ready if st.prefer_main), None)
-        if here is None and ((len(ready) == 1 and not copies) or _engine_here(run)):
+        if here is None and ((len(ready) == 1 and not copies
+                              and not (to_load and not _needs_any(ready[0], to_load)))
+                             or _engine_here(run, ready[0])):
             here = ready[0]
         free = workers - len(copies) - (here is not None)
         if free < 0 or (here is None and free == 0):  # every worker is busy
@@ -107,6 +124,33 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
     return run, {stage.name: outputs[stage.name] for stage in steps}
 
 
+_READIED: set[str] = set()  # the `module:function` loads this process has called
+
+
+def libraries_to_load(steps: Sequence[stages.Stage]) -> list[str]:
+    """The `loads` of `steps` this process has not loaded yet, in the order the stages come:
+    modules not imported, `module:function` entries not called here."""
+    import sys
+
+    names = dict.fromkeys(name for stage in steps for name in stage.loads)
+    return [name for name in names
+            if name.partition(":")[0] not in sys.modules or (":" in name and name not in _READIED)]
+
+
+def _needs_any(stage: stages.Stage, names: list[str]) -> bool:
+    return any(name in names for name in stage.loads)
+
+
+def _load(name: str) -> None:
+    import importlib
+
+    module, _, function = name.partition(":")
+    loaded = importlib.import_module(module)
+    if function:
+        getattr(loaded, function)()
+        _READIED.add(name)
+
+
 def side_by_side_possible(run: Run) -> bool:
     """Stages may run in forked copies of this process (see `run_stages`)."""
     import multiprocessing as mp
@@ -119,13 +163,15 @@ def side_by_side_possible(run: Run) -> bool:
             and not (run.folder.has_stage("extract") and pushdown.pushed_down(run.folder)))
 
 
-def _engine_here(run: Run) -> bool:
+def _engine_here(run: Run, stage: stages.Stage) -> bool:
     """The run's lines are aggregated by DuckDB (`engine.steps.lines_of`): a copy opens a
     connection of its own and reads the lines again, which cost more than waiting for this
-    process (10x set: 2-4 s more CPU), so here one ready stage runs in this process."""
+    process (10x set: 2-4 s more CPU), so here one ready stage runs in this process.
+    Extract reads no lines through the engine (and before it the engine is not known: an
+    earlier run's figures in the folder must not decide)."""
     from .engine import steps
 
-    return steps.engine_name(run) != "pandas"
+    return stage is not stages.extract and steps.engine_name(run) != "pandas"
 
 
 def _fork(stage: stages.Stage, run: Run):
@@ -147,7 +193,11 @@ def _fork(stage: stages.Stage, run: Run):
 def _in_copy(stage: stages.Stage, run: Run, send, parent: int) -> None:
     _die_with(parent)
     try:
-        message = ("ok", stage(run))
+        figures = stage(run)
+        as_of = None
+        if stage is stages.extract and run.as_of is None:  # from the folder it just wrote
+            as_of = run.source.default_as_of(run.folder)
+        message = ("ok", (figures, as_of))
     except BaseException as exc:  # noqa: BLE001 (handed to the parent, which raises it)
         message = ("error", _portable(exc, stage))
     send.send(message)

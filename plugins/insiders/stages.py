@@ -19,6 +19,8 @@ insiders, forecast, evaluate:
                                  > value ---^
                                    segment > stability -------------------^
 
+and, while the first stages run in copies, loads what the later ones import (`loads`).
+
 Modules with heavy imports (scikit-learn, scipy, Prophet, plotly, the stores) are imported
 inside the stage that needs them: the DAG file parses in a fraction of a second and bad
 input is reported before seconds of imports.
@@ -61,6 +63,10 @@ class Stage:
     # run it in the CLI's own process when it is ready beside others: what it caches there
     # (the value models' fits, stage_support.value_inputs) serves the stages after it
     prefer_main: bool = False
+    # libraries it imports that take a while, as modules or `module:function` (a function of
+    # no arguments that readies one): `insiders run` loads them while the stages before it
+    # run in copies, so that neither this stage nor the copies after it wait for them
+    loads: tuple[str, ...] = ()
 
     def __call__(self, run: Run) -> dict:
         started = time.perf_counter()
@@ -557,22 +563,29 @@ def _sync_sql(run: Run) -> dict:
     return result
 
 
-# extract decides the run's as-of date (pipeline._one): only this process can carry it on
-extract = Stage("extract", _extract, ("rows", "rejects", "source"), prefer_main=True)
+# what every modelling stage (`single_threaded`) imports, ~1.2 s here, in pieces of at most
+# ~0.4 s (each loaded whole: a copy that ends meanwhile is collected after the piece)
+MODELLING = ("scipy.linalg", "scipy.optimize", "scipy.stats", "sklearn", "sklearn.metrics",
+             "sklearn.cluster", "insiders.models.clv")
+extract = Stage("extract", _extract, ("rows", "rejects", "source"))
 quality = Stage("quality", _quality, ("rows_in", "rows_kept", "set_aside"), ("extract",))
-features = Stage("features", _features, ("customers", "active", "period_start"), ("quality",))
-segment = Stage("segment", _segment, ("chosen", "personas"), ("features",))
+# features reads the kept lines into this process, where value and the copies reuse them
+features = Stage("features", _features, ("customers", "active", "period_start"), ("quality",),
+                 prefer_main=True, loads=MODELLING)
+segment = Stage("segment", _segment, ("chosen", "personas"), ("features",), loads=MODELLING)
 # value and segment read nothing of each other: they run side by side
-value = Stage("value", _value, ("method",), ("features",), prefer_main=True)
+value = Stage("value", _value, ("method",), ("features",), prefer_main=True, loads=MODELLING)
 insiders = Stage("insiders", _insiders, ("count", "active", "membership"),
-                 ("features", "value", "segment"))
+                 ("features", "value", "segment"), loads=MODELLING)
 # evaluate, forecast and stability read nothing of each other: they run side by side
-evaluate = Stage("evaluate", _evaluate, (), ("insiders",))
-forecast = Stage("forecast", _forecast, ("method", "months"), ("insiders",))
+evaluate = Stage("evaluate", _evaluate, (), ("insiders",), loads=MODELLING)
+forecast = Stage("forecast", _forecast, ("method", "months"), ("insiders",),
+                 loads=(*MODELLING, "holidays", "insiders.models.forecast:prophet_class"))
 stability = Stage("stability", _stability, ("recommended_refresh_months", "min_ari", "text"),
-                  ("features", "segment"))
+                  ("features", "segment"), loads=MODELLING)
 report = Stage("report", _report, ("answers", "report", "insiders"),
-               ("evaluate", "forecast", "stability"))
+               ("evaluate", "forecast", "stability"),
+               loads=("insiders.publish.report", "insiders.dashboards.htmlkit:ready_plotly"))
 write_documents = Stage("write_documents", _write_documents, ("run_id", "counts", "version"),
                         ("report",))
 sync_sql = Stage("sync_sql", _sync_sql, ("synced", "unchanged", "source_tables"),
