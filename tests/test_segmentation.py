@@ -81,6 +81,35 @@ def test_metrics_match_sklearn_on_the_labels(base: pd.DataFrame,
         assert c.min_segment_share == pytest.approx(shares.min())
 
 
+def test_the_silhouette_is_sklearns_to_the_last_bit(base: pd.DataFrame) -> None:
+    """`sg.silhouette` replaces scikit-learn's per-sample loop: the same float, bit for bit,
+    on the base's distances cut by every algorithm, and on random labels with clusters of
+    one (which score 0), labels that are not 0..k-1, and distances on other scales."""
+    from sklearn.metrics import pairwise_distances
+
+    scaled = StandardScaler().fit_transform(sg.model_matrix(base))
+    distances = pairwise_distances(scaled)
+    rng = np.random.default_rng(3)
+    cases = [(distances, c.labels) for c in sg.candidates(
+        base, None, SegmentationRules(k_min=2, k_max=8, cluster_sample=2000), seed=7)]
+    for _ in range(60):
+        n = int(rng.integers(3, 300))
+        points = rng.normal(size=(n, int(rng.integers(1, 6)))) * rng.lognormal()
+        k = int(rng.integers(2, n))  # up to n - 1 clusters: many of one customer
+        labels = rng.integers(0, k, n) * 3 - 7
+        if len(np.unique(labels)) >= 2:
+            cases.append((pairwise_distances(points), labels))
+    assert len(cases) > 60
+    singles = 0
+    for d, labels in cases:
+        want = silhouette_score(d, labels, metric="precomputed")
+        assert np.float64(sg.silhouette(d, labels)).tobytes() == np.float64(want).tobytes()
+        singles += int((np.bincount(np.unique(labels, return_inverse=True)[1]) == 1).any())
+    assert singles > 10
+    with pytest.raises(ValueError, match="Number of labels is 1"):
+        sg.silhouette(distances[:5, :5], np.zeros(5, dtype=int))
+
+
 def test_the_four_planted_groups_are_found(result: sg.Segmentation) -> None:
     """The base was built from four groups (30, 90, 100, 80 customers in that order)."""
     group = np.repeat([0, 1, 2, 3], [30, 90, 100, 80])

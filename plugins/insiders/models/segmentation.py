@@ -34,7 +34,6 @@ from sklearn.metrics import (
     calinski_harabasz_score,
     davies_bouldin_score,
     pairwise_distances,
-    silhouette_score,
 )
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
@@ -172,6 +171,34 @@ def _value_order(labels: np.ndarray, value: np.ndarray) -> np.ndarray:
     return mapping
 
 
+def silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
+    """scikit-learn's `silhouette_score(distances, labels, metric="precomputed")`, to the
+    last bit, in one pass. scikit-learn sums each sample's distances per cluster with one
+    `np.bincount` per sample (a Python loop over the 2,000 sampled customers: ~25 ms a
+    candidate, 18 candidates on the real file); one bincount over the whole matrix, each
+    sample's clusters as bins of their own, adds the same numbers in the same order
+    (~15 ms; `tests/test_segmentation.py` compares the bits)."""
+    codes = np.unique(labels, return_inverse=True)[1].ravel()
+    n = len(codes)
+    freqs = np.bincount(codes)
+    k = len(freqs)
+    if not 1 < k < n:
+        raise ValueError(f"Number of labels is {k}. Valid values are 2 to n_samples - 1 "
+                         "(inclusive)")
+    bins = (np.arange(n) * k)[:, None] + codes[None, :]
+    sums = np.bincount(bins.ravel(), weights=np.ascontiguousarray(distances, float).ravel(),
+                       minlength=n * k).reshape(n, k)
+    rows = np.arange(n)
+    intra = sums[rows, codes]
+    sums[rows, codes] = np.inf
+    sums /= freqs
+    inter = sums.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        intra /= (freqs - 1).take(codes, mode="clip")
+        samples = (inter - intra) / np.maximum(intra, inter)
+    return float(np.mean(np.nan_to_num(samples)))  # NaN: a cluster of one, which scores 0
+
+
 @dataclass
 class Candidate:
     algorithm: str
@@ -232,8 +259,7 @@ def candidates(
                 Candidate(
                     algorithm=algorithm,
                     k=k,
-                    silhouette=float(silhouette_score(distances, sample_labels,
-                                                      metric="precomputed")),
+                    silhouette=silhouette(distances, sample_labels),
                     davies_bouldin=float(davies_bouldin_score(sample, sample_labels)),
                     calinski_harabasz=float(calinski_harabasz_score(sample, sample_labels)),
                     min_segment_share=float(shares.min()),
