@@ -22,7 +22,7 @@ from . import features as feats
 from . import guarantee, valuation
 from . import insiders as ins
 from .significance import ALPHA, significant
-from .text import customer_keys
+from .text import customer_keys, is_in
 
 KEY_FIGURES = {
     "monetary": "net revenue per customer in the period",
@@ -254,7 +254,7 @@ def out_of_time(
 
 def _unranked(future: pd.Series, known: pd.Series, total_next: float) -> dict:
     """What customers without a purchase in the lookback before the cut spent afterwards."""
-    rev = future[~future.index.astype("str").isin(set(known.astype("str")))]
+    rev = future[~is_in(future.index.astype("str"), known.astype("str"))]
     return {"customers": int(len(rev)), "revenue": round(float(rev.sum()), 2),
             "revenue_per_customer": round(float(rev.mean()), 2) if len(rev) else None,
             "share_of_next_revenue": wording.stored(rev.sum() / total_next) if total_next

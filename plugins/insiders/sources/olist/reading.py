@@ -70,8 +70,9 @@ def _first_reason(*pairs: tuple[str, np.ndarray]) -> np.ndarray:
     return out
 
 
-def _isin(values: pd.Series, reference: pd.Series | pd.Index) -> np.ndarray:
-    """`values.isin(reference)` for text ids (pandas' own is slow on Arrow strings)."""
+def _isin(values: pd.Series | pd.Index, reference: pd.Series | pd.Index) -> np.ndarray:
+    """`values.isin(reference)` for text ids (pandas' own is slow on Arrow strings: it
+    makes a Python object of every reference value, 1.2 s for Olist's customers)."""
     found = pc.is_in(pa.array(values.to_numpy(dtype=object), type=pa.string()),
                      value_set=pa.array(pd.unique(reference.to_numpy(dtype=object)),
                                         type=pa.string()))
@@ -237,7 +238,7 @@ def extract(source: str | Path, folder: RunFolder) -> dict:
     lone_undelivered = orders[~has_items & ~orders["_dup"]]
     # counted over the orders read (a partial export of orders comes with whole tables of
     # customers and reviews: their other rows are accounted for in the tables' counts)
-    placed = people[people.index.isin(orders.loc[~orders["_dup"], "customer_id"])]
+    placed = people[_isin(people.index, orders.loc[~orders["_dup"], "customer_id"])]
     known = reviews[reviews["_reason"] != "unknown_order"]
     notes = [
         f"Only delivered orders count as purchases: {int(status.get(DELIVERED, 0)):,} of "
