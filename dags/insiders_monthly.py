@@ -170,14 +170,15 @@ def insiders_monthly():
     planned = plan()
     featured = features(planned)
     chain(planned, extract(planned), quality(planned), featured)
-    # what each stage reads (`Stage.needs`): the values beside the segments, then the
-    # Insiders; their evaluation and forecast, and the segments' stability side by side
+    # what each stage reads (`Stage.needs`): the values, then the Insiders (who read no
+    # segment), their evaluation and forecast, beside the segments and their stability;
+    # the report joins them
     valued, segmented = value(planned), segment(planned)
     chosen, stable = insiders(planned), stability(planned)
     evaluated, forecasted = evaluate(planned), forecast(planned)
     reported = report(planned)
     chain(featured, [valued, segmented])
-    chain([valued, segmented], chosen)
+    chain(valued, chosen)
     chain(segmented, stable)
     chain(chosen, [evaluated, forecasted])
     chain([evaluated, forecasted, stable], reported)

@@ -287,3 +287,32 @@ def test_conditions_speak_the_value_method_s_language() -> None:
     blend = ins.derive_conditions(chosen, sel, Windows(), seed=1, method="blend")
     assert "value score (the average of their percentile" in blend.entry_text
     assert "probably stopped buying" in blend.exit_text
+
+
+# --------------------------------------------------------------------------- customers table
+
+
+def test_the_customers_table_joins_segments_and_calibrated_values_in_the_selection_order(
+) -> None:
+    """Selecting reads no segment (it runs beside the segmentation); the report's table joins
+    each customer's segment (-1 and the no-purchase persona without one) and the forecast's
+    calibrated values, row for row, and refuses values listed in another order."""
+    selection = pd.DataFrame({
+        "customer_id": pd.array(["c2", "c1", "c3"], dtype="str"),
+        "is_insider": [True, False, False],
+        "expected_spend_model": [300.0, 20.0, 0.0],
+        "predicted_clv_12m_model": [900.0, 50.0, 0.0],
+    })
+    segments = pd.DataFrame({"customer_id": pd.array(["c1", "c2"], dtype="str"),
+                             "segment": [1, 0], "persona": ["Regulars", "Champions"]})
+    expected = ins.calibrated(selection, 0.5)
+    assert expected["expected_value"].tolist() == [150.0, 10.0, 0.0]
+    table = ins.customers_table(selection, segments, expected)
+    assert table["customer_id"].tolist() == ["c2", "c1", "c3"]
+    assert table["segment"].tolist() == [0, 1, -1]
+    assert table["persona"].tolist() == ["Champions", "Regulars", ins.NO_SEGMENT]
+    assert table["predicted_clv_12m"].tolist() == [450.0, 25.0, 0.0]
+    assert list(table.columns[-4:]) == ["segment", "persona", "expected_value",
+                                        "predicted_clv_12m"]
+    with pytest.raises(RuntimeError, match="same order"):
+        ins.customers_table(selection, segments, expected.iloc[[1, 0, 2]])

@@ -62,7 +62,10 @@ DATASETS: dict[str, Dataset] = {
                       "model's profile: churn risk, expected spend, CLV, probably gone"),
     "selection": Dataset("work/selection.parquet",
                          "every customer valued and selected (before the forecast calibrates "
-                         "the expected spend)"),
+                         "the expected spend; no segment: selecting waits for none)"),
+    "expected_values": Dataset("work/expected_values.parquet",
+                               "every customer's expected spend and 12-month CLV as the "
+                               "forecast calibrated them, in the selection's order"),
     "cohorts": Dataset("work/cohorts.parquet", "retention by first-purchase month"),
     "cohort_value": Dataset("work/cohort_value.parquet",
                             "cumulative net revenue per customer by months since the first "

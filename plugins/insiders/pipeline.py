@@ -31,8 +31,8 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
     cached and imported so far, except one that `prefer_main` (what it caches serves the
     stages after it: features, value) or one that is alone (nothing else ready or running),
     unless libraries it does not import are left to load (below): those run here. So the
-    value models run here beside the segmentation in a copy; then insiders and stability,
-    forecast and evaluate each in a copy, and a copy ending starts the next ready stage at
+    value models run here beside the segmentation in a copy; then insiders, forecast,
+    evaluate and stability each in a copy, and a copy ending starts the next ready stage at
     once (while this process ran evaluate, forecast waited for it: 1-2 s on the real file).
     On DuckDB (`_engine_here`) one ready stage always runs here, the others in copies.
     While this process would wait for a copy, it loads what later stages import

@@ -12,12 +12,11 @@ task) or all in one (the CLI).
 
 Each stage names the stages it reads (`needs`): the DAG draws its edges from
 them, and `insiders run` starts a stage once those are done, two at a time
-(`INSIDERS_WORKERS`), so value runs beside segment, and stability beside
-insiders, forecast, evaluate:
+(`INSIDERS_WORKERS`), so the segmentation runs beside value, insiders (which
+reads no segment), forecast and evaluate, and stability after it:
 
-    extract > quality > features > segment -> insiders > forecast, evaluate > report
-                                 > value ---^
-                                   segment > stability -------------------^
+    extract > quality > features > value > insiders > forecast, evaluate > report
+                                 > segment > stability ----------------^
 
 and, while the first stages run in copies, loads what the later ones import (`loads`).
 
@@ -316,13 +315,9 @@ def _insiders(run: Run) -> dict:
     for column in VALUE_COLUMNS[1:]:
         table[column] = values[column].to_numpy()
     gone = table.pop("probably_gone").to_numpy(dtype=bool)
-    segments = folder.read("segments")
     label = ins.value_words(champion, s.windows).split(" (")[0]
     chosen, selection = ins.select(table, set(previous), s.selection, value="value_score",
                                    size_by="monetary", gone=gone, value_label=label)
-    chosen = chosen.merge(segments, on="customer_id", how="left")
-    chosen["segment"] = chosen["segment"].fillna(-1).astype("int64")
-    chosen["persona"] = chosen["persona"].fillna("No purchase in the period").astype("str")
     conditions = ins.derive_conditions(chosen, selection, s.windows, s.seed, method=champion,
                                        currency=run.source.currency_of(s))
     folder.write("selection", chosen)
@@ -399,6 +394,7 @@ def _forecast(run: Run) -> dict:
 
     from .models import forecast, valuation
     from .models import group_forecast as gf
+    from .models import insiders as ins
 
     s, folder, as_of = run.settings, run.folder, run.day
     chosen = folder.read("selection")
@@ -414,10 +410,8 @@ def _forecast(run: Run) -> dict:
                                shape=shape, fits=fits, seed=s.seed,
                                currency=run.source.currency_of(s))
     factor = float(result["factor"])
-    customers = chosen.copy()
-    customers["expected_value"] = customers["expected_spend_model"] * factor
-    customers["predicted_clv_12m"] = customers["predicted_clv_12m_model"] * factor
-    folder.write("customers", customers)
+    expected = ins.calibrated(chosen, factor)
+    folder.write("expected_values", expected)
     months = result["months"]
     rows = [{"month": str(pd.Timestamp(r.month).date()), "revenue": round(float(r.revenue), 2),
              "lower": None if pd.isna(r.lower) else round(float(r.lower), 2),
@@ -436,7 +430,7 @@ def _forecast(run: Run) -> dict:
         if start >= daily.index.min().normalize()
     ] if len(daily) else []
     back = gf.backtest_figures(result["backtest"], result["backtest_summary"])
-    total = round(float(customers.loc[customers["is_insider"], "expected_value"].sum()), 2)
+    total = round(float(expected.loc[chosen["is_insider"], "expected_value"].sum()), 2)
     info("forecast: %s next %d months (%s), total %s; %s", "bottom-up", s.horizon_months,
          ", ".join(f"{r['month']} {r['revenue']:,.0f}" for r in rows), f"{total:,.0f}",
          back["text"])
@@ -445,7 +439,7 @@ def _forecast(run: Run) -> dict:
             "total": total, "total_interval": [None if pd.isna(lo) else round(float(lo), 2),
                                                 None if pd.isna(hi) else round(float(hi), 2)],
             "factor": round(factor, 6), "model_total": round(float(
-                customers.loc[customers["is_insider"], "expected_spend_model"].sum()), 2),
+                chosen.loc[chosen["is_insider"], "expected_spend_model"].sum()), 2),
             "bias_months": result["bias_months"], "notes": result["notes"],
             "text": result["text"], "history": history, "backtest": back}
 
@@ -488,12 +482,15 @@ INSIDERS_COLUMNS = [
 def _report(run: Run) -> dict:
     """answers.json, insiders.csv and report.html from the stages' outputs."""
     from .models import campaigns
+    from .models import insiders as ins
     from .publish import answers as answers_mod
     from .publish import report
 
     s, folder = run.settings, run.folder
     stages = folder.stages(REPORTED)
-    customers = folder.read("customers")
+    customers = ins.customers_table(folder.read("selection"), folder.read("segments"),
+                                    folder.read("expected_values"))
+    folder.write("customers", customers)
     extra = run.source.amend_answers(folder, stages, customers)
     if "stability" not in extra and folder.has_stage("stability"):
         # timings live in the run's `timings`, never in the answers (same data, same answers)
@@ -575,8 +572,9 @@ features = Stage("features", _features, ("customers", "active", "period_start"),
 segment = Stage("segment", _segment, ("chosen", "personas"), ("features",), loads=MODELLING)
 # value and segment read nothing of each other: they run side by side
 value = Stage("value", _value, ("method",), ("features",), prefer_main=True, loads=MODELLING)
+# insiders reads no segment: it starts beside the segmentation once the values are known
 insiders = Stage("insiders", _insiders, ("count", "active", "membership"),
-                 ("features", "value", "segment"), loads=MODELLING)
+                 ("features", "value"), loads=MODELLING)
 # evaluate, forecast and stability read nothing of each other: they run side by side
 evaluate = Stage("evaluate", _evaluate, (), ("insiders",), loads=MODELLING)
 forecast = Stage("forecast", _forecast, ("method", "months"), ("insiders",),
@@ -584,7 +582,7 @@ forecast = Stage("forecast", _forecast, ("method", "months"), ("insiders",),
 stability = Stage("stability", _stability, ("recommended_refresh_months", "min_ari", "text"),
                   ("features", "segment"), loads=MODELLING)
 report = Stage("report", _report, ("answers", "report", "insiders"),
-               ("evaluate", "forecast", "stability"),
+               ("segment", "evaluate", "forecast", "stability"),
                loads=("insiders.publish.report", "insiders.dashboards.htmlkit:ready_plotly"))
 write_documents = Stage("write_documents", _write_documents, ("run_id", "counts", "version"),
                         ("report",))

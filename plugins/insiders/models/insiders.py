@@ -151,6 +151,38 @@ def select(
                           exit_rank=exit_rank, active=n_active, coverage=coverage, rule=rule)
 
 
+NO_SEGMENT = "No purchase in the period"  # the persona of a customer no segment holds
+
+
+def calibrated(selection: pd.DataFrame, factor: float) -> pd.DataFrame:
+    """Each customer's expected spend and 12-month CLV, the purchase model's scaled by the
+    forecast's calibration `factor`, in the selection's order."""
+    return pd.DataFrame({
+        "customer_id": selection["customer_id"],
+        "expected_value": selection["expected_spend_model"] * factor,
+        "predicted_clv_12m": selection["predicted_clv_12m_model"] * factor,
+    })
+
+
+def customers_table(selection: pd.DataFrame, segments: pd.DataFrame,
+                    expected: pd.DataFrame) -> pd.DataFrame:
+    """Every customer of the period as marketing reads them: the selection, each customer's
+    segment and persona (-1 and `NO_SEGMENT` without one) and the calibrated values.
+
+    Assembled at the end because selecting needs no segment: the Insiders are chosen, and
+    their revenue forecast, beside the segmentation (`stages.insiders.needs`)."""
+    if not selection["customer_id"].astype("str").equals(expected["customer_id"]
+                                                         .astype("str")):
+        raise RuntimeError("the expected values do not list the selection's customers in the "
+                           "same order: re-run the forecast stage")
+    out = selection.merge(segments, on="customer_id", how="left")
+    out["segment"] = out["segment"].fillna(-1).astype("int64")
+    out["persona"] = out["persona"].fillna(NO_SEGMENT).astype("str")
+    for column in ("expected_value", "predicted_clv_12m"):
+        out[column] = expected[column].to_numpy()
+    return out
+
+
 def _amount(value: float) -> str:
     """A value in a reason: money to the unit, small amounts and scores (0..1) to cents."""
     whole = abs(value) >= 100 or not np.isfinite(value) or float(value).is_integer()
