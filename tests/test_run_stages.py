@@ -224,6 +224,34 @@ def test_a_failed_copy_stops_the_loading(tmp_path: Path, monkeypatch: pytest.Mon
     assert "slow_lib_d" in sys.modules and "slow_lib_e" not in sys.modules
 
 
+def test_a_library_that_fails_to_load_is_left_to_the_stage_that_imports_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading ahead is a speed-up, never a new way to fail: a module that raises on import
+    stops the loading, the run goes on, and the stage that imports it fails as it would
+    have (here its own error, raised from the stage)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "broken_lib_f.py").write_text("raise ImportError('libbroken.so: not found')\n")
+    _slow_module(tmp_path, "slow_lib_g", 0.1)
+    for name in ("broken_lib_f", "slow_lib_g"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+    def uses_it(run: Run) -> dict:
+        import broken_lib_f  # noqa: F401
+
+        return {}
+
+    first = stages.Stage("first", lambda run: time.sleep(0.5) or {})
+    fine = stages.Stage("fine", lambda run: {}, needs=("first",),
+                        loads=("broken_lib_f", "slow_lib_g"))
+    user = stages.Stage("user", uses_it, needs=("fine",), loads=("broken_lib_f",))
+    run = Run.one_off(Settings(home=tmp_path / "home", engine="pandas"), tmp_path / "out",
+                      "unused", as_of="2011-12-01")
+    _, ran = pipeline.run_stages(run, [first, fine])  # nothing imports it: the run ends
+    assert set(ran) == {"first", "fine"} and "slow_lib_g" not in sys.modules
+    with pytest.raises(ImportError, match="libbroken.so"):
+        pipeline.run_stages(run, [first, fine, user])
+
+
 def test_a_copy_that_dies_is_an_error_naming_its_stage(tmp_path: Path) -> None:
     first = stages.Stage("first", lambda run: {"n": 1})
     here = stages.Stage("here", lambda run: {"n": 2}, needs=("first",))

@@ -40,7 +40,8 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
     piece at a time, collecting a copy that ended between two. So extract and quality run
     in copies while they load, and no stage after them waits for an import: the features
     stage used to import scikit-learn on the run's critical path (1.1 s of the real file's
-    11 s), each forecast copy Prophet (0.5 s). A failed copy stops the loading.
+    11 s), each forecast copy Prophet (0.5 s). A failed copy stops the loading; so does a
+    library that fails to load (the stage importing it then reports that, in its words).
     Copies, not threads: most of a stage holds Python's lock, and a copy shares nothing
     it writes. One worker, a platform without fork, Spark (a JVM behind a socket) or a
     push-down (each copy would aggregate the table again) run the stages one by one.
@@ -65,7 +66,10 @@ def run_stages(run: Run, steps: Sequence[stages.Stage],
     def collect(block: bool) -> None:
         nonlocal run
         if block and to_load and not failures:  # load one while the copies work
-            _load(to_load.pop(0))
+            try:
+                _load(to_load.pop(0))
+            except Exception:  # noqa: BLE001 (the stage that imports it says why, in context)
+                to_load.clear()
             block = False
         for pipe in wait(list(copies), timeout=None if block else 0):
             stage, process, started = copies.pop(pipe)
