@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         dups = timed("copies", lambda: engine.materialize(lines.duplicates(c)))
         outcome = timed("counts per reason", lambda: lines.account(engine, c, dups, d))
         aside = timed("quarantine rows", lambda: rows(
-            lines.quarantine_batches(engine, raw, c, dups, args.raw)))
+            lines.quarantine_batches(engine, c, dups, d, args.raw)))
         files = lines.source_files(engine, raw)
         kept = timed("kept rows", lambda: rows(
             lines.kept_batches(engine, c, dups, d, files, args.raw)[1]))

@@ -371,6 +371,16 @@ def test_rows_in_order_reads_the_asked_rows_across_blocks_and_refuses_past_the_e
         rows.take(at[:3])  # behind what was read
     with pytest.raises(IndexError, match="past the end"):
         rows.take(np.array([table.num_rows + 5]))
+    # the raw extract's text column (the input files' names) comes back as codes into its
+    # few values, the same names row for row
+    text = table.set_column(0, "source_file", table.column("source_file").cast(pa.string()))
+    pq.write_table(text, tmp_path / "raw.parquet", row_group_size=block // 2)
+    rows = RowsInOrder(tmp_path / "raw.parquet", ["source_file", "source_row"], block=block)
+    got = pa.concat_tables([rows.take(part) for part in np.array_split(at, 7)])
+    assert pa.types.is_dictionary(got.schema.field("source_file").type)
+    assert got.column("source_file").cast(pa.string()).to_pylist() \
+        == text.column("source_file").take(at).to_pylist()
+    assert got.column("source_row").equals(text.column("source_row").take(at))
 
 
 @pytest.mark.parametrize("engine", ENGINES)

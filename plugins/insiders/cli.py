@@ -92,8 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                           "replaced (default: ./insiders-out)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--engine", choices=ENGINES, default=None,
-                     help="where the line-level work runs (default: INSIDERS_ENGINE or duckdb; "
-                          "spark needs the spark extra)")
+                     help="where the line-level work runs (default: INSIDERS_ENGINE or auto: "
+                          "pandas up to 2.5 million lines, duckdb beyond; spark needs the "
+                          "spark extra)")
     run.add_argument("--pushdown", action="store_true", default=None,
                      help="a SQL table input: aggregate it inside its database instead of "
                           "pulling every line (default: INSIDERS_PUSHDOWN)")

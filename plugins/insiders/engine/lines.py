@@ -276,74 +276,75 @@ def tally_non_products(engine: Engine, classified, dictionaries: dict[str, Dicti
               float(out["value"].sum()), int(kept["n"].sum()), float(kept["value"].sum()))
 
 
-def quarantine_batches(engine: Engine, raw, classified, dups, raw_path=None
-                       ) -> Iterator[pa.RecordBatch]:
+def quarantine_batches(engine: Engine, classified, dups, dictionaries: dict[str, Dictionary],
+                       raw_path=None) -> Iterator[pa.RecordBatch]:
     """Set-aside lines as written in the input, in file order, duplicates last: Arrow
     batches in the quarantine's columns, written as they come (never through pandas).
 
-    Where a line's position is its row in the raw extract (`raw_path`, DuckDB), the engine
-    gives the set-aside positions and reasons and the extract is read once in order (the
-    copies' rows are held until the end, a few percent of the lines): at 50x 7.5-8.2 s
-    against 10.1-11.8 s for joining the lines' text to them and sorting it."""
-    import ibis
+    A line's raw text is its raw code's distinct value (`Dictionary.frame["key"]`), so the
+    text comes from the small dictionaries, not from the input again: at 50x reading and
+    decoding the raw extract's text columns was ~5 of the stage's 40 s. Where the lines were
+    classified without their sources (`classify`; positions are rows of `raw_path`), where
+    each came from is read there, in order."""
     import pyarrow as pa
 
     columns = [*RAW_COLUMNS, "source_file", "source_row"]
-    if raw_path is not None and engine.positions_are_rows:
-        yield from _quarantine_from_file(engine, raw_path, classified, dups, columns)
-        return
-    aside = classified.filter(classified.reason.notnull()).select(
-        POSITION, reason_="reason")
-    copies = dups.mutate(reason_=ibis.null().cast("int16"))
-    for part, label in ((aside, None), (copies, "duplicate")):
-        joined = raw.inner_join(part, POSITION).order_by(POSITION)
-        for batch in engine.batches(joined.select(*columns, "reason_")):
-            reason = pa.array(reason_names(batch.column("reason_").to_numpy(
-                zero_copy_only=False)), pa.string()) if label is None else \
-                pa.array([label] * batch.num_rows, pa.string())
-            yield pa.RecordBatch.from_arrays([*batch.columns[:-1], reason],
-                                             names=[*columns, "reason"])
-
-
-def _quarantine_from_file(engine: Engine, raw_path, classified, dups, columns: list[str]
-                          ) -> Iterator[pa.RecordBatch]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     names = pa.array(REASON_NAMES, pa.string())  # every reason a line can get, by code
-
-    def positions(expr, with_reason: bool) -> tuple[np.ndarray, np.ndarray]:
-        at, codes = [], []
-        for batch in engine.batches(expr.order_by(POSITION)):
-            at.append(batch.column(POSITION).to_numpy(zero_copy_only=False).astype(np.int64))
-            if with_reason:  # codes into the list of reasons, not millions of strings
+    text = {c: pa.array(_text(d.frame["key"]).to_numpy(na_value=None), pa.string())
+            for c, d in dictionaries.items()}
+    codes = [f"rc_{c}" for c in RAW_COLUMNS]
+    source = ["source_file", "source_row"]
+    from_file = raw_path is not None and "source_row" not in classified.columns
+    aside = classified.filter(classified.reason.notnull())
+    copies = classified.semi_join(dups, POSITION)
+    for part, label in ((aside, None), (copies, "duplicate")):
+        rows = RowsInOrder(raw_path, source) if from_file else None
+        wanted = [POSITION, *codes, *([] if from_file else source),
+                  *(["reason"] if label is None else [])]
+        for batch in engine.batches(part.order_by(POSITION).select(*wanted)):
+            where = rows.take(batch.column(POSITION).to_numpy(zero_copy_only=False)
+                              .astype(np.int64)) if rows else batch
+            if label is None:
                 code = batch.column("reason")
                 if code.null_count:
                     raise ValueError("a line was set aside without a reason")
-                codes.append(code.to_numpy(zero_copy_only=False).astype(np.int32))
-        return (np.concatenate(at) if at else np.zeros(0, np.int64),
-                np.concatenate(codes) if codes else np.zeros(0, np.int32))
+                reason = names.take(code.cast(pa.int32()))
+            else:
+                reason = pa.array([label] * batch.num_rows, pa.string())
+            yield pa.RecordBatch.from_arrays(
+                [*[text[c].take(batch.column(f"rc_{c}")) for c in RAW_COLUMNS],
+                 *[_array(where.column(c)) for c in source], reason],
+                names=[*columns, "reason"])
 
-    aside_at, aside_code = positions(
-        classified.filter(classified.reason.notnull()).select(POSITION, "reason"), True)
-    copy_at, _ = positions(dups.select(POSITION), False)
-    copies: list[pa.RecordBatch] = []
-    start = 0
-    for batch in pq.ParquetFile(raw_path).iter_batches(batch_size=500_000, columns=columns):
-        end = start + batch.num_rows
-        lo, hi = np.searchsorted(aside_at, [start, end])
-        if hi > lo:
-            reason = names.take(pa.array(aside_code[lo:hi]))
-            rows = batch.take(pa.array(aside_at[lo:hi] - start))
-            yield pa.RecordBatch.from_arrays([*rows.columns, reason], names=[*columns, "reason"])
-        lo, hi = np.searchsorted(copy_at, [start, end])
-        if hi > lo:
-            rows = batch.take(pa.array(copy_at[lo:hi] - start))
-            copies.append(pa.RecordBatch.from_arrays(
-                [*rows.columns, pa.array(["duplicate"] * rows.num_rows, pa.string())],
-                names=[*columns, "reason"]))
-        start = end
-    yield from copies
+
+def _array(column) -> pa.Array:
+    """One Arrow array of plain values (a table's column may come in chunks, or as codes
+    into its distinct values, `RowsInOrder`)."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column
+
+
+def _codes_in(column, values: pa.Array) -> np.ndarray:
+    """Each value's position in `values` (-1: missing or not there), for text read as text
+    or as codes into its distinct values (`RowsInOrder`), one chunk at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out = []
+    for chunk in chunks:
+        if pa.types.is_dictionary(chunk.type):
+            known = pc.index_in(chunk.dictionary, value_set=values).fill_null(-1).to_numpy()
+            at = chunk.indices.fill_null(-1).to_numpy().astype(np.int64)
+            out.append(np.where(at < 0, -1, known[np.maximum(at, 0)]))
+        else:
+            out.append(pc.index_in(chunk, value_set=values).fill_null(-1).to_numpy())
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
 CODED = ("invoice", "stock_code", "description", "customer_id", "country")
@@ -361,7 +362,6 @@ def kept_batches(engine: Engine, classified, dups, dictionaries: dict[str, Dicti
     carried through the engine's table of all the lines: at 10x the materialized table's
     time fell by a third."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     source = ["source_file", "source_row"]
     from_file = raw_path is not None
@@ -381,12 +381,18 @@ def kept_batches(engine: Engine, classified, dups, dictionaries: dict[str, Dicti
         "is_cancellation": np.array([], bool),
         "source_file": pd.Categorical.from_codes([], files),
         "source_row": np.array([], np.int64)}), preserve_index=False)
-    values = {c: pa.array(dictionaries[c].categories, pa.string()) for c in CODED}
-    file_values = pa.array(files, pa.string())
+    # the dictionaries in the schema's own text type (pandas' is large_string): built once,
+    # instead of every block's dictionary being cast to it when its table is made
+    values = {c: pa.array(dictionaries[c].categories, schema.field(c).type.value_type)
+              for c in CODED}
+    file_values = pa.array(files, schema.field("source_file").type.value_type)
 
     def coded(codes: np.ndarray, dictionary: pa.Array, field: str) -> pa.DictionaryArray:
-        index_type = schema.field(field).type.index_type
-        indices = pa.array(codes, mask=codes < 0).cast(index_type)  # -1: missing
+        # the codes in the index's width (-1: missing), converted once in numpy
+        width = schema.field(field).type.index_type.to_pandas_dtype()
+        missing = codes < 0
+        indices = pa.array(codes.astype(width, copy=False),
+                           mask=missing if missing.any() else None)
         return pa.DictionaryArray.from_arrays(indices, dictionary)
 
     def numbers(batch: pa.RecordBatch, column: str, dtype) -> np.ndarray:
@@ -395,22 +401,21 @@ def kept_batches(engine: Engine, classified, dups, dictionaries: dict[str, Dicti
     def tables() -> Iterator[pa.Table]:
         rows = RowsInOrder(raw_path, source) if from_file else None
         for batch in engine.batches(good):
-            rc = {c: numbers(batch, f"rc_{c}", np.int64) for c in RAW_COLUMNS}
+            # the raw codes index the dictionaries' arrays as they come (32-bit)
+            rc = {c: batch.column(f"rc_{c}").to_numpy(zero_copy_only=False)
+                  for c in RAW_COLUMNS}
             where = rows.take(numbers(batch, POSITION, np.int64)) if rows else batch
             qty = given["quantity"]["value"][rc["quantity"]].astype(np.int64)
             price = given["unit_price"]["value"][rc["unit_price"]]
-            file_codes = pc.index_in(where.column("source_file").cast(pa.string()),
-                                     value_set=file_values)
-            arrays = {c: coded(given[c]["code"][rc[c]].astype(np.int64), values[c], c)
-                      for c in CODED}
+            file_codes = _codes_in(where.column("source_file"), file_values)
+            arrays = {c: coded(given[c]["code"][rc[c]], values[c], c) for c in CODED}
             yield pa.Table.from_arrays([
                 arrays["invoice"], arrays["stock_code"], arrays["description"],
                 pa.array(qty), pa.array(given["invoice_date"]["value"][rc["invoice_date"]]),
                 pa.array(price), arrays["customer_id"], arrays["country"],
                 pa.array(np.round(qty * price, 4)), pa.array(qty < 0),
                 pa.array(given["invoice"]["cancel"][rc["invoice"]]),
-                coded(file_codes.fill_null(-1).to_numpy().astype(np.int64), file_values,
-                      "source_file"),
+                coded(file_codes, file_values, "source_file"),
                 pa.array(numbers(where, "source_row", np.int64)),
             ], schema=schema)
 
@@ -420,11 +425,17 @@ def kept_batches(engine: Engine, classified, dups, dictionaries: dict[str, Dicti
 class RowsInOrder:
     """Columns of a Parquet file at increasing row numbers, the file read once, in order."""
 
-    def __init__(self, path, columns: list[str], block: int = 500_000) -> None:
+    def __init__(self, path, columns: list[str], block: int = 500_000,
+                 dictionary: tuple[str, ...] = ("source_file",)) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        file = pq.ParquetFile(path)
+        # a text column of a few values (the input files) read as codes into them: decoding
+        # it as text was most of the time of reading where the lines came from
+        stored = pq.ParquetFile(path).schema_arrow
+        dictionary = [c for c in dictionary if c in columns
+                      and pa.types.is_string(stored.field(c).type)]
+        file = pq.ParquetFile(path, read_dictionary=dictionary or None)
         self.schema = pa.schema([file.schema_arrow.field(c) for c in columns])
         self._blocks = file.iter_batches(batch_size=block, columns=columns)
         self._block = None

@@ -50,7 +50,7 @@ def quality_on(engine: Engine, folder: RunFolder, as_of: pd.Timestamp,
     with QuarantineWriter(folder.path_of("quarantine")) as quarantine, \
             WriteBehind(quarantine) as set_aside:
         _malformed(folder, set_aside, report)
-        for frame in lines.quarantine_batches(engine, raw, classified, dups,
+        for frame in lines.quarantine_batches(engine, classified, dups, dictionaries,
                                               folder.path_of("raw")):
             set_aside(frame)
             quarantined += frame.num_rows
