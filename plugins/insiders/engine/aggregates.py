@@ -237,7 +237,9 @@ class Lines:
         with self._all_threads():
             products = self.engine.to_pandas(buys.group_by(keys).aggregate(
                 products=buys.stock_code.nunique()))
-        return invoices.merge(products, on=keys, how="inner", validate="one_to_one")
+        # both are one row per key (a group-by each): checking it (`validate`) took 1.5 s
+        # of the 12 s features stage at 50x
+        return invoices.merge(products, on=keys, how="inner")
 
     @contextmanager
     def _all_threads(self) -> Iterator[None]:
