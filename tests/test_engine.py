@@ -267,6 +267,24 @@ def test_the_category_orders_are_the_ones_pandas_reads(tmp_path: Path) -> None:
         list(pd.read_parquet(empty)["invoice"].cat.categories)
 
 
+def test_invoices_ranked_once_sort_as_their_categorical_does() -> None:
+    """`invoice_ranks`: the place of each invoice in the category order, one not in it after
+    all of them, so sorting a customer's invoices by rank is sorting the categorical pandas
+    builds (a missing category last, ties kept in order)."""
+    from insiders.engine.aggregates import invoice_ranks
+
+    order = ["536370", "536365", "C536379", "536401"]
+    frame = pd.DataFrame({"customer_id": ["b", "a", "a", "b", "a", "a", "b"],
+                          "invoice": ["536401", "999999", "536370", "536365", "C536379",
+                                      "888888", "536370"],
+                          "n": range(7)})
+    by_rank = frame.assign(rank=invoice_ranks(frame["invoice"], order)).sort_values(
+        ["customer_id", "rank"], kind="stable")
+    by_category = frame.assign(invoice=pd.Categorical(frame["invoice"], categories=order)) \
+        .sort_values(["customer_id", "invoice"], kind="stable")
+    assert list(by_rank["n"]) == list(by_category["n"]) == [2, 4, 1, 5, 6, 3, 0]
+
+
 def test_large_files_keep_one_copy_of_each_dictionary_and_read_back_the_same(
         demo_lines: Path, tmp_path: Path) -> None:
     """`BlockWriter`: the first block holds a categorical column's whole dictionary (unused

@@ -42,15 +42,27 @@ def _fsum(column):
     return fsum(column.cast("float64"))
 
 
+INVOICE_RANK = "invoice_rank"
+
+
+def invoice_ranks(invoices: pd.Series, invoice_order: list[str]) -> np.ndarray:
+    """Each invoice's place in the category order (one not in it after all of them, as a
+    categorical sorts a missing value last). Computed once for the table of every purchase
+    invoice: building the categorical of 1.5 million invoices at each of the stability
+    curve's seven cuts was 6 of its 27 s at 50x."""
+    at = pd.Index(invoice_order, dtype="str").get_indexer(invoices.astype("str"))
+    return np.where(at < 0, len(invoice_order), at)
+
+
 def _per_customer(invoices: pd.DataFrame, invoice_order: list[str] | None) -> pd.DataFrame:
     """Purchase invoices -> per customer: count, first and last date, gross, units, products
     (as `models.features` groups them: invoices in their category order)."""
     frame = invoices.copy()
-    if invoice_order is not None:
-        frame["invoice"] = pd.Categorical(frame["invoice"].astype("str"),
-                                          categories=pd.Index(invoice_order, dtype="str"))
+    if invoice_order is not None and INVOICE_RANK not in frame:
+        frame[INVOICE_RANK] = invoice_ranks(frame["invoice"], invoice_order)
     frame[CUSTOMER] = frame[CUSTOMER].astype("str")
-    frame = frame.sort_values([CUSTOMER, "invoice"], kind="stable")
+    order = INVOICE_RANK if invoice_order is not None else "invoice"
+    frame = frame.sort_values([CUSTOMER, order], kind="stable")
     per = frame.groupby(CUSTOMER, sort=False)
     out = pd.DataFrame({
         "frequency": per.size(), "first_buy": per["date"].min(), "last_buy": per["date"].max(),
@@ -266,7 +278,13 @@ class Lines:
             every = self._invoice_rows(t.filter((t.quantity > 0) & ~t.is_cancellation))
             first = pd.to_datetime(every["date"]).dt.floor("D")
             last = pd.to_datetime(every["last"]).dt.floor("D")
-            self._invoices = False if (first != last).any() else every.drop(columns="last")
+            if (first != last).any():
+                self._invoices = False
+            else:
+                every = every.drop(columns="last")
+                if self.invoice_order is not None:  # once, not at every cut
+                    every[INVOICE_RANK] = invoice_ranks(every["invoice"], self.invoice_order)
+                self._invoices = every
         return None if self._invoices is False else self._invoices
 
     def _sum(self, column):
