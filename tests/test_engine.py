@@ -131,6 +131,36 @@ def test_a_quarantine_that_misses_lines_stops_the_stage(tmp_path: Path, monkeypa
         _quality_folder(tmp_path, _lines_with_everything(), "duckdb")
 
 
+def test_a_set_aside_line_whose_text_is_in_no_dictionary_stops_the_quarantine(
+        tmp_path: Path) -> None:
+    """The quarantine's raw text comes from the dictionaries of distinct values: a line whose
+    value is missing from its dictionary (an engine's bug) stops the quarantine instead of
+    being written with an empty value."""
+    from insiders.engine import lines as ln
+
+    path = tmp_path / "raw.parquet"
+    _lines_with_everything().to_parquet(path, index=False)
+    engine = connect("duckdb", temp_dir=tmp_path / "spill")
+    try:
+        table = engine.raw_lines(path)
+        dictionaries = ln.build_dictionaries(engine, table, AS_OF)
+        complete = engine.materialize(ln.classify(engine, table, dictionaries, sources=False))
+        dups = engine.materialize(ln.duplicates(complete))
+        written = sum(b.num_rows for b in ln.quarantine_batches(engine, complete, dups,
+                                                                dictionaries, path))
+        assert written > 0
+        first_aside = engine.to_pandas(complete.filter(complete.reason.notnull())
+                                       .order_by("_pos").limit(1))
+        lost = int(first_aside["rc_customer_id"].iloc[0])
+        d = dictionaries["customer_id"]
+        d.frame = d.frame[d.frame["rc"] != lost].reset_index(drop=True)  # the engine's "bug"
+        broken = engine.materialize(ln.classify(engine, table, dictionaries, sources=False))
+        with pytest.raises(RuntimeError, match="customer_id is in no dictionary"):
+            list(ln.quarantine_batches(engine, broken, dups, dictionaries, path))
+    finally:
+        engine.close()
+
+
 class _SparkWriting:
     """Stands in for the ibis PySpark connection: `to_parquet` writes the part files Spark
     would (or none, as when the executors write on disks this process does not see)."""
